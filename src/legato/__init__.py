@@ -1,0 +1,65 @@
+"""legato: durable workflows for Python on SQLite and PostgreSQL."""
+
+from legato.client import Client
+from legato.define.builder import Sequence, Workflow
+from legato.define.tasks import Task, TaskRegistry, task
+from legato.embedded import run
+from legato.errors import (
+    ConfigError,
+    ConflictError,
+    CycleError,
+    DefinitionError,
+    LegatoError,
+    ParamError,
+    PayloadError,
+    RunNotFoundError,
+    SchemaVersionError,
+    StaleAttemptError,
+    StepTimeoutError,
+    StoreError,
+    TemplateError,
+    UnknownTaskError,
+    WaitTimeout,
+)
+from legato.model.runs import Attempt, Event, Run, StepError, StepRun
+from legato.model.spec import RetryPolicy, WorkflowSpec
+from legato.model.states import RunStatus, StepStatus
+from legato.worker.worker import Worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "Client",
+    "ConfigError",
+    "ConflictError",
+    "CycleError",
+    "DefinitionError",
+    "Event",
+    "LegatoError",
+    "ParamError",
+    "PayloadError",
+    "RetryPolicy",
+    "Run",
+    "RunNotFoundError",
+    "RunStatus",
+    "SchemaVersionError",
+    "Sequence",
+    "StaleAttemptError",
+    "StepError",
+    "StepRun",
+    "StepStatus",
+    "StepTimeoutError",
+    "StoreError",
+    "Task",
+    "TaskRegistry",
+    "TemplateError",
+    "UnknownTaskError",
+    "WaitTimeout",
+    "Worker",
+    "Workflow",
+    "WorkflowSpec",
+    "__version__",
+    "run",
+    "task",
+]

@@ -1,0 +1,199 @@
+"""``Client``: start, inspect and wait for runs. Needs no worker runtime.
+
+Everything a run needs is decided here, before the one transaction that
+stores it: the spec is validated, tasks are looked up, params are bound and
+checked, and each step's policy is resolved. Bad input raises before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from legato.config import Settings
+from legato.define.builder import Workflow
+from legato.define.tasks import Task, TaskRegistry, default_registry
+from legato.define.validate import check_tasks
+from legato.engine.clock import Clock
+from legato.engine.planner import TaskDefaults, plan_new_run
+from legato.errors import DefinitionError, ParamError, WaitTimeout
+from legato.model.graph import Graph
+from legato.model.runs import Event, Run
+from legato.model.spec import WorkflowSpec
+from legato.payload import to_json
+from legato.store import Store, open_store
+from legato.store.base import NewRun
+
+__all__ = ["Client", "WorkflowLike"]
+
+WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any]
+
+
+class Client:
+    """A handle on one legato database.
+
+    ``url`` is ``sqlite:///path.db`` or ``postgresql://...``; without it,
+    ``LEGATO_URL``, else a SQLite file ``legato.db`` in the working directory.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        registry: TaskRegistry | None = None,
+        max_payload_bytes: int | None = None,
+        migrate: bool = True,
+        clock: Clock | None = None,
+        store: Store | None = None,
+    ) -> None:
+        settings = Settings.load(url=url, max_payload_bytes=max_payload_bytes)
+        self.settings = settings
+        self.registry = registry if registry is not None else default_registry
+        self.store = store or open_store(
+            settings.url,
+            clock=clock,
+            max_payload_bytes=settings.max_payload_bytes,
+            migrate=migrate,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.store.url
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {self.url}>"
+
+    # -- starting runs ---------------------------------------------------------
+
+    def start(
+        self,
+        workflow: WorkflowLike,
+        params: Mapping[str, Any] | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        created_by: str | None = None,
+        correlation_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        """Store a new run and queue its first steps; return its id.
+
+        A repeated ``idempotency_key`` returns the first run's id and starts nothing.
+        """
+        spec, extra_tasks = _as_spec(workflow)
+        tasks = check_tasks(spec, self.registry, extra_tasks)
+        bound = spec.bind_params(dict(params or {}))
+        plain_params, _ = to_json(
+            bound, what=f"params of {spec.label}", max_bytes=self.settings.max_payload_bytes
+        )
+        tag_values = _tags(tags)
+        steps = plan_new_run(
+            Graph.of(spec), {name: _defaults(task) for name, task in tasks.items()}
+        )
+        run_id, _ = self.store.create_run(
+            NewRun(
+                spec=spec,
+                params=plain_params,
+                steps=steps,
+                tags=tag_values,
+                created_by=created_by,
+                correlation_id=correlation_id,
+                idempotency_key=idempotency_key,
+            )
+        )
+        return run_id
+
+    def execute(
+        self,
+        workflow: WorkflowLike,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        **start_options: Any,
+    ) -> Run:
+        """Start a run and wait for it to finish (workers run elsewhere)."""
+        run_id = self.start(workflow, params, **start_options)
+        return self.wait(run_id, timeout=timeout)
+
+    # -- reading runs ----------------------------------------------------------
+
+    def get(self, run_id: str, *, with_steps: bool = True) -> Run:
+        """The run with its steps, attempts, resolved inputs, outputs and errors."""
+        return self.store.get_run(run_id, with_steps=with_steps)
+
+    def list_runs(
+        self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
+    ) -> list[Run]:
+        """Runs, newest first (without their steps; ``get`` one for those)."""
+        try:
+            return self.store.list_runs(status=status, workflow=workflow, limit=limit)
+        except ValueError:
+            raise ParamError(
+                f"unknown run status {status!r}; expected pending, running, paused, "
+                "completed, failed or cancelled"
+            ) from None
+
+    def history(self, run_id: str) -> list[Event]:
+        """Every transition of the run, oldest first."""
+        return self.store.run_events(run_id)
+
+    def wait(
+        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 0.25
+    ) -> Run:
+        """Block until the run finishes; raise :class:`WaitTimeout` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            run = self.get(run_id, with_steps=False)
+            if run.finished:
+                return self.get(run_id)
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise WaitTimeout(
+                    f"run {run_id} is still {run.status.value} after {timeout}s "
+                    f"({run.steps_done}/{run.steps_total} steps done)"
+                )
+            pause = min(delay, poll_interval)
+            if deadline is not None:
+                pause = min(pause, deadline - now)
+            time.sleep(max(pause, 0))
+            delay *= 2
+
+
+def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
+    if isinstance(workflow, Workflow):
+        return workflow.spec, workflow.tasks
+    if isinstance(workflow, WorkflowSpec):
+        workflow.check()
+        return workflow, {}
+    if isinstance(workflow, Mapping):
+        return WorkflowSpec.parse(dict(workflow)), {}
+    raise DefinitionError(
+        f"expected a legato.Workflow, a WorkflowSpec or a spec dict, got {type(workflow).__name__}"
+    )
+
+
+def _defaults(task: Task) -> TaskDefaults:
+    return TaskDefaults(
+        retry=task.retry, timeout=task.timeout, queue=task.queue, priority=task.priority
+    )
+
+
+def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:
+    if not tags:
+        return {}
+    bad = [k for k, v in tags.items() if not isinstance(k, str) or not isinstance(v, str)]
+    if bad:
+        raise ParamError(f"tags are text keys and values; these are not: {bad!r}")
+    plain, _ = to_json(dict(tags), what="tags", max_bytes=64 * 1024)
+    return plain

@@ -1,0 +1,225 @@
+"""``${{ ... }}`` expressions, evaluated in Jinja2's immutable sandbox.
+
+A string that is exactly one expression keeps the expression's native type
+(``"${{ steps.a.output }}"`` yields the list itself); any other string with
+expressions in it is rendered as text. Evaluation cannot reach dunder
+attributes, mutate values or import anything, and sources and rendered text
+are bounded in size. Dot access on JSON objects means the key, so
+``output.items`` is the ``"items"`` key, not the dict method.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2.exceptions import SecurityError, UndefinedError
+from jinja2.runtime import Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from legato.errors import TemplateError
+
+__all__ = [
+    "CONTEXTS",
+    "References",
+    "evaluate",
+    "has_expressions",
+    "references",
+]
+
+#: Names an expression may start from.
+CONTEXTS = ("params", "steps", "run", "vars")
+
+MAX_SOURCE_CHARS = 10_000
+MAX_RENDERED_CHARS = 1_000_000
+
+_WHOLE = re.compile(r"^\s*\$\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
+_START = "${{"
+
+
+class _Env(ImmutableSandboxedEnvironment):
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, Mapping) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+_env = _Env(
+    variable_start_string="${{",
+    variable_end_string="}}",
+    block_start_string="${%",
+    block_end_string="%}",
+    comment_start_string="${#",
+    comment_end_string="#}",
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=True,
+)
+
+
+def has_expressions(value: Any) -> bool:
+    """True if ``value`` (or anything nested in it) holds a ``${{`` expression."""
+    if isinstance(value, str):
+        return _START in value
+    if isinstance(value, dict):
+        return any(has_expressions(v) for v in value.values())
+    if isinstance(value, list):
+        return any(has_expressions(v) for v in value)
+    return False
+
+
+@dataclass(frozen=True)
+class References:
+    """What a value's expressions read: step ids, param names, other context roots."""
+
+    steps: frozenset[str] = frozenset()
+    params: frozenset[str] = frozenset()
+    roots: frozenset[str] = frozenset()
+    whole_params: bool = False  # ``${{ params }}`` reads every param
+
+    def __or__(self, other: References) -> References:
+        return References(
+            self.steps | other.steps,
+            self.params | other.params,
+            self.roots | other.roots,
+            self.whole_params or other.whole_params,
+        )
+
+
+def references(value: Any) -> References:
+    """Parse every expression in ``value`` and return what it reads.
+
+    Raises :class:`TemplateError` for syntax errors, unknown context names and
+    step references that cannot be resolved before the run (``steps[x]``).
+    """
+    if isinstance(value, str):
+        return _string_references(value) if _START in value else References()
+    refs = References()
+    if isinstance(value, dict):
+        for item in value.values():
+            refs = refs | references(item)
+    elif isinstance(value, list):
+        for item in value:
+            refs = refs | references(item)
+    return refs
+
+
+@lru_cache(maxsize=4096)
+def _string_references(text: str) -> References:
+    tree = _parse(text)
+    steps: set[str] = set()
+    params: set[str] = set()
+    roots: set[str] = set()
+    whole_params = False
+    keyed: set[int] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        if isinstance(inner, nodes.Name) and inner.name in ("steps", "params"):
+            keyed.add(id(inner))
+            key = _static_key(node)
+            if key is None:
+                raise TemplateError(
+                    f"expression {text!r}: {inner.name}[...] must use a fixed name, "
+                    "so dependencies are known before the run"
+                )
+            (steps if inner.name == "steps" else params).add(key)
+    for name in tree.find_all(nodes.Name):
+        if name.name not in CONTEXTS:
+            raise TemplateError(
+                f"expression {text!r}: unknown name {name.name!r}; "
+                f"expressions start from one of {', '.join(CONTEXTS)}"
+            )
+        roots.add(name.name)
+        if name.name == "params" and id(name) not in keyed:
+            whole_params = True
+        if name.name == "steps" and id(name) not in keyed:
+            raise TemplateError(
+                f"expression {text!r}: use steps.<id>.output, not the whole steps context"
+            )
+    return References(frozenset(steps), frozenset(params), frozenset(roots), whole_params)
+
+
+def _static_key(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return node.arg.value
+    return None
+
+
+def _parse(text: str) -> nodes.Template:
+    if len(text) > MAX_SOURCE_CHARS:
+        raise TemplateError(
+            f"expression text is {len(text):,} characters, over the limit of {MAX_SOURCE_CHARS:,}"
+        )
+    try:
+        return _env.parse(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"expression {text!r} is not valid: {exc.message}") from None
+
+
+def evaluate(value: Any, context: Mapping[str, Any]) -> Any:
+    """Resolve every expression in ``value`` (recursively) against ``context``."""
+    if isinstance(value, str):
+        return _evaluate_string(value, context) if _START in value else value
+    if isinstance(value, dict):
+        return {k: evaluate(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [evaluate(v, context) for v in value]
+    return value
+
+
+def _evaluate_string(text: str, context: Mapping[str, Any]) -> Any:
+    try:
+        whole = _WHOLE.match(text)
+        if whole is not None:
+            result = _compiled_expression(whole.group("expr"))(**context)
+            if isinstance(result, Undefined):
+                result._fail_with_undefined_error()
+            return _unwrap(result)
+        rendered = _compiled_template(text).render(**context)
+    except TemplateError:
+        raise
+    except UndefinedError as exc:
+        raise TemplateError(f"expression {text!r}: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateError(f"expression {text!r} is not allowed: {exc}") from None
+    except Exception as exc:  # evaluation errors from user data: 1/0, bad filter args
+        raise TemplateError(f"expression {text!r} failed: {type(exc).__name__}: {exc}") from None
+    if len(rendered) > MAX_RENDERED_CHARS:
+        raise TemplateError(
+            f"expression {text!r} rendered {len(rendered):,} characters, "
+            f"over the limit of {MAX_RENDERED_CHARS:,}"
+        )
+    return rendered
+
+
+def _unwrap(result: Any) -> Any:
+    # Jinja hands back its own immutable views for some values; give plain data back.
+    if isinstance(result, Mapping) and not isinstance(result, dict):
+        return {k: _unwrap(v) for k, v in result.items()}
+    return result
+
+
+@lru_cache(maxsize=4096)
+def _compiled_expression(source: str) -> Any:
+    if len(source) > MAX_SOURCE_CHARS:
+        raise TemplateError(f"expression is over the limit of {MAX_SOURCE_CHARS:,} characters")
+    try:
+        return _env.compile_expression(source, undefined_to_none=False)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"expression '${{{{{source}}}}}' is not valid: {exc.message}") from None
+
+
+@lru_cache(maxsize=4096)
+def _compiled_template(text: str) -> Any:
+    if len(text) > MAX_SOURCE_CHARS:
+        raise TemplateError(f"template is over the limit of {MAX_SOURCE_CHARS:,} characters")
+    try:
+        return _env.from_string(text)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(f"expression {text!r} is not valid: {exc.message}") from None

@@ -1,0 +1,226 @@
+"""``@legato.task`` and the registry that is the only way a definition reaches code.
+
+A definition names tasks; a worker runs only what its registry holds, so no
+text from a definition is ever imported or evaluated.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, overload
+
+from legato.durations import parse_duration
+from legato.errors import DefinitionError, UnknownTaskError
+from legato.model.spec import RetryPolicy
+
+__all__ = ["Task", "TaskRegistry", "default_registry", "task"]
+
+TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/@-]*$")
+DEFAULT_QUEUE = "default"
+
+
+class Task:
+    """A registered function with the defaults its steps inherit.
+
+    Calling the task calls the function directly, so tasks stay testable as
+    plain functions.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        retry: RetryPolicy,
+        timeout: float | None,
+        queue: str,
+        priority: int,
+    ) -> None:
+        if not TASK_NAME_PATTERN.match(name):
+            raise DefinitionError(f"task name {name!r} must match {TASK_NAME_PATTERN.pattern}")
+        self.fn = fn
+        self.name = name
+        self.retry = retry
+        self.timeout = timeout
+        self.queue = queue
+        self.priority = priority
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = inspect.signature(fn)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    @property
+    def takes_arguments(self) -> bool:
+        return bool(self.signature.parameters)
+
+    @property
+    def takes_any_keywords(self) -> bool:
+        return any(p.kind is p.VAR_KEYWORD for p in self.signature.parameters.values())
+
+    def keyword_params(self) -> Iterator[inspect.Parameter]:
+        """Parameters a caller can pass by keyword, in order."""
+        for p in self.signature.parameters.values():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                yield p
+
+
+class TaskRegistry:
+    """Task name -> :class:`Task`. One default instance backs ``@legato.task``."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+
+    def add(self, task: Task) -> Task:
+        existing = self._tasks.get(task.name)
+        if existing is not None and _origin(existing.fn) != _origin(task.fn):
+            raise DefinitionError(
+                f"task name {task.name!r} is already registered for {_origin(existing.fn)}; "
+                f"{_origin(task.fn)} needs another name (task(name=...))"
+            )
+        self._tasks[task.name] = task
+        return task
+
+    def get(self, name: str) -> Task:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTaskError(
+                f"task {name!r} is not registered (registered: {self._known()}); "
+                "import the module that defines it, e.g. legato worker --import mymodule"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def names(self) -> list[str]:
+        return sorted(self._tasks)
+
+    def _known(self) -> str:
+        names = self.names()
+        if not names:
+            return "none"
+        shown = ", ".join(names[:8])
+        return shown + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+
+default_registry = TaskRegistry()
+
+
+def _origin(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', '?')}"
+
+
+def default_task_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "tasks"
+    if module == "__main__":
+        # A script run directly: name its tasks after the file, so a worker that
+        # imports the same file as a module finds the same names.
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        module = Path(main_file).stem if main_file else "main"
+    return f"{module}.{fn.__qualname__}"
+
+
+@overload
+def task(fn: Callable[..., Any], /) -> Task: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: str = "exponential",
+    retry_delay: str | float = 1.0,
+    max_retry_delay: str | float = 300.0,
+    jitter: bool = True,
+    retry_on: Iterable[type[BaseException] | str] = (),
+    timeout: str | float | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    registry: TaskRegistry | None = None,
+) -> Callable[[Callable[..., Any]], Task]: ...
+
+
+def task(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    backoff: str = "exponential",
+    retry_delay: str | float = 1.0,
+    max_retry_delay: str | float = 300.0,
+    jitter: bool = True,
+    retry_on: Iterable[type[BaseException] | str] = (),
+    timeout: str | float | None = None,
+    queue: str = DEFAULT_QUEUE,
+    priority: int = 0,
+    registry: TaskRegistry | None = None,
+) -> Task | Callable[[Callable[..., Any]], Task]:
+    """Register a function as a task, with the defaults its steps inherit.
+
+    ``retries`` is the number of retries after the first attempt. ``backoff`` is
+    ``fixed``, ``linear`` or ``exponential``, starting at ``retry_delay`` and capped
+    at ``max_retry_delay``; ``retry_on`` limits retries to those exception types.
+    """
+
+    def register(func: Callable[..., Any]) -> Task:
+        if isinstance(func, Task):
+            raise DefinitionError(f"{func.name} is already a task")
+        if not callable(func):
+            raise DefinitionError(f"@task needs a function, got {func!r}")
+        try:
+            policy = RetryPolicy(
+                max_attempts=retries + 1,
+                backoff=backoff,  # type: ignore[arg-type]
+                delay=retry_delay,  # type: ignore[arg-type]
+                max_delay=max_retry_delay,  # type: ignore[arg-type]
+                jitter=jitter,
+                retry_on=tuple(exception_name(e) for e in retry_on),
+            )
+        except Exception as exc:
+            raise DefinitionError(f"task {_origin(func)}: invalid retry settings: {exc}") from None
+        try:
+            seconds = parse_duration(timeout, field="timeout")
+        except ValueError as exc:
+            raise DefinitionError(f"task {_origin(func)}: {exc}") from None
+        if not 0 <= priority <= 9:
+            raise DefinitionError(f"task {_origin(func)}: priority must be 0-9, got {priority}")
+        created = Task(
+            func,
+            name=name or default_task_name(func),
+            retry=policy,
+            timeout=seconds,
+            queue=queue,
+            priority=priority,
+        )
+        return (registry or default_registry).add(created)
+
+    if fn is not None:
+        return register(fn)
+    return register
+
+
+def exception_name(exc: type[BaseException] | str) -> str:
+    """``ConnectionError`` for builtins, ``module.Qualname`` otherwise."""
+    if isinstance(exc, str):
+        return exc
+    if exc.__module__ == "builtins":
+        return exc.__qualname__
+    return f"{exc.__module__}.{exc.__qualname__}"

@@ -1,0 +1,61 @@
+"""Checks that need the task code: is every task registered, do the calls fit."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from legato.define.tasks import Task, TaskRegistry
+from legato.errors import DefinitionError, UnknownTaskError
+from legato.model.spec import WorkflowSpec
+
+__all__ = ["check_calls", "check_tasks"]
+
+_PLACEHOLDER = object()
+
+
+def check_tasks(
+    spec: WorkflowSpec, registry: TaskRegistry, extra: Mapping[str, Task] | None = None
+) -> dict[str, Task]:
+    """Return the task for every step, or raise naming each unregistered one."""
+    extra = extra or {}
+    found: dict[str, Task] = {}
+    missing: list[str] = []
+    for step in spec.steps:
+        if step.task in found:
+            continue
+        task = extra.get(step.task)
+        if task is None and step.task in registry:
+            task = registry.get(step.task)
+        if task is None:
+            missing.append(f"step {step.id!r} calls task {step.task!r}, which is not registered")
+        else:
+            found[step.task] = task
+    if missing:
+        known = ", ".join(registry.names()[:10]) or "none"
+        raise UnknownTaskError(
+            f"workflow {spec.label}: "
+            + "; ".join(missing)
+            + f" (registered: {known}; import the module that defines it)"
+        )
+    check_calls(spec, found)
+    return found
+
+
+def check_calls(spec: WorkflowSpec, tasks: Mapping[str, Task]) -> None:
+    """Each step's arguments must bind to its task's signature (where it is known)."""
+    problems = []
+    for step in spec.steps:
+        task = tasks.get(step.task)
+        if task is None or isinstance(step.inputs, str):
+            continue  # inputs computed at run time are checked when the call is made
+        args = [_PLACEHOLDER] * len(step.args)
+        kwargs = dict.fromkeys(step.inputs, _PLACEHOLDER)
+        try:
+            task.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            params = ", ".join(task.signature.parameters) or "none"
+            problems.append(
+                f"step {step.id!r} cannot call task {task.name}: {exc} (its parameters: {params})"
+            )
+    if problems:
+        raise DefinitionError.from_problems(f"workflow {spec.name!r}", problems)

@@ -1,0 +1,50 @@
+"""Durations as people write them: ``30s``, ``5m``, ``1h30m``, ``250ms`` or a number of seconds."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+__all__ = ["parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(
+    value: str | float | int | timedelta | None, *, field: str = "duration"
+) -> float | None:
+    """Return seconds as a float; ``None`` stays ``None``.
+
+    Raises ``ValueError`` naming ``field`` when the text is not a duration, so
+    callers can report where the bad value was written.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{field}: expected a duration such as '30s', got {value!r}")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for match in _PART.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(
+                    f"{field}: expected a duration such as '30s', '5m', '1h30m' "
+                    f"or a number of seconds, got {value!r}"
+                ) from None
+    else:
+        raise ValueError(f"{field}: expected a duration such as '30s', got {value!r}")
+    if seconds < 0:
+        raise ValueError(f"{field}: a duration cannot be negative, got {value!r}")
+    return seconds

@@ -1,0 +1,71 @@
+"""``legato.run``: start a run and work it to the end in this process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from legato.client import Client, WorkflowLike
+from legato.errors import WaitTimeout
+from legato.model.runs import Run
+from legato.worker.worker import TickResult, Worker
+
+__all__ = ["run", "work_until_finished"]
+
+
+def run(
+    workflow: WorkflowLike,
+    params: Mapping[str, Any] | None = None,
+    *,
+    url: str | None = None,
+    concurrency: int = 4,
+    timeout: float | None = None,
+    **start_options: Any,
+) -> Run:
+    """Start ``workflow`` and run its steps in this process until the run ends.
+
+    The run is stored like any other (default: ``LEGATO_URL``, else
+    ``legato.db`` in the working directory), so it can be inspected afterwards,
+    and if this process dies another worker can finish it.
+    """
+    with Client(url) as client:
+        run_id = client.start(workflow, params, **start_options)
+        return work_until_finished(client, run_id, concurrency=concurrency, timeout=timeout)
+
+
+def work_until_finished(
+    client: Client,
+    run_id: str,
+    *,
+    concurrency: int = 4,
+    timeout: float | None = None,
+    worker: Worker | None = None,
+) -> Run:
+    """Work only this run's steps until it finishes; return the finished run."""
+    worker = worker or Worker(
+        client, concurrency=concurrency, root_run_id=run_id, poll_interval=0.1
+    )
+    deadline = None if timeout is None else time.monotonic() + timeout
+    timed_out = False
+
+    def finished(tick: TickResult) -> bool:
+        nonlocal timed_out
+        if run_id in tick.finished_runs:
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            timed_out = True
+            return True
+        return tick.idle and client.get(run_id, with_steps=False).finished
+
+    try:
+        worker.run(until=finished)
+    finally:
+        worker.close()
+    if timed_out:
+        run = client.get(run_id, with_steps=False)
+        raise WaitTimeout(
+            f"run {run_id} is still {run.status.value} after {timeout}s "
+            f"({run.steps_done}/{run.steps_total} steps done)"
+        )
+    return client.get(run_id)

@@ -1,0 +1,117 @@
+"""Every error legato raises, under one root so callers can catch them all.
+
+::
+
+    LegatoError
+    ├── DefinitionError          a workflow or task definition is invalid
+    │   ├── CycleError           the steps depend on each other in a circle
+    │   └── UnknownTaskError     a step calls a task that is not registered
+    ├── TemplateError            a ${{ ... }} expression cannot be parsed or evaluated
+    ├── ParamError               run params are missing, unknown or of the wrong type
+    ├── PayloadError             a value cannot cross a process boundary as JSON
+    ├── ConfigError              a setting or URL is not understood
+    ├── StoreError               the database refused or could not be reached
+    │   ├── SchemaVersionError   the database schema is not the one this code expects
+    │   ├── RunNotFoundError     no run has that id
+    │   ├── ConflictError        a transition lost a race (state was not what was expected)
+    │   └── StaleAttemptError    a result arrived for an attempt that is no longer current
+    ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
+    └── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ConfigError",
+    "ConflictError",
+    "CycleError",
+    "DefinitionError",
+    "LegatoError",
+    "ParamError",
+    "PayloadError",
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "StaleAttemptError",
+    "StepTimeoutError",
+    "StoreError",
+    "TemplateError",
+    "UnknownTaskError",
+    "WaitTimeout",
+]
+
+
+class LegatoError(Exception):
+    """Root of every error legato raises."""
+
+
+class DefinitionError(LegatoError):
+    """A workflow definition is invalid; ``problems`` lists every problem found."""
+
+    def __init__(self, message: str, problems: Iterable[str] | None = None) -> None:
+        self.problems = list(problems) if problems is not None else [message]
+        super().__init__(message)
+
+    @classmethod
+    def from_problems(cls, where: str, problems: list[str]) -> DefinitionError:
+        if len(problems) == 1:
+            return cls(f"{where}: {problems[0]}", problems)
+        lines = "\n".join(f"  - {p}" for p in problems)
+        return cls(f"{where} has {len(problems)} problems:\n{lines}", problems)
+
+
+class CycleError(DefinitionError):
+    """Steps depend on each other in a circle; ``cycle`` names the steps in order."""
+
+    def __init__(self, message: str, cycle: list[str]) -> None:
+        self.cycle = cycle
+        super().__init__(message)
+
+
+class UnknownTaskError(DefinitionError):
+    """A step calls a task that is not in the registry."""
+
+
+class TemplateError(LegatoError):
+    """A ``${{ ... }}`` expression is malformed, unsafe, or failed to evaluate."""
+
+
+class ParamError(LegatoError):
+    """Run params do not match what the workflow declares."""
+
+
+class PayloadError(LegatoError):
+    """A value cannot be carried faithfully as JSON, or is over the size limit."""
+
+
+class ConfigError(LegatoError):
+    """A setting, URL or option is not understood."""
+
+
+class StoreError(LegatoError):
+    """The database refused an operation or could not be reached."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is older or newer than this version of legato expects."""
+
+
+class RunNotFoundError(StoreError):
+    """No run has the given id."""
+
+
+class ConflictError(StoreError):
+    """A guarded write found a different state than it expected (a lost race)."""
+
+
+class StaleAttemptError(ConflictError):
+    """A result was reported with an attempt number that is no longer current."""
+
+
+class WaitTimeout(LegatoError, TimeoutError):
+    """Waiting for a run to finish took longer than the given timeout."""
+
+
+class StepTimeoutError(LegatoError, TimeoutError):
+    """A step ran longer than its timeout and was failed."""

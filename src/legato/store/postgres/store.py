@@ -1,0 +1,229 @@
+"""PostgreSQL: the store for many workers on many machines.
+
+Connections come from a psycopg-pool pool. Claims use ``FOR UPDATE SKIP
+LOCKED``; every transaction that queues work sends one ``NOTIFY`` that
+sleeping workers ``LISTEN`` for. Time is the database's (``legato_now()``), so
+workers with skewed clocks agree. A deadlock between two transactions
+touching the same run is retried, never surfaced.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from legato.engine.clock import Clock
+from legato.errors import ConfigError, SchemaVersionError, StoreError
+from legato.store.base import ClaimRequest, ReportOutcome, SQLStore, StepResult, Tx
+from legato.store.queries import load_queries, migration_files
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.rows import dict_row
+    from psycopg_pool import ConnectionPool
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise ConfigError(
+        "PostgreSQL support needs psycopg and psycopg-pool: pip install 'legato[postgres]'"
+    ) from exc
+
+__all__ = ["PostgresStore"]
+
+CHANNEL = "legato_work"
+_LOCK_KEY = 0x6C6567_61746F  # "legato": serialises migrations across processes
+_RETRIES = 8
+
+
+class _Retry(StoreError):
+    """The transaction lost a deadlock or serialisation race; run it again."""
+
+
+class _PgTx(Tx):
+    def __init__(self, cur: psycopg.Cursor[dict[str, Any]], queries: dict[str, str]) -> None:
+        self.cur = cur
+        self.queries = queries
+
+    def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
+        self.cur.execute(self.queries[query], params)
+        return self.cur.fetchone() if self.cur.description else None
+
+    def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        self.cur.execute(self.queries[query], params)
+        return self.cur.fetchall()
+
+    def run(self, query: str, /, **params: Any) -> int:
+        self.cur.execute(self.queries[query], params)
+        return self.cur.rowcount
+
+    def many(self, query: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.cur.executemany(self.queries[query], rows)
+
+
+class PostgresStore(SQLStore):
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        max_payload_bytes: int | None = None,
+        migrate: bool = True,
+        pool_size: int = 8,
+    ) -> None:
+        super().__init__(clock=clock, max_payload_bytes=max_payload_bytes)
+        self.url = url
+        self._conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._queries = load_queries("postgres")
+        self._listen_lock = threading.Lock()
+        self._listen_conn: psycopg.Connection[Any] | None = None
+        try:
+            self._pool = ConnectionPool(
+                self._conninfo,
+                min_size=1,
+                max_size=max(pool_size, 2),
+                kwargs={"row_factory": dict_row, "autocommit": False},
+                open=True,
+                name="legato",
+            )
+            self._pool.wait(timeout=10)
+        except Exception as exc:
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from None
+        if migrate:
+            self.migrate()
+        else:
+            self._check_schema()
+
+    # -- transactions ---------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        try:
+            with self._pool.connection() as conn, conn.cursor() as cur:
+                if self.clock.offset:
+                    cur.execute(
+                        "SELECT set_config('legato.clock_offset', %s, true)",
+                        (repr(float(self.clock.offset)),),
+                    )
+                tx = _PgTx(cur, self._queries)
+                yield tx
+                if tx.queued_work:
+                    cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+        except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
+            raise _Retry() from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostgreSQL at {_safe(self.url)}: {exc}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL refused the operation: {exc}") from None
+
+    def report_and_claim(
+        self, results: list[StepResult], claim: ClaimRequest | None = None
+    ) -> ReportOutcome:
+        for attempt in range(_RETRIES):
+            try:
+                return super().report_and_claim(results, claim)
+            except _Retry:
+                time.sleep(0.002 * (attempt + 1))
+        return super().report_and_claim(results, claim)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        with self._listen_lock:
+            try:
+                if self._listen_conn is None or self._listen_conn.closed:
+                    self._listen_conn = psycopg.connect(self._conninfo, autocommit=True)
+                    self._listen_conn.execute(f"LISTEN {CHANNEL}")
+                return any(True for _ in self._listen_conn.notifies(timeout=timeout, stop_after=1))
+            except psycopg.Error:
+                # No listener (database restarting): fall back to a plain wait.
+                if self._listen_conn is not None:
+                    self._listen_conn.close()
+                self._listen_conn = None
+                time.sleep(timeout)
+                return False
+
+    def close(self) -> None:
+        with self._listen_lock:
+            if self._listen_conn is not None:
+                self._listen_conn.close()
+                self._listen_conn = None
+        self._pool.close()
+
+    # -- value conversion -------------------------------------------------------------
+
+    def _ts(self, value: Any) -> datetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+    def _json(self, value: Any) -> Any:
+        return value  # psycopg parses jsonb already
+
+    def _list(self, values: list[str]) -> Any:
+        return values
+
+    # -- schema -------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT to_regclass('legato_migrations') AS t").fetchone()
+            if row is None or row["t"] is None:
+                return 0
+            row = conn.execute(
+                "SELECT COALESCE(MAX(version), 0) AS v FROM legato_migrations"
+            ).fetchone()
+            return int(row["v"]) if row else 0
+
+    def migrate(self) -> list[int]:
+        migrations = migration_files("postgres")
+        if self.schema_version() == len(migrations):
+            return []
+        applied = []
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS legato_migrations ("
+                    "version integer PRIMARY KEY, name text NOT NULL, "
+                    "applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+                row = conn.execute(
+                    "SELECT COALESCE(MAX(version), 0) AS v FROM legato_migrations"
+                ).fetchone()
+                current = int(row["v"]) if row else 0
+                if current > len(migrations):
+                    raise SchemaVersionError(
+                        f"database {_safe(self.url)} has schema version {current}, newer than "
+                        f"this legato ({len(migrations)}); upgrade legato"
+                    )
+                for version, name, sql in migrations[current:]:
+                    conn.execute(sql.encode())
+                    conn.execute(
+                        "INSERT INTO legato_migrations (version, name) VALUES (%s, %s)",
+                        (version, name),
+                    )
+                    applied.append(version)
+        except psycopg.Error as exc:
+            raise StoreError(f"migrating {_safe(self.url)} failed: {exc}") from None
+        return applied
+
+    def _check_schema(self) -> None:
+        expected = len(migration_files("postgres"))
+        current = self.schema_version()
+        if current != expected:
+            raise SchemaVersionError(
+                f"database {_safe(self.url)} has schema version {current}, this legato needs "
+                f"{expected}; run: legato db upgrade"
+            )
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url

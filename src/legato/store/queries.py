@@ -1,0 +1,43 @@
+"""Load a dialect's SQL file into named statements (``-- name: <name>`` blocks)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from importlib import resources
+
+__all__ = ["load_queries", "read_sql"]
+
+_NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def read_sql(dialect: str, filename: str) -> str:
+    return resources.files("legato.store").joinpath(dialect, filename).read_text("utf-8")
+
+
+@cache
+def load_queries(dialect: str) -> dict[str, str]:
+    text = read_sql(dialect, "queries.sql")
+    parts = _NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"{dialect}/queries.sql defines {name!r} twice")
+        lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
+        queries[name] = "\n".join(lines).strip().rstrip(";")
+    return queries
+
+
+def migration_files(dialect: str) -> list[tuple[int, str, str]]:
+    """``(version, name, sql)`` for each numbered migration, in order."""
+    folder = resources.files("legato.store").joinpath(dialect, "migrations")
+    found = []
+    for entry in folder.iterdir():
+        match = re.match(r"^(\d{4})_([a-z0-9_]+)\.sql$", entry.name)
+        if match:
+            found.append((int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+    found.sort()
+    for expected, (version, _, _) in enumerate(found, start=1):
+        if version != expected:
+            raise ValueError(f"{dialect} migrations skip from {expected - 1} to {version}")
+    return found

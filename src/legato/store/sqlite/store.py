@@ -1,0 +1,259 @@
+"""SQLite: the zero-setup store for one machine.
+
+WAL mode and ``synchronous=NORMAL`` keep commits cheap; every write
+transaction starts with ``BEGIN IMMEDIATE`` so writers queue on the busy
+timeout instead of failing half-way. Each thread has its own connection.
+Workers in this process are woken directly when work is queued; workers in
+other processes poll.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from legato.engine.clock import Clock
+from legato.errors import ConfigError, SchemaVersionError, StoreError
+from legato.store.base import SQLStore, Tx
+from legato.store.queries import load_queries, migration_files
+
+__all__ = ["SQLiteStore"]
+
+_BUSY_TIMEOUT_MS = 30_000
+
+
+class _Wakeup:
+    """Per-file wake-up for workers in this process."""
+
+    _by_path: dict[str, _Wakeup] = {}
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.generation = 0
+
+    @classmethod
+    def for_path(cls, path: str) -> _Wakeup:
+        with cls._lock:
+            return cls._by_path.setdefault(path, cls())
+
+    def notify(self) -> None:
+        with self.cond:
+            self.generation += 1
+            self.cond.notify_all()
+
+    def wait(self, seen: int, timeout: float) -> bool:
+        with self.cond:
+            if self.generation == seen:
+                self.cond.wait(timeout)
+            return self.generation != seen
+
+
+class _SQLiteTx(Tx):
+    def __init__(self, conn: sqlite3.Connection, queries: dict[str, str]) -> None:
+        self.conn = conn
+        self.queries = queries
+
+    def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
+        cur = self.conn.execute(self.queries[query], params)
+        row = cur.fetchone()
+        if row is not None:
+            cur.fetchall()  # finish the statement so RETURNING rows are all applied
+        return None if row is None else dict(row)
+
+    def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(self.queries[query], params).fetchall()]
+
+    def run(self, query: str, /, **params: Any) -> int:
+        return self.conn.execute(self.queries[query], params).rowcount
+
+    def many(self, query: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.conn.executemany(self.queries[query], rows)
+
+
+class SQLiteStore(SQLStore):
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        max_payload_bytes: int | None = None,
+        migrate: bool = True,
+    ) -> None:
+        super().__init__(clock=clock, max_payload_bytes=max_payload_bytes)
+        self.path = (
+            str(Path(path).expanduser().resolve()) if str(path) != ":memory:" else ":memory:"
+        )
+        if self.path == ":memory:":
+            raise ConfigError("SQLite ':memory:' cannot be shared by workers; give a file path")
+        parent = Path(self.path).parent
+        if not parent.is_dir():
+            raise ConfigError(
+                f"cannot open SQLite database {self.path}: folder {parent} does not exist"
+            )
+        self.url = f"sqlite:///{self.path}"
+        self._queries = load_queries("sqlite")
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        self._wakeup = _Wakeup.for_path(self.path)
+        self._closed = False
+        if migrate:
+            self.migrate()
+        else:
+            self._check_schema()
+
+    # -- connections and transactions -----------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("the store is closed")
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=_BUSY_TIMEOUT_MS / 1000,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.row_factory = sqlite3.Row
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from None
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Tx]:
+        conn = self._conn()
+        tx = _SQLiteTx(conn, self._queries)
+        self._local.seen = self._wakeup.generation
+        self._begin(conn)
+        try:
+            yield tx
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite commit failed: {exc}") from None
+        if tx.queued_work:
+            self._wakeup.notify()
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000 * 2
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StoreError(f"SQLite: {exc}") from None
+                if time.monotonic() > deadline:
+                    raise StoreError(f"SQLite database {self.path} stayed locked: {exc}") from None
+                time.sleep(0.01)
+
+    def wait_for_work(self, timeout: float) -> bool:
+        # Wake for anything queued since this thread's last transaction began.
+        seen = getattr(self._local, "seen", self._wakeup.generation)
+        woke = self._wakeup.wait(seen, timeout)
+        self._local.seen = self._wakeup.generation
+        return woke
+
+    def close(self) -> None:
+        self._closed = True
+        with self._conns_lock:
+            for conn in self._conns:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._conns.clear()
+        self._local = threading.local()
+
+    # -- value conversion -------------------------------------------------------
+
+    def _ts(self, value: Any) -> datetime | None:
+        return None if value is None else datetime.fromtimestamp(value, UTC)
+
+    # -- schema ---------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        conn = self._conn()
+        exists = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'legato_migrations'"
+        ).fetchone()
+        if not exists:
+            return 0
+        row = conn.execute("SELECT MAX(version) FROM legato_migrations").fetchone()
+        return row[0] or 0
+
+    def migrate(self) -> list[int]:
+        migrations = migration_files("sqlite")
+        conn = self._conn()
+        if self.schema_version() == len(migrations):
+            return []
+        applied = []
+        self._begin(conn)
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS legato_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            current = self.schema_version()
+            if current > len(migrations):
+                raise SchemaVersionError(
+                    f"database {self.path} has schema version {current}, newer than this "
+                    f"legato ({len(migrations)}); upgrade legato"
+                )
+            for version, name, sql in migrations[current:]:
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO legato_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+                applied.append(version)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return applied
+
+    def _check_schema(self) -> None:
+        expected = len(migration_files("sqlite"))
+        current = self.schema_version()
+        if current != expected:
+            raise SchemaVersionError(
+                f"database {self.path} has schema version {current}, this legato needs "
+                f"{expected}; run: legato db upgrade"
+            )
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into complete statements, as SQLite itself parses them."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()

@@ -1,0 +1,138 @@
+"""Run task calls: sync tasks on a thread pool, ``async def`` tasks on one event loop.
+
+Each call ends as a :class:`~legato.store.base.StepResult`, built in the
+thread that ran it: the output passes the JSON gate there, so a worker's main
+loop never serialises large values. Async calls that overrun their timeout are
+cancelled; a sync call cannot be interrupted, so the worker reports its
+timeout and abandons the thread (its late result is dropped, its slot stays
+busy until it returns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from legato.define.tasks import Task
+from legato.engine.retry import exception_names, is_retryable
+from legato.errors import StepTimeoutError
+from legato.model.runs import StepError
+from legato.payload import dumps, to_json
+from legato.store.base import ClaimedStep, StepResult
+
+__all__ = ["Executor", "failure_result"]
+
+_TRACEBACK_CHARS = 20_000
+
+
+class Executor:
+    def __init__(self, concurrency: int, max_payload_bytes: int) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self._threads = ThreadPoolExecutor(
+            max_workers=concurrency, thread_name_prefix="legato-task"
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._loop_lock = threading.Lock()
+
+    def submit(self, claimed: ClaimedStep, task: Task) -> Future[StepResult]:
+        if claimed.resolve_error is not None:
+            done: Future[StepResult] = Future()
+            done.set_result(failure_result(claimed, claimed.resolve_error, retryable=False))
+            return done
+        if task.is_async:
+            return asyncio.run_coroutine_threadsafe(
+                self._run_async(claimed, task), self._event_loop()
+            )
+        return self._threads.submit(self._run_sync, claimed, task)
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+
+    # -- running ---------------------------------------------------------------
+
+    def _run_sync(self, claimed: ClaimedStep, task: Task) -> StepResult:
+        return self._outcome(claimed, lambda: task.fn(*claimed.args, **claimed.kwargs))
+
+    async def _run_async(self, claimed: ClaimedStep, task: Task) -> StepResult:
+        try:
+            call = task.fn(*claimed.args, **claimed.kwargs)
+            value = await asyncio.wait_for(call, timeout=claimed.timeout)
+        except TimeoutError:
+            return timeout_result(claimed)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                raise
+            return self._error(claimed, exc)
+        return self._outcome(claimed, lambda: value)
+
+    def _outcome(self, claimed: ClaimedStep, call: Callable[[], Any]) -> StepResult:
+        try:
+            value = call()
+            _, output_json = to_json(
+                value,
+                what=f"step {claimed.step_id!r} output",
+                max_bytes=self.max_payload_bytes,
+            )
+        except Exception as exc:
+            return self._error(claimed, exc)
+        return StepResult(
+            step_run_id=claimed.step_run_id,
+            run_id=claimed.run_id,
+            step_id=claimed.step_id,
+            attempt=claimed.attempt,
+            ok=True,
+            output_json=output_json,
+            inputs_json=inputs_json(claimed),
+        )
+
+    def _error(self, claimed: ClaimedStep, exc: BaseException) -> StepResult:
+        error = StepError(
+            type=type(exc).__qualname__,
+            message=str(exc) or type(exc).__qualname__,
+            traceback="".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:],
+        )
+        retryable = is_retryable(claimed.retry, exception_names(exc))
+        return failure_result(claimed, error, retryable=retryable)
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="legato-async", daemon=True)
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+            return self._loop
+
+
+def inputs_json(claimed: ClaimedStep) -> str:
+    return dumps({"args": claimed.args, "kwargs": claimed.kwargs})
+
+
+def failure_result(claimed: ClaimedStep, error: StepError, *, retryable: bool) -> StepResult:
+    return StepResult(
+        step_run_id=claimed.step_run_id,
+        run_id=claimed.run_id,
+        step_id=claimed.step_id,
+        attempt=claimed.attempt,
+        ok=False,
+        inputs_json=inputs_json(claimed),
+        error=error,
+        retryable=retryable,
+    )
+
+
+def timeout_result(claimed: ClaimedStep) -> StepResult:
+    exc = StepTimeoutError(
+        f"step {claimed.step_id!r} ran longer than its timeout of {claimed.timeout:g}s"
+    )
+    error = StepError(type="StepTimeoutError", message=str(exc))
+    return failure_result(
+        claimed, error, retryable=is_retryable(claimed.retry, exception_names(exc))
+    )
