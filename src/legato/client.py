@@ -19,7 +19,6 @@ from legato.define.validate import check_tasks
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import DefinitionError, ParamError, WaitTimeout
-from legato.model.graph import Graph
 from legato.model.runs import Event, Run
 from legato.model.spec import WorkflowSpec
 from legato.payload import to_json
@@ -97,9 +96,7 @@ class Client:
             bound, what=f"params of {spec.label}", max_bytes=self.settings.max_payload_bytes
         )
         tag_values = _tags(tags)
-        steps = plan_new_run(
-            Graph.of(spec), {name: _defaults(task) for name, task in tasks.items()}
-        )
+        steps = plan_new_run(spec.graph, {name: _defaults(task) for name, task in tasks.items()})
         run_id, _ = self.store.create_run(
             NewRun(
                 spec=spec,

@@ -40,13 +40,14 @@ class Graph:
         from legato.define.expressions import references
 
         steps = {s.id: s for s in spec.steps}
+        position = {s.id: i for i, s in enumerate(spec.steps)}
         reads: dict[str, frozenset[str]] = {}
         deps: dict[str, tuple[str, ...]] = {}
         for step in spec.steps:
             read = references(step.inputs).steps | references(step.args).steps
             reads[step.id] = frozenset(read)
-            merged = list(dict.fromkeys(step.needs))
-            merged += [s.id for s in spec.steps if s.id in read and s.id not in merged]
+            merged = dict.fromkeys(step.needs)
+            merged.update(dict.fromkeys(sorted(read & position.keys(), key=position.__getitem__)))
             deps[step.id] = tuple(merged)
         successors: dict[str, list[str]] = {s.id: [] for s in spec.steps}
         for step in spec.steps:

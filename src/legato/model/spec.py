@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any, Literal
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from legato.durations import parse_duration
 from legato.errors import DefinitionError, ParamError, TemplateError
+
+if TYPE_CHECKING:
+    from legato.model.graph import Graph
 
 __all__ = [
     "NAME_PATTERN",
@@ -156,9 +160,16 @@ class WorkflowSpec(_Model):
         """Canonical JSON: sorted keys, defaults left out, so equal specs hash equal."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The dependency graph (raises CycleError); computed once per spec."""
+        from legato.model.graph import Graph
+
+        return Graph.of(self)
 
     @property
     def label(self) -> str:
@@ -174,12 +185,10 @@ class WorkflowSpec(_Model):
 
     def check(self) -> None:
         """Raise :class:`DefinitionError` listing every graph-level problem."""
-        from legato.model.graph import Graph  # graph builds on the spec
-
         problems = _reference_problems(self)
         if problems:
             raise DefinitionError.from_problems(f"workflow {self.name!r}", problems)
-        Graph.of(self)  # raises CycleError naming the cycle
+        self.graph  # noqa: B018 - builds the graph, raising CycleError naming the cycle
 
     # -- params ---------------------------------------------------------------
 

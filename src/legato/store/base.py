@@ -229,11 +229,20 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     def many(self, query: str, rows: list[dict[str, Any]]) -> None: ...
 
-    def notify(self) -> None:
-        """Work was queued: wake sleeping workers once this commits."""
-        self.queued_work = True
+    def __init__(self) -> None:
+        self._unclaimed: set[tuple[str, str]] = set()
 
-    queued_work = False
+    def queued(self, run_id: str, step_id: str) -> None:
+        """A step became claimable in this transaction."""
+        self._unclaimed.add((run_id, step_id))
+
+    def claimed(self, run_id: str, step_id: str) -> None:
+        self._unclaimed.discard((run_id, step_id))
+
+    @property
+    def wakes_workers(self) -> bool:
+        """Work queued here that this transaction did not claim itself: wake others."""
+        return bool(self._unclaimed)
 
 
 class SQLStore(Store):
@@ -339,7 +348,9 @@ class SQLStore(Store):
                 if s.status is StepStatus.QUEUED
             ]
             tx.many("insert_event", events)
-            tx.notify()
+            for s in new.steps:
+                if s.status is StepStatus.QUEUED:
+                    tx.queued(new.run_id, s.step_id)
         return new.run_id, True
 
     def get_run(self, run_id: str, *, with_steps: bool = True) -> Run:
@@ -457,7 +468,7 @@ class SQLStore(Store):
                 for row in rows:
                     if row["status"] == StepStatus.QUEUED:
                         events.append(self._event(run_id, "step.queued", step_id=row["step_id"]))
-                        tx.notify()
+                        tx.queued(run_id, row["step_id"])
         if completed:
             row = tx.one("count_done", run_id=run_id, n=completed, now=self.clock.now())
             assert row is not None
@@ -527,7 +538,8 @@ class SQLStore(Store):
                     details=details,
                 )
             )
-            tx.notify()
+            if decision.delay == 0:
+                tx.queued(result.run_id, result.step_id)
             return True
         tx.run("fail_step", **params)
         events.append(
@@ -624,6 +636,7 @@ class SQLStore(Store):
         outputs_cache: dict[str, dict[str, Any]] = {}
         for row in rows:
             run_id = self._id(row["run_id"]) or ""
+            tx.claimed(run_id, row["step_id"])
             events.append(
                 self._event(
                     run_id,
@@ -728,7 +741,7 @@ class SQLStore(Store):
         spec = WorkflowSpec.model_validate_json(
             text if isinstance(text, str | bytes) else dumps(text)
         )
-        graph = Graph.of(spec)
+        graph = spec.graph
         self._graphs[spec_hash] = graph
         while len(self._graphs) > 256:
             self._graphs.popitem(last=False)

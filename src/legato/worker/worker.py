@@ -176,8 +176,9 @@ class Worker:
                                 len(self._running),
                             )
                         break
-                if tick.reported or tick.claimed:
-                    continue
+                # Everything claimable was claimed into free slots in that tick, so
+                # the next one is due only when a result, a notification, a
+                # timeout or the poll interval says so.
                 self._wait()
         finally:
             self._stop_background()
@@ -283,9 +284,12 @@ class Worker:
             self._threads.append(thread)
 
     def _stop_background(self) -> None:
+        # The heartbeat wakes at once; the listener may be inside a wait on the
+        # database and ends by itself when that returns, so it is not joined.
         self._background_stop.set()
         for thread in self._threads:
-            thread.join(timeout=2)
+            if thread.name == "legato-heartbeat":
+                thread.join(timeout=2)
         self._threads.clear()
 
     def _heartbeat_loop(self) -> None:

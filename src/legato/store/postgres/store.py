@@ -44,6 +44,7 @@ class _Retry(StoreError):
 
 class _PgTx(Tx):
     def __init__(self, cur: psycopg.Cursor[dict[str, Any]], queries: dict[str, str]) -> None:
+        super().__init__()
         self.cur = cur
         self.queries = queries
 
@@ -82,6 +83,7 @@ class PostgresStore(SQLStore):
         self._queries = load_queries("postgres")
         self._listen_lock = threading.Lock()
         self._listen_conn: psycopg.Connection[Any] | None = None
+        self._closed = False
         try:
             self._pool = ConnectionPool(
                 self._conninfo,
@@ -112,7 +114,7 @@ class PostgresStore(SQLStore):
                     )
                 tx = _PgTx(cur, self._queries)
                 yield tx
-                if tx.queued_work:
+                if tx.wakes_workers:
                     cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
         except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
             raise _Retry() from exc
@@ -133,24 +135,34 @@ class PostgresStore(SQLStore):
 
     def wait_for_work(self, timeout: float) -> bool:
         with self._listen_lock:
+            if self._closed:
+                return False
             try:
                 if self._listen_conn is None or self._listen_conn.closed:
                     self._listen_conn = psycopg.connect(self._conninfo, autocommit=True)
                     self._listen_conn.execute(f"LISTEN {CHANNEL}")
-                return any(True for _ in self._listen_conn.notifies(timeout=timeout, stop_after=1))
+                woke = any(True for _ in self._listen_conn.notifies(timeout=timeout, stop_after=1))
             except psycopg.Error:
                 # No listener (database restarting): fall back to a plain wait.
-                if self._listen_conn is not None:
-                    self._listen_conn.close()
-                self._listen_conn = None
+                self._close_listener()
                 time.sleep(timeout)
                 return False
+            if self._closed:  # closed while we waited: the waiter cleans up
+                self._close_listener()
+            return woke
+
+    def _close_listener(self) -> None:
+        if self._listen_conn is not None:
+            self._listen_conn.close()
+            self._listen_conn = None
 
     def close(self) -> None:
-        with self._listen_lock:
-            if self._listen_conn is not None:
-                self._listen_conn.close()
-                self._listen_conn = None
+        self._closed = True
+        if self._listen_lock.acquire(blocking=False):
+            try:
+                self._close_listener()
+            finally:
+                self._listen_lock.release()
         self._pool.close()
 
     # -- value conversion -------------------------------------------------------------

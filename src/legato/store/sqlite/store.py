@@ -57,6 +57,7 @@ class _Wakeup:
 
 class _SQLiteTx(Tx):
     def __init__(self, conn: sqlite3.Connection, queries: dict[str, str]) -> None:
+        super().__init__()
         self.conn = conn
         self.queries = queries
 
@@ -154,7 +155,7 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             raise StoreError(f"SQLite commit failed: {exc}") from None
-        if tx.queued_work:
+        if tx.wakes_workers:
             self._wakeup.notify()
 
     def _begin(self, conn: sqlite3.Connection) -> None:
