@@ -13,6 +13,7 @@ Lock order inside a transaction (PostgreSQL): step rows of one run in
 from __future__ import annotations
 
 import abc
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -257,11 +258,13 @@ class SQLStore(Store):
         )
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
         self._runs: OrderedDict[str, _RunContext] = OrderedDict()
+        self._cache_lock = threading.Lock()  # workers in several threads may share a store
 
     # -- dialect hooks --------------------------------------------------------
 
     @abc.abstractmethod
-    def _transaction(self) -> AbstractContextManager[Tx]: ...
+    def _transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
+        """One transaction; ``write=False`` promises only reads (no write lock on SQLite)."""
 
     @abc.abstractmethod
     def _ts(self, value: Any) -> datetime | None:
@@ -355,7 +358,7 @@ class SQLStore(Store):
 
     def get_run(self, run_id: str, *, with_steps: bool = True) -> Run:
         self._check_run_id(run_id)
-        with self._transaction() as tx:
+        with self._transaction(write=False) as tx:
             row = tx.one("get_run", id=run_id)
             if row is None:
                 raise RunNotFoundError(f"no run with id {run_id!r}")
@@ -367,13 +370,13 @@ class SQLStore(Store):
     ) -> list[Run]:
         if status is not None:
             status = RunStatus(status).value
-        with self._transaction() as tx:
+        with self._transaction(write=False) as tx:
             rows = tx.all("list_runs", status=status, workflow=workflow, limit=int(limit))
         return [self._run_from_row(row, []) for row in rows]
 
     def run_events(self, run_id: str) -> list[Event]:
         self._check_run_id(run_id)
-        with self._transaction() as tx:
+        with self._transaction(write=False) as tx:
             if tx.one("get_run", id=run_id) is None:
                 raise RunNotFoundError(f"no run with id {run_id!r}")
             rows = tx.all("run_events", run_id=run_id)
@@ -585,7 +588,8 @@ class SQLStore(Store):
         details = {"error": error.to_json()} if error else None
         events.append(self._event(run_id, f"run.{status.value}", details=details))
         outcome.finished_runs[run_id] = status
-        self._runs.pop(run_id, None)
+        with self._cache_lock:
+            self._runs.pop(run_id, None)
 
     def _sweep(
         self, tx: Tx, limit: int, events: list[dict[str, Any]], outcome: ReportOutcome
@@ -698,15 +702,15 @@ class SQLStore(Store):
     def _context(self, tx: Tx, run_id: str) -> _RunContext:
         context = self._runs.get(run_id)
         if context is None:
-            self._load_contexts(tx, [run_id])
-            context = self._runs[run_id]
+            context = self._load_contexts(tx, [run_id])[run_id]
         return context
 
-    def _load_contexts(self, tx: Tx, run_ids: list[str]) -> None:
+    def _load_contexts(self, tx: Tx, run_ids: list[str]) -> dict[str, _RunContext]:
+        loaded = {}
         for row in tx.all("run_contexts", ids=self._list(run_ids)):
             run_id = self._id(row["id"]) or ""
             created = self._ts(row["created_at"])
-            self._runs[run_id] = _RunContext(
+            loaded[run_id] = _RunContext(
                 spec_hash=row["spec_hash"],
                 params=self._json(row["params"]),
                 run={
@@ -719,19 +723,21 @@ class SQLStore(Store):
                     "created_at": created.isoformat() if created else None,
                 },
             )
-        while len(self._runs) > 4096:
-            self._runs.popitem(last=False)
-        missing = [r for r in run_ids if r not in self._runs]
+        missing = [r for r in run_ids if r not in loaded]
         if missing:
             raise RunNotFoundError(f"no run with id {missing[0]!r}")
+        with self._cache_lock:
+            self._runs.update(loaded)
+            while len(self._runs) > 4096:
+                self._runs.popitem(last=False)
+        return loaded
 
     def _graph(self, tx: Tx | None, spec_hash: str) -> Graph:
         graph = self._graphs.get(spec_hash)
         if graph is not None:
-            self._graphs.move_to_end(spec_hash)
             return graph
         if tx is None:
-            with self._transaction() as own:
+            with self._transaction(write=False) as own:
                 row = own.one("get_spec", hash=spec_hash)
         else:
             row = tx.one("get_spec", hash=spec_hash)
@@ -742,9 +748,10 @@ class SQLStore(Store):
             text if isinstance(text, str | bytes) else dumps(text)
         )
         graph = spec.graph
-        self._graphs[spec_hash] = graph
-        while len(self._graphs) > 256:
-            self._graphs.popitem(last=False)
+        with self._cache_lock:
+            self._graphs[spec_hash] = graph
+            while len(self._graphs) > 256:
+                self._graphs.popitem(last=False)
         return graph
 
     def _event(

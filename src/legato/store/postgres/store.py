@@ -104,7 +104,7 @@ class PostgresStore(SQLStore):
     # -- transactions ---------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[Tx]:
+    def _transaction(self, *, write: bool = True) -> Iterator[Tx]:
         try:
             with self._pool.connection() as conn, conn.cursor() as cur:
                 if self.clock.offset:

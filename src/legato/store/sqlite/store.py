@@ -140,11 +140,14 @@ class SQLiteStore(SQLStore):
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[Tx]:
+    def _transaction(self, *, write: bool = True) -> Iterator[Tx]:
         conn = self._conn()
         tx = _SQLiteTx(conn, self._queries)
         self._local.seen = self._wakeup.generation
-        self._begin(conn)
+        if write:
+            self._begin(conn)
+        else:
+            conn.execute("BEGIN")  # a read snapshot; WAL lets it run beside writers
         try:
             yield tx
         except BaseException:
