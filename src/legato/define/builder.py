@@ -13,9 +13,11 @@ from collections.abc import Iterable
 from collections.abc import Sequence as SequenceABC
 from typing import Any
 
+from pydantic import ValidationError
+
 from legato.define.tasks import Task
 from legato.errors import DefinitionError, PayloadError
-from legato.model.spec import ParamSpec, RetryPolicy, WorkflowSpec
+from legato.model.spec import ParamSpec, RetryPolicy, WorkflowSpec, format_validation_error
 from legato.payload import to_json
 
 __all__ = ["OutputRef", "ParamRef", "Sequence", "StepRef", "Workflow"]
@@ -371,6 +373,9 @@ def _retry_policy(retry: RetryPolicy | int | dict[str, Any], step_id: str) -> di
             policy = RetryPolicy(**retry)
         else:
             raise TypeError(f"expected RetryPolicy, a number of retries or a dict, got {retry!r}")
+    except ValidationError as exc:
+        problems = "; ".join(format_validation_error(exc))
+        raise DefinitionError(f"step {step_id!r}: invalid retry: {problems}") from None
     except Exception as exc:
         raise DefinitionError(f"step {step_id!r}: invalid retry: {exc}") from None
     return policy.model_dump(mode="json", exclude_defaults=True)

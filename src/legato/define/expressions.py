@@ -180,8 +180,11 @@ def _evaluate_string(text: str, context: Mapping[str, Any]) -> Any:
             result = _compiled_expression(whole.group("expr"))(**context)
             if isinstance(result, Undefined):
                 result._fail_with_undefined_error()
-            return _unwrap(result)
-        rendered = _compiled_template(text).render(**context)
+            if not isinstance(result, str):
+                return _unwrap(result)
+            rendered = result  # a whole expression's text is bounded like rendered text
+        else:
+            rendered = _compiled_template(text).render(**context)
     except TemplateError:
         raise
     except UndefinedError as exc:

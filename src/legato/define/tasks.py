@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, overload
 
+from pydantic import ValidationError
+
 from legato.durations import parse_duration
 from legato.errors import DefinitionError, UnknownTaskError
-from legato.model.spec import RetryPolicy
+from legato.model.spec import RetryPolicy, format_validation_error
 
 __all__ = ["Task", "TaskRegistry", "default_registry", "task"]
 
@@ -194,6 +196,11 @@ def task(
                 jitter=jitter,
                 retry_on=tuple(exception_name(e) for e in retry_on),
             )
+        except ValidationError as exc:
+            problems = "; ".join(format_validation_error(exc))
+            raise DefinitionError(
+                f"task {_origin(func)}: invalid retry settings: {problems}"
+            ) from None
         except Exception as exc:
             raise DefinitionError(f"task {_origin(func)}: invalid retry settings: {exc}") from None
         try:
@@ -210,7 +217,8 @@ def task(
             queue=queue,
             priority=priority,
         )
-        return (registry or default_registry).add(created)
+        # An empty registry is falsy (it has __len__): test for None, not truth.
+        return (registry if registry is not None else default_registry).add(created)
 
     if fn is not None:
         return register(fn)

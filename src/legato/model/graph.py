@@ -9,7 +9,7 @@ completing a step touches its successors only.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from legato.errors import CycleError
@@ -22,7 +22,8 @@ __all__ = ["Graph"]
 
 @dataclass(frozen=True)
 class Graph:
-    spec: WorkflowSpec
+    #: not compared: the spec caches its graph, so comparing it back would recurse
+    spec: WorkflowSpec = field(compare=False, repr=False)
     steps: dict[str, StepSpec]
     #: step id -> ids it waits for (needs + data references), in spec order
     deps: dict[str, tuple[str, ...]]

@@ -1,0 +1,219 @@
+"""The graph of a spec and the planner's pure decisions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from legato.engine.planner import (
+    StepPolicy,
+    TaskDefaults,
+    expression_context,
+    plan_new_run,
+    resolve_call,
+    resolve_outputs,
+    run_status_after_completion,
+)
+from legato.errors import TemplateError
+from legato.model.graph import Graph
+from legato.model.spec import RetryPolicy, StepSpec, WorkflowSpec
+from legato.model.states import RunStatus, StepStatus
+
+T = "unit.t"
+
+
+def spec_of(*steps: dict[str, Any], **extra: Any) -> WorkflowSpec:
+    return WorkflowSpec.parse({"name": "g", "steps": list(steps), **extra})
+
+
+def diamond() -> WorkflowSpec:
+    return spec_of(
+        {"id": "a", "task": T},
+        {"id": "b", "task": T, "needs": ["a"]},
+        {"id": "c", "task": T, "inputs": {"x": "${{ steps.a.output }}"}},
+        {"id": "d", "task": T, "needs": ["b"], "inputs": {"y": "${{ steps.c.output.v }}"}},
+        outputs={"r": "${{ steps.d.output }}", "first": "${{ steps.a.output }}"},
+    )
+
+
+DEFAULTS = {
+    T: TaskDefaults(retry=RetryPolicy(max_attempts=3), timeout=10.0, queue="q1", priority=2)
+}
+
+
+# -- graph ------------------------------------------------------------------------
+
+
+def test_graph_dependencies_successors_and_reads() -> None:
+    graph = Graph.of(diamond())
+    assert graph.deps == {"a": (), "b": ("a",), "c": ("a",), "d": ("b", "c")}
+    assert graph.successors == {"a": ("b", "c"), "b": ("d",), "c": ("d",), "d": ()}
+    assert graph.reads == {
+        "a": frozenset(),
+        "b": frozenset(),
+        "c": frozenset({"a"}),
+        "d": frozenset({"c"}),
+    }
+    assert graph.output_reads == frozenset({"a", "d"})
+    assert graph.order == ("a", "b", "c", "d")
+    assert graph.roots == ("a",)
+
+
+def test_a_need_that_is_also_read_counts_once() -> None:
+    graph = Graph.of(
+        spec_of(
+            {"id": "a", "task": T},
+            {"id": "b", "task": T, "needs": ["a", "a"], "args": ["${{ steps.a.output }}"]},
+        )
+    )
+    assert graph.deps["b"] == ("a",)
+    assert graph.successors["a"] == ("b",)
+    assert graph.reads["b"] == frozenset({"a"})
+
+
+def test_topological_order_follows_dependencies_then_spec_order() -> None:
+    graph = Graph.of(
+        spec_of(
+            {"id": "late", "task": T, "needs": ["mid"]},
+            {"id": "x", "task": T},
+            {"id": "mid", "task": T, "needs": ["root"]},
+            {"id": "root", "task": T},
+            {"id": "y", "task": T},
+        )
+    )
+    assert graph.order == ("x", "root", "y", "mid", "late")
+    assert graph.roots == ("x", "root", "y")
+    position = {step_id: i for i, step_id in enumerate(graph.order)}
+    for step_id, deps in graph.deps.items():
+        assert all(position[d] < position[step_id] for d in deps)
+
+
+# -- plan_new_run -------------------------------------------------------------------
+
+
+def test_plan_new_run_queues_roots_and_counts_remaining_dependencies() -> None:
+    rows = plan_new_run(Graph.of(diamond()), DEFAULTS)
+    assert [(r.step_id, r.position, r.status, r.deps_remaining) for r in rows] == [
+        ("a", 0, StepStatus.QUEUED, 0),
+        ("b", 1, StepStatus.WAITING, 1),
+        ("c", 2, StepStatus.WAITING, 1),
+        ("d", 3, StepStatus.WAITING, 2),
+    ]
+    assert {r.task for r in rows} == {T}
+    assert all(r.policy == StepPolicy.of(diamond().step(r.step_id), DEFAULTS[T]) for r in rows)
+
+
+def test_plan_new_run_with_several_roots() -> None:
+    spec = spec_of({"id": "a", "task": T}, {"id": "b", "task": T}, {"id": "c", "task": T})
+    rows = plan_new_run(Graph.of(spec), DEFAULTS)
+    assert [r.status for r in rows] == [StepStatus.QUEUED] * 3
+    assert [r.deps_remaining for r in rows] == [0, 0, 0]
+
+
+def test_plan_new_run_needs_defaults_for_every_task() -> None:
+    with pytest.raises(KeyError):
+        plan_new_run(Graph.of(diamond()), {})
+
+
+# -- StepPolicy -----------------------------------------------------------------------
+
+
+def test_step_policy_takes_task_defaults_when_the_step_says_nothing() -> None:
+    step = StepSpec(id="s", task=T)
+    policy = StepPolicy.of(step, DEFAULTS[T])
+    assert policy == StepPolicy(
+        retry=RetryPolicy(max_attempts=3), timeout=10.0, queue="q1", priority=2
+    )
+
+
+def test_step_policy_step_overrides_win_including_zero_priority() -> None:
+    retry = RetryPolicy(max_attempts=7, backoff="fixed")
+    step = StepSpec(id="s", task=T, retry=retry, timeout="2m", queue="fast", priority=0)
+    policy = StepPolicy.of(step, DEFAULTS[T])
+    assert policy.retry == retry
+    assert policy.timeout == 120.0
+    assert policy.queue == "fast"
+    assert policy.priority == 0  # 0 is an override, not "unset"
+
+
+def test_step_policy_mixes_overrides_and_defaults_field_by_field() -> None:
+    step = StepSpec(id="s", task=T, priority=9)
+    policy = StepPolicy.of(step, DEFAULTS[T])
+    assert (policy.retry.max_attempts, policy.timeout, policy.queue, policy.priority) == (
+        3,
+        10.0,
+        "q1",
+        9,
+    )
+
+
+# -- resolving calls and outputs --------------------------------------------------------
+
+
+def context(**outputs: Any) -> dict[str, Any]:
+    return expression_context(
+        {"n": 3, "name": "ada", "opts": {"k": 1}}, outputs, {"id": "run-1"}, {"v": "x"}
+    )
+
+
+def test_expression_context_shape() -> None:
+    ctx = expression_context({"p": 1}, {"a": [1]}, {"id": "r"})
+    assert ctx == {
+        "params": {"p": 1},
+        "steps": {"a": {"output": [1]}},
+        "run": {"id": "r"},
+        "vars": {},
+    }
+
+
+def test_resolve_call_args_and_kwargs() -> None:
+    step = StepSpec(
+        id="s",
+        task=T,
+        args=["${{ steps.a.output }}", 5, "run ${{ run.id }}"],
+        inputs={"n": "${{ params.n }}", "label": "hi ${{ params.name }}", "v": "${{ vars.v }}"},
+    )
+    args, kwargs = resolve_call(step, context(a={"rows": [1, 2]}))
+    assert args == [{"rows": [1, 2]}, 5, "run run-1"]
+    assert kwargs == {"n": 3, "label": "hi ada", "v": "x"}
+
+
+def test_resolve_call_whole_expression_inputs() -> None:
+    step = StepSpec(id="s", task=T, inputs="${{ params }}")
+    args, kwargs = resolve_call(step, context())
+    assert args == []
+    assert kwargs == {"n": 3, "name": "ada", "opts": {"k": 1}}
+    assert isinstance(kwargs, dict)
+
+
+def test_resolve_call_whole_expression_must_yield_a_mapping() -> None:
+    step = StepSpec(id="s", task=T, inputs="${{ steps.a.output }}")
+    with pytest.raises(
+        TemplateError, match="step 's': inputs must evaluate to a mapping, got list"
+    ):
+        resolve_call(step, context(a=[1, 2]))
+
+
+def test_resolve_call_input_names_must_be_identifiers() -> None:
+    step = StepSpec(id="s", task=T, inputs="${{ steps.a.output }}")
+    with pytest.raises(TemplateError, match=r"input names must be identifiers, got \['not ok'\]"):
+        resolve_call(step, context(a={"not ok": 1, "fine": 2}))
+
+
+def test_resolve_call_reports_missing_data() -> None:
+    step = StepSpec(id="s", task=T, inputs={"x": "${{ steps.a.output.nope }}"})
+    with pytest.raises(TemplateError, match="nope"):
+        resolve_call(step, context(a={"rows": 1}))
+
+
+def test_resolve_outputs() -> None:
+    graph = Graph.of(diamond())
+    outputs = resolve_outputs(graph, context(a=[1], d={"done": True}))
+    assert outputs == {"r": {"done": True}, "first": [1]}
+
+
+def test_run_status_after_completion() -> None:
+    assert run_status_after_completion(2, 3) is None
+    assert run_status_after_completion(3, 3) is RunStatus.COMPLETED
+    assert run_status_after_completion(4, 3) is RunStatus.COMPLETED

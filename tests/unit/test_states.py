@@ -1,0 +1,136 @@
+"""The one table of allowed status transitions."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from legato.model.states import (
+    RUN_TRANSITIONS,
+    STEP_TRANSITIONS,
+    RunStatus,
+    StepStatus,
+    can_run_transition,
+    can_step_transition,
+)
+
+R = RunStatus
+S = StepStatus
+
+ALLOWED_RUN = {
+    (R.PENDING, R.RUNNING),
+    (R.PENDING, R.COMPLETED),
+    (R.PENDING, R.FAILED),
+    (R.PENDING, R.CANCELLED),
+    (R.RUNNING, R.COMPLETED),
+    (R.RUNNING, R.FAILED),
+    (R.RUNNING, R.CANCELLED),
+    (R.RUNNING, R.PAUSED),
+    (R.PAUSED, R.RUNNING),
+    (R.PAUSED, R.CANCELLED),
+}
+
+ALLOWED_STEP = {
+    (S.WAITING, S.QUEUED),
+    (S.WAITING, S.SKIPPED),
+    (S.WAITING, S.CANCELLED),
+    (S.QUEUED, S.RUNNING),
+    (S.QUEUED, S.CANCELLED),
+    (S.RUNNING, S.COMPLETED),
+    (S.RUNNING, S.FAILED),
+    (S.RUNNING, S.QUEUED),
+    (S.RUNNING, S.SUSPENDED),
+    (S.RUNNING, S.CANCELLED),
+    (S.SUSPENDED, S.QUEUED),
+    (S.SUSPENDED, S.COMPLETED),
+    (S.SUSPENDED, S.FAILED),
+    (S.SUSPENDED, S.CANCELLED),
+}
+
+
+def test_status_values() -> None:
+    assert [s.value for s in RunStatus] == [
+        "pending",
+        "running",
+        "paused",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    assert [s.value for s in StepStatus] == [
+        "waiting",
+        "queued",
+        "running",
+        "suspended",
+        "completed",
+        "failed",
+        "skipped",
+        "cancelled",
+    ]
+
+
+def test_tables_are_exactly_the_allowed_pairs() -> None:
+    assert set(RUN_TRANSITIONS) == ALLOWED_RUN
+    assert set(STEP_TRANSITIONS) == ALLOWED_STEP
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(RunStatus, RunStatus)))
+def test_every_run_pair(old: RunStatus, new: RunStatus) -> None:
+    expected = (old, new) in ALLOWED_RUN
+    assert can_run_transition(old, new) is expected
+    assert can_run_transition(old.value, new.value) is expected
+
+
+@pytest.mark.parametrize(("old", "new"), list(itertools.product(StepStatus, StepStatus)))
+def test_every_step_pair(old: StepStatus, new: StepStatus) -> None:
+    expected = (old, new) in ALLOWED_STEP
+    assert can_step_transition(old, new) is expected
+    assert can_step_transition(old.value, new.value) is expected
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("completed", "running"),
+        ("failed", "completed"),
+        ("cancelled", "running"),
+        ("running", "pending"),
+        ("paused", "completed"),
+        ("running", "running"),
+    ],
+)
+def test_forbidden_run_transitions(old: str, new: str) -> None:
+    assert not can_run_transition(old, new)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("waiting", "running"),  # must be queued first
+        ("queued", "completed"),  # must run first
+        ("completed", "queued"),
+        ("failed", "running"),
+        ("cancelled", "queued"),
+        ("skipped", "queued"),
+        ("queued", "queued"),
+    ],
+)
+def test_forbidden_step_transitions(old: str, new: str) -> None:
+    assert not can_step_transition(old, new)
+
+
+def test_finished_statuses_have_no_way_out() -> None:
+    for status in RunStatus:
+        leaves = any(old is status for old, _ in RUN_TRANSITIONS)
+        assert status.finished is not leaves
+    for status in StepStatus:
+        leaves = any(old is status for old, _ in STEP_TRANSITIONS)
+        assert status.finished is not leaves
+
+
+def test_unknown_status_is_refused() -> None:
+    with pytest.raises(ValueError):
+        can_run_transition("pending", "exploded")
+    with pytest.raises(ValueError):
+        can_step_transition("done", "queued")
