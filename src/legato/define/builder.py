@@ -382,15 +382,21 @@ def _retry_policy(retry: RetryPolicy | int | dict[str, Any], step_id: str) -> di
 
 
 def _to_spec_value(value: Any, where: str) -> Any:
+    # References become text first, then the whole value passes the JSON gate
+    # once, so an error names the path inside it and keys are checked too.
+    return _literal(_with_templates(value, where), where)
+
+
+def _with_templates(value: Any, where: str) -> Any:
     if isinstance(value, _Ref):
         return value.template()
     if isinstance(value, StepRef):
         raise DefinitionError(f"{where}: pass {value.id}.output, not the step itself")
     if isinstance(value, dict):
-        return {k: _to_spec_value(v, where) for k, v in value.items()}
+        return {k: _with_templates(v, where) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_to_spec_value(v, where) for v in value]
-    return _literal(value, where)
+        return [_with_templates(v, where) for v in value]
+    return value
 
 
 def _literal(value: Any, where: str) -> Any:

@@ -135,7 +135,9 @@ def default_task_name(fn: Callable[..., Any]) -> str:
         # imports the same file as a module finds the same names.
         main_file = getattr(sys.modules.get("__main__"), "__file__", None)
         module = Path(main_file).stem if main_file else "main"
-    return f"{module}.{fn.__qualname__}"
+    # A function defined inside another has "<locals>" in its qualname, which no
+    # task name may hold: name it after the enclosing function instead.
+    return f"{module}.{fn.__qualname__.replace('<locals>.', '')}"
 
 
 @overload

@@ -1,0 +1,65 @@
+"""Durations as people write them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from legato.durations import parse_duration
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("30s", 30.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("1.5h", 5400.0),
+        ("2d", 172800.0),
+        ("1w", 604800.0),
+        ("1h 30m 15s", 5415.0),
+        (" 5M ", 300.0),
+        ("1m500ms", 60.5),
+        ("10", 10.0),
+        ("0.5", 0.5),
+        ("0s", 0.0),
+        (7, 7.0),
+        (2.5, 2.5),
+        (0, 0.0),
+        (timedelta(minutes=2, milliseconds=5), 120.005),
+    ],
+)
+def test_durations(value: Any, seconds: float) -> None:
+    result = parse_duration(value)
+    assert result == pytest.approx(seconds)
+    assert isinstance(result, float)
+
+
+def test_none_stays_none() -> None:
+    assert parse_duration(None) is None
+
+
+@pytest.mark.parametrize("value", ["", "5x", "m5", "5m3", "abc", "1h-30m", "5 minutes", "ms"])
+def test_bad_text(value: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(value, field="timeout")
+    assert str(info.value) == (
+        "timeout: expected a duration such as '30s', '5m', '1h30m' or a number of seconds, "
+        f"got {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [True, False, [1], {"s": 1}])
+def test_bad_types(value: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(value, field="lease")
+    assert str(info.value) == f"lease: expected a duration such as '30s', got {value!r}"
+
+
+@pytest.mark.parametrize("value", [-1, -0.5, "-5", timedelta(seconds=-1)])
+def test_negative(value: Any) -> None:
+    with pytest.raises(ValueError, match="duration: a duration cannot be negative"):
+        parse_duration(value)

@@ -1,0 +1,64 @@
+"""The public names of ``legato``, pinned."""
+
+from __future__ import annotations
+
+import legato
+from legato import errors
+
+PUBLIC = [
+    "Attempt",
+    "Client",
+    "ConfigError",
+    "ConflictError",
+    "CycleError",
+    "DefinitionError",
+    "Event",
+    "LegatoError",
+    "ParamError",
+    "PayloadError",
+    "RetryPolicy",
+    "Run",
+    "RunNotFoundError",
+    "RunStatus",
+    "SchemaVersionError",
+    "Sequence",
+    "StaleAttemptError",
+    "StepError",
+    "StepRun",
+    "StepStatus",
+    "StepTimeoutError",
+    "StoreError",
+    "Task",
+    "TaskRegistry",
+    "TemplateError",
+    "UnknownTaskError",
+    "WaitTimeout",
+    "Worker",
+    "Workflow",
+    "WorkflowSpec",
+    "__version__",
+    "run",
+    "task",
+]
+
+
+def test_all_is_sorted_and_pinned() -> None:
+    assert legato.__all__ == sorted(legato.__all__)
+    assert legato.__all__ == PUBLIC
+
+
+def test_every_public_name_exists() -> None:
+    for name in legato.__all__:
+        assert getattr(legato, name) is not None
+
+
+def test_every_error_is_exported_and_a_legato_error() -> None:
+    for name in errors.__all__:
+        exc = getattr(errors, name)
+        assert name in legato.__all__
+        assert issubclass(exc, errors.LegatoError)
+    assert issubclass(errors.StaleAttemptError, errors.ConflictError)
+    assert issubclass(errors.RunNotFoundError, errors.StoreError)
+    assert issubclass(errors.CycleError, errors.DefinitionError)
+    assert issubclass(errors.WaitTimeout, TimeoutError)
+    assert issubclass(errors.StepTimeoutError, TimeoutError)
