@@ -150,6 +150,9 @@ class SQLiteStore(SQLStore):
             conn.execute("BEGIN")  # a read snapshot; WAL lets it run beside writers
         try:
             yield tx
+        except sqlite3.Error as exc:  # mapped here, as PostgreSQL's are in its store
+            conn.execute("ROLLBACK")
+            raise StoreError(f"SQLite refused the operation: {exc}") from None
         except BaseException:
             conn.execute("ROLLBACK")
             raise

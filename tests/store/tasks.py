@@ -1,0 +1,123 @@
+"""Tasks the storage suite runs; names start with ``store_suite.`` to stay unique."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Any
+
+import pydantic
+
+from legato import task
+
+_calls: dict[str, int] = {}
+_calls_lock = threading.Lock()
+
+
+def calls(key: str) -> int:
+    with _calls_lock:
+        return _calls.get(key, 0)
+
+
+@task(name="store_suite.echo")
+def echo(x: Any = None) -> Any:
+    return x
+
+
+@task(name="store_suite.add")
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(name="store_suite.noop")
+def noop() -> None:
+    return None
+
+
+@task(name="store_suite.other_queue", queue="other")
+def other_queue() -> str:
+    return "other"
+
+
+@task(name="store_suite.urgent", priority=7)
+def urgent() -> str:
+    return "urgent"
+
+
+@task(name="store_suite.fail")
+def fail(message: str = "boom") -> None:
+    raise ValueError(message)
+
+
+@task(name="store_suite.fail_retried", retries=2, retry_delay=30, jitter=False, backoff="fixed")
+def fail_retried(key: str) -> None:
+    with _calls_lock:
+        _calls[key] = _calls.get(key, 0) + 1
+    raise ConnectionError(f"attempt {_calls[key]} failed")
+
+
+@task(name="store_suite.flaky", retries=3, retry_delay=0)
+def flaky(key: str, fails: int) -> str:
+    """Fails ``fails`` times for ``key``, then succeeds."""
+    with _calls_lock:
+        _calls[key] = _calls.get(key, 0) + 1
+        n = _calls[key]
+    if n <= fails:
+        raise ConnectionError(f"attempt {n} failed")
+    return f"ok after {n}"
+
+
+@task(name="store_suite.only_value_errors", retries=3, retry_delay=0, retry_on=[ValueError])
+def only_value_errors(kind: str) -> None:
+    if kind == "value":
+        raise ValueError("retried")
+    raise KeyError("not retried")
+
+
+@task(name="store_suite.retried_once", retries=1, retry_delay=0)
+def retried_once() -> str:
+    return "done"
+
+
+@task(name="store_suite.append_to")
+def append_to(rows: list[Any]) -> int:
+    rows.append("mutated")
+    return len(rows)
+
+
+@task(name="store_suite.bad_output")
+def bad_output(kind: str) -> Any:
+    if kind == "set":
+        return {"x": {1, 2}}
+    if kind == "object":
+        return {"rows": [1, object()]}
+    if kind == "nan":
+        return [1.0, float("nan")]
+    if kind == "nul":
+        return {"text": "a\x00b"}
+    if kind == "nul_key":
+        return {"k\x00": 1}
+    if kind == "int_key":
+        return {1: "a"}
+    if kind == "big":
+        return "x" * 1000
+    raise AssertionError(kind)
+
+
+class Point(pydantic.BaseModel):
+    x: int
+    tags: set[str]
+
+
+@dataclasses.dataclass
+class Box:
+    name: str
+    points: list[Point]
+    size: tuple[int, int] = (1, 2)
+
+
+@task(name="store_suite.structured")
+def structured(kind: str) -> Any:
+    if kind == "model":
+        return Point(x=1, tags={"a"})
+    return Box("b", [Point(x=2, tags=set())])
