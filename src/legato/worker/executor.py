@@ -21,7 +21,7 @@ from legato.define.tasks import Task
 from legato.engine.retry import exception_names, is_retryable
 from legato.errors import StepTimeoutError
 from legato.model.runs import StepError
-from legato.payload import dumps, to_json
+from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
 
 __all__ = ["Executor", "failure_result"]
@@ -58,11 +58,11 @@ class Executor:
     # -- running ---------------------------------------------------------------
 
     def _run_sync(self, claimed: ClaimedStep, task: Task) -> StepResult:
-        return self._outcome(claimed, lambda: task.fn(*claimed.args, **claimed.kwargs))
+        return self._outcome(claimed, lambda: _call(task, claimed))
 
     async def _run_async(self, claimed: ClaimedStep, task: Task) -> StepResult:
         try:
-            call = task.fn(*claimed.args, **claimed.kwargs)
+            call = _call(task, claimed)
             value = await asyncio.wait_for(call, timeout=claimed.timeout)
         except TimeoutError:
             return timeout_result(claimed)
@@ -109,6 +109,14 @@ class Executor:
                 thread.start()
                 self._loop, self._loop_thread = loop, thread
             return self._loop
+
+
+def _call(task: Task, claimed: ClaimedStep) -> Any:
+    # The task gets its own copies of its arguments: one that changes them must
+    # change neither the params the store caches for later steps nor the
+    # inputs recorded for this attempt.
+    fresh = loads(inputs_json(claimed))
+    return task.fn(*fresh["args"], **fresh["kwargs"])
 
 
 def inputs_json(claimed: ClaimedStep) -> str:
