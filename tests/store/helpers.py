@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -129,3 +130,11 @@ def count(store: Any, table: str, where: str = "", *params: Any) -> int:
 
 def table_counts(store: Any) -> dict[str, int]:
     return {t: count(store, t) for t in ("workflow_specs", "runs", "step_runs", "events")}
+
+
+def pg_url_for(dbname: str) -> str:
+    """The URL of another database on the test server (as tests/conftest.py builds them)."""
+    admin = os.environ.get(
+        "LEGATO_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    )
+    return f"{admin.rpartition('/')[0]}/{dbname}"
