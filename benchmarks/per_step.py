@@ -82,15 +82,15 @@ def database(kind: str) -> Iterator[str]:
 
 
 def count_commits(client: legato.Client) -> list[int]:
-    """Wrap the store's transaction so every committed transaction is counted."""
+    """Wrap the store's transaction so every committed write transaction is counted."""
     counter = [0]
     original = client.store._transaction  # type: ignore[attr-defined]
 
     @contextmanager
-    def counted() -> Iterator[object]:
-        with original() as tx:
+    def counted(*, write: bool = True) -> Iterator[object]:
+        with original(write=write) as tx:
             yield tx
-        counter[0] += 1
+        counter[0] += write  # read-only snapshots write nothing
 
     client.store._transaction = counted  # type: ignore[attr-defined]
     return counter
