@@ -132,6 +132,8 @@ class Client:
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 50
     ) -> list[Run]:
         """Runs, newest first (without their steps; ``get`` one for those)."""
+        if limit < 0:
+            raise ParamError(f"limit must be 0 or more, got {limit}")
         try:
             return self.store.list_runs(status=status, workflow=workflow, limit=limit)
         except ValueError:

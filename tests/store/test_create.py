@@ -109,6 +109,13 @@ def test_idempotency_key_returns_the_first_run_and_writes_nothing(client: Client
     assert len(client.list_runs()) == 2
 
 
+def test_idempotency_key_with_another_workflow_writes_no_spec(client: Client) -> None:
+    first = client.start(diamond(), {"x": 1}, idempotency_key="k")
+    before = table_counts(client.store)
+    assert client.start(diamond("another"), {"x": 1}, idempotency_key="k") == first
+    assert table_counts(client.store) == before
+
+
 def test_idempotency_key_at_the_store(client: Client) -> None:
     wf = diamond()
     first = client.start(wf, {"x": 1}, idempotency_key="k")

@@ -118,6 +118,15 @@ def test_list_runs_with_an_unknown_status(client: Client) -> None:
         client.list_runs(status="done")
 
 
+def test_list_runs_limit_bounds(client: Client) -> None:
+    client.start(chain(), {"x": 1})
+    assert client.list_runs(limit=0) == []
+    with pytest.raises(ParamError, match="limit must be 0 or more, got -1"):
+        client.list_runs(limit=-1)
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        client.store.list_runs(limit=-1)
+
+
 def test_list_runs_orders_runs_created_at_the_same_time(client: Client) -> None:
     ids = [client.start(chain(), {"x": i}) for i in range(5)]
     assert [r.id for r in client.list_runs()] == list(reversed(ids))

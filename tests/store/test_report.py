@@ -240,6 +240,23 @@ def test_a_late_failure_after_the_run_failed_changes_nothing_more(client: Client
     assert run.steps["b"].status is StepStatus.FAILED
 
 
+def test_a_step_of_a_failed_run_is_not_retried(client: Client) -> None:
+    wf = Workflow("no_retry_after_failure")
+    wf.step("a", noop)
+    wf.step("b", echo, x=1, retry={"max_attempts": 3, "delay": 0})
+    run_id = client.start(wf)
+    steps = by_step(claim(client))
+    report(client, [failed(steps["a"], "first")])
+    outcome = report(client, [failed(steps["b"], "second, with attempts left")])
+    assert outcome.accepted == 1
+    run = client.get(run_id)
+    assert run.steps["b"].status is StepStatus.FAILED
+    assert run.steps["b"].attempt == 1
+    assert claim(client) == []
+    assert run.error is not None and run.error.step == "a"
+    assert [e.type for e in client.history(run_id)].count("step.retrying") == 0
+
+
 def test_results_for_several_runs_in_one_report(client: Client) -> None:
     wf = Workflow("single")
     wf.step("a", echo, x=1)

@@ -30,7 +30,7 @@ from legato.engine.planner import (
     resolve_outputs,
     run_status_after_completion,
 )
-from legato.engine.retry import decide_retry
+from legato.engine.retry import RetryDecision, decide_retry
 from legato.errors import LegatoError, RunNotFoundError
 from legato.model.graph import Graph
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
@@ -287,6 +287,10 @@ class SQLStore(Store):
         spec = new.spec
         root = new.root_run_id or new.run_id
         with self._transaction() as tx:
+            if new.idempotency_key is not None:  # a repeat writes nothing, not even its spec
+                existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
+                if existing is not None:
+                    return self._id(existing["id"]) or "", False
             tx.run(
                 "insert_spec",
                 hash=spec.content_hash,
@@ -370,6 +374,8 @@ class SQLStore(Store):
     ) -> list[Run]:
         if status is not None:
             status = RunStatus(status).value
+        if int(limit) < 0:  # SQLite would read LIMIT -1 as no limit, PostgreSQL refuses it
+            raise ValueError(f"limit must be 0 or more, got {limit}")
         with self._transaction(write=False) as tx:
             rows = tx.all("list_runs", status=status, workflow=workflow, limit=int(limit))
         return [self._run_from_row(row, []) for row in rows]
@@ -519,6 +525,10 @@ class SQLStore(Store):
         policy = RetryPolicy.model_validate(self._json(row["retry"]))
         error = result.error or StepError(type="Error", message="unknown failure")
         decision = decide_retry(policy, result.attempt, result.retryable)
+        if decision.retry:  # never queue a step again in a run that has finished
+            run = tx.one("get_run", id=result.run_id)
+            if run is not None and RunStatus(run["status"]).finished:
+                decision = RetryDecision(False)
         error_json = dumps(error.to_json())
         params = {
             "id": result.step_run_id,
