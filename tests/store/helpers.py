@@ -25,6 +25,9 @@ ALL_TASKS = (
     "store_suite.append_to",
     "store_suite.bad_output",
     "store_suite.structured",
+    "store_suite.double",
+    "store_suite.async_double",
+    "store_suite.total",
 )
 
 

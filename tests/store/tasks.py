@@ -121,3 +121,18 @@ def structured(kind: str) -> Any:
     if kind == "model":
         return Point(x=1, tags={"a"})
     return Box("b", [Point(x=2, tags=set())])
+
+
+@task(name="store_suite.double")
+def double(x: int) -> int:
+    return x * 2
+
+
+@task(name="store_suite.async_double")
+async def async_double(x: int) -> int:
+    return x * 2
+
+
+@task(name="store_suite.total")
+def total(rows: list[int]) -> int:
+    return sum(rows)
