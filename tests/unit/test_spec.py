@@ -411,3 +411,25 @@ def test_spec_is_frozen() -> None:
     spec = WorkflowSpec.parse(rich_spec())
     with pytest.raises(ValueError):
         spec.name = "other"  # type: ignore[misc]
+
+
+def test_a_copy_does_not_keep_the_originals_hash_or_graph() -> None:
+    spec = WorkflowSpec.parse(rich_spec())
+    original_hash, original_graph = spec.content_hash, spec.graph
+    copy = spec.model_copy(update={"version": "3"})
+    assert copy.content_hash != original_hash
+    assert copy.content_hash == WorkflowSpec.parse({**rich_spec(), "version": "3"}).content_hash
+    fewer = spec.model_copy(update={"steps": spec.steps[:2], "outputs": {}})
+    assert fewer.graph is not original_graph
+    assert fewer.graph.order == ("load", "shape")
+    assert spec.content_hash == original_hash and spec.graph is original_graph
+
+
+def test_equal_specs_compare_equal_whatever_they_cached() -> None:
+    a, b = WorkflowSpec.parse(rich_spec()), WorkflowSpec.parse(rich_spec())
+    assert a.graph is not None  # only a has its graph and hash cached
+    assert a.content_hash
+    assert a == b and b == a
+    c = WorkflowSpec.parse({**rich_spec(), "version": "9"})
+    assert c.graph is not None
+    assert a != c

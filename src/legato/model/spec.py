@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -159,6 +160,13 @@ class WorkflowSpec(_Model):
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, defaults left out, so equal specs hash equal."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy without the cached hash and graph, which describe the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        for cached in ("content_hash", "graph"):
+            copy.__dict__.pop(cached, None)
+        return copy
 
     @cached_property
     def content_hash(self) -> str:
