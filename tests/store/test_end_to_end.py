@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 import legato
-from legato import Client, RunStatus, Sequence, Worker, Workflow
+from legato import Client, RunStatus, Sequence, WaitTimeout, Worker, Workflow
 
 from .helpers import drive
 from .tasks import async_double, double, echo, total
@@ -48,3 +50,18 @@ def test_sequence_end_to_end(client: Client) -> None:
     assert run.outputs == {"result": 20}
     assert run.params == {"x": 5}
     assert [s.args for s in run.steps.values()] == [[], [10], [10]]
+
+
+def test_wait_times_out_on_an_unfinished_run(client: Client) -> None:
+    wf = Workflow("waiting")
+    wf.step("a", double, x=1)
+    run_id = client.start(wf)
+    with pytest.raises(WaitTimeout) as info:
+        client.wait(run_id, timeout=0.05)
+    assert str(info.value) == f"run {run_id} is still pending after 0.05s (0/1 steps done)"
+    worker = Worker(client, worker_id="waited")
+    try:
+        drive(client, run_id, worker)
+    finally:
+        worker.close()
+    assert client.wait(run_id, timeout=1).outputs == {}

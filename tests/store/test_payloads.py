@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from legato import Client, RunStatus, StepStatus, Worker, Workflow
+from legato import Client, PayloadError, RunStatus, StepStatus, Worker, Workflow
 
 from .helpers import drive
 from .tasks import append_to, bad_output, echo, structured
@@ -64,6 +64,16 @@ def test_output_over_the_size_limit_fails_the_attempt(db_url: str) -> None:
         "step 'out' output is 1,002 bytes of JSON, over the limit of 200 bytes "
         "(store large data elsewhere and pass a reference, or raise max_payload_bytes)"
     )
+
+
+def test_params_over_the_size_limit_are_refused_before_writing(db_url: str) -> None:
+    with Client(db_url, max_payload_bytes=100) as client:
+        wf = Workflow("big_params")
+        wf.step("a", echo, x=wf.param("text"))
+        with pytest.raises(PayloadError) as info:
+            client.start(wf, {"text": "z" * 200})
+        assert str(info.value).startswith("params of big_params@1 is 211 bytes of JSON")
+        assert client.list_runs() == []
 
 
 def test_run_outputs_over_the_size_limit_fail_the_run(db_url: str) -> None:
