@@ -1,0 +1,57 @@
+"""Tasks the worker processes run. Names start with ``chaos.``.
+
+Each call records ``start`` and ``end`` lines in the log file it is given,
+with the run, step, attempt (read from the database) and the process id, so
+a test can count executions across processes and kills.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from legato import task
+
+from .support import current_attempt, record
+
+
+def _record(event: str, log: str, run: str, step: str, attempt: int) -> None:
+    record(log, event=event, run=run, step=step, attempt=attempt, pid=os.getpid(), t=time.time())
+
+
+@task(name="chaos.work", retries=5, retry_delay=0)
+def work(
+    log: str,
+    url: str,
+    run: str,
+    step: str,
+    hold: float = 0.0,
+    block_first: bool = False,
+    **reads: Any,
+) -> dict[str, Any]:
+    """Record the call; hold for ``hold`` seconds; on attempt 1, block if asked.
+
+    A blocked attempt sleeps for ten minutes: the test kills its worker first.
+    """
+    attempt = current_attempt(url, run, step)
+    _record("start", log, run, step, attempt)
+    if block_first and attempt == 1:
+        time.sleep(600)
+    if hold:
+        time.sleep(hold)
+    _record("end", log, run, step, attempt)
+    return {"step": step, "attempt": attempt, "reads": reads}
+
+
+@task(name="chaos.until_file", retries=5, retry_delay=0)
+def until_file(log: str, url: str, run: str, step: str, path: str, limit: float = 120) -> str:
+    """Record the call, then return once ``path`` exists (or after ``limit`` seconds)."""
+    attempt = current_attempt(url, run, step)
+    _record("start", log, run, step, attempt)
+    deadline = time.monotonic() + limit
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _record("end", log, run, step, attempt)
+    return "released" if Path(path).exists() else "gave up"
