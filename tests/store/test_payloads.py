@@ -144,3 +144,15 @@ def test_a_task_mutating_its_input_does_not_change_the_run(client: Client, worke
     assert run.steps["second"].output == 2  # saw the param as stored, not as mutated
     assert run.steps["first"].inputs == {"rows": ["a"]}  # as resolved, before the call
     assert run.outputs == {"rows": ["a"]}
+
+
+def test_inputs_that_resolve_to_non_json_fail_the_step(client: Client, worker: Worker) -> None:
+    wf = Workflow("items")
+    wf.param("d")
+    wf.step("out", echo, x="${{ params.d.items() }}", retry={"max_attempts": 3, "delay": 0})
+    run = drive(client, client.start(wf, {"d": {"k": 1}}), worker)
+    assert run.status is RunStatus.FAILED
+    step = run.steps["out"]
+    assert step.attempt == 1  # not retried: the same inputs would fail the same way
+    assert step.error is not None and step.error.type == "PayloadError"
+    assert step.error.message == ("step 'out' inputs: $.x is a dict_items, which JSON cannot carry")

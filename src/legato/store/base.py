@@ -683,8 +683,13 @@ class SQLStore(Store):
                 if missing:
                     outputs.update(self._outputs(tx, run_id, missing))
                 ctx = expression_context(context.params, outputs, context.run)
-                args, kwargs = resolve_call(step, ctx)
+                call_args, call_kwargs = resolve_call(step, ctx)
+                # Resolved inputs are stored with the attempt, so they pass the JSON
+                # gate too (``params.d.items()`` is no JSON); this also copies them.
+                args, _ = to_json(call_args, what=f"step {step.id!r} args", max_bytes=None)
+                kwargs, _ = to_json(call_kwargs, what=f"step {step.id!r} inputs", max_bytes=None)
             except LegatoError as exc:
+                args, kwargs = [], {}
                 resolve_error = StepError(type=type(exc).__name__, message=str(exc))
         return ClaimedStep(
             step_run_id=row["id"],
