@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 import legato
-from legato import Client, RunStatus, Sequence, WaitTimeout, Worker, Workflow
+from legato import Client, Run, RunStatus, Sequence, WaitTimeout, Worker, Workflow
 
 from .helpers import drive
-from .tasks import async_double, double, echo, total
+from .tasks import async_double, calls, double, echo, flaky, only_value_errors, total
 
 
 def test_chain_completes_on_each_backend(db_url: str) -> None:
@@ -65,3 +67,45 @@ def test_wait_times_out_on_an_unfinished_run(client: Client) -> None:
     finally:
         worker.close()
     assert client.wait(run_id, timeout=1).outputs == {}
+
+
+def run_with_worker(client: Client, wf: Workflow, params: dict[str, object] | None = None) -> Run:
+    worker = Worker(client, worker_id="e2e")
+    try:
+        return drive(client, client.start(wf, params), worker)
+    finally:
+        worker.close()
+
+
+def test_a_flaky_step_is_retried_until_it_succeeds(client: Client) -> None:
+    key = f"flaky-{uuid.uuid4()}"
+    wf = Workflow("flaky")
+    wf.step("f", flaky, key=key, fails=2)
+    run = run_with_worker(client, wf)
+    assert run.status is RunStatus.COMPLETED
+    step = run.steps["f"]
+    assert step.output == "ok after 3" and calls(key) == 3
+    assert [(a.number, a.status) for a in step.attempts] == [
+        (1, "failed"),
+        (2, "failed"),
+        (3, "completed"),
+    ]
+    assert [a.error.message for a in step.attempts[:2]] == [  # type: ignore[union-attr]
+        "attempt 1 failed",
+        "attempt 2 failed",
+    ]
+    assert [e.type for e in client.history(run.id)].count("step.retrying") == 2
+
+
+@pytest.mark.parametrize(
+    ("kind", "attempts", "error"), [("value", 4, "ValueError"), ("key", 1, "KeyError")]
+)
+def test_retry_on_limits_what_is_retried(
+    client: Client, kind: str, attempts: int, error: str
+) -> None:
+    wf = Workflow("retry_on")
+    wf.step("r", only_value_errors, kind=kind)
+    run = run_with_worker(client, wf)
+    assert run.status is RunStatus.FAILED
+    assert run.steps["r"].attempt == attempts
+    assert run.error is not None and run.error.type == error
