@@ -143,6 +143,14 @@ def test_unknown_run_id(client: Client, run_id: str) -> None:
         client.store.get_run(run_id, with_steps=False)
 
 
+def test_any_spelling_of_a_run_id_finds_the_run(client: Client) -> None:
+    run_id = client.start(chain(), {"x": 1})
+    plain = run_id.replace("-", "")
+    for spelling in (run_id.upper(), plain, "{" + run_id + "}", "urn:uuid:" + run_id):
+        assert client.get(spelling).id == run_id
+        assert [e.type for e in client.history(spelling)][:1] == ["run.created"]
+
+
 def test_history_of_a_failed_and_retried_step(client: Client) -> None:
     run_id = client.start(chain(), {"x": 1})
     [a1] = claim(client, "w1")

@@ -361,7 +361,7 @@ class SQLStore(Store):
         return new.run_id, True
 
     def get_run(self, run_id: str, *, with_steps: bool = True) -> Run:
-        self._check_run_id(run_id)
+        run_id = self._check_run_id(run_id)
         with self._transaction(write=False) as tx:
             row = tx.one("get_run", id=run_id)
             if row is None:
@@ -381,7 +381,7 @@ class SQLStore(Store):
         return [self._run_from_row(row, []) for row in rows]
 
     def run_events(self, run_id: str) -> list[Event]:
-        self._check_run_id(run_id)
+        run_id = self._check_run_id(run_id)
         with self._transaction(write=False) as tx:
             if tx.one("get_run", id=run_id) is None:
                 raise RunNotFoundError(f"no run with id {run_id!r}")
@@ -789,9 +789,10 @@ class SQLStore(Store):
             "now": self.clock.now(),
         }
 
-    def _check_run_id(self, run_id: str) -> None:
+    def _check_run_id(self, run_id: str) -> str:
+        """The id in its stored form (SQLite compares text, PostgreSQL compares uuids)."""
         try:
-            uuid.UUID(str(run_id))
+            return str(uuid.UUID(str(run_id)))
         except ValueError:
             raise RunNotFoundError(f"no run with id {run_id!r} (not a run id)") from None
 
