@@ -61,6 +61,10 @@ def _plain(value: Any, path: str, what: str) -> Any:
     if isinstance(value, str):
         if "\x00" in value:
             raise PayloadError(f"{what}: {path} is a string containing a NUL character (\\x00)")
+        if not value.isascii() and not _is_utf8(value):
+            raise PayloadError(
+                f"{what}: {path} is a string with a lone surrogate, which UTF-8 cannot encode"
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -76,6 +80,8 @@ def _plain(value: Any, path: str, what: str) -> Any:
                 )
             if "\x00" in key:
                 raise PayloadError(f"{what}: {path} has a key containing a NUL character")
+            if not key.isascii() and not _is_utf8(key):
+                raise PayloadError(f"{what}: {path} has a key with a lone surrogate")
             out[key] = _plain(item, _child(path, key), what)
         return out
     if isinstance(value, list | tuple):
@@ -93,6 +99,14 @@ def _plain(value: Any, path: str, what: str) -> Any:
     elif isinstance(value, bytes | bytearray):
         hint = " (decode or base64-encode it)"
     raise PayloadError(f"{what}: {path} is a {type(value).__name__}, which JSON cannot carry{hint}")
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _child(path: str, key: str) -> str:

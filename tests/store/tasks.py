@@ -97,6 +97,8 @@ def bad_output(kind: str) -> Any:
         return {"text": "a\x00b"}
     if kind == "nul_key":
         return {"k\x00": 1}
+    if kind == "surrogate":
+        return ["fine", "half \ud83d"]
     if kind == "int_key":
         return {1: "a"}
     if kind == "big":

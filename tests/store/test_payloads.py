@@ -32,6 +32,8 @@ MESSAGES = {
     "nul": "step 'out' output: $.text is a string containing a NUL character (\\x00)",
     "nul_key": "step 'out' output: $ has a key containing a NUL character",
     "int_key": "step 'out' output: $ has a key 1 of type int; JSON object keys must be strings",
+    "surrogate": "step 'out' output: $[1] is a string with a lone surrogate, "
+    "which UTF-8 cannot encode",
 }
 
 
@@ -48,6 +50,14 @@ def test_values_json_cannot_carry_fail_the_attempt_alike(
     assert run.error.message == MESSAGES[kind]  # type: ignore[attr-defined]
     assert run.error.step == "out"  # type: ignore[attr-defined]
     assert step.inputs == {"kind": kind}
+
+
+def test_params_with_a_lone_surrogate_are_refused(client: Client) -> None:
+    wf = Workflow("surrogate_params")
+    wf.step("a", echo, x=wf.param("text"))
+    with pytest.raises(PayloadError, match=r"\$.text is a string with a lone surrogate"):
+        client.start(wf, {"text": "\udc80"})
+    assert client.list_runs() == []
 
 
 def test_output_over_the_size_limit_fails_the_attempt(db_url: str) -> None:

@@ -38,6 +38,11 @@ def refused(value: Any) -> str:
         ({"rows": ["ok", "bad\x00"]}, "$.rows[1] is a string containing a NUL character (\\x00)"),
         ({"k\x00": 1}, "$ has a key containing a NUL character"),
         ({"deep": {"k\x00": 1}}, "$.deep has a key containing a NUL character"),
+        (
+            {"s": ["ok", "x\ud800"]},
+            "$.s[1] is a string with a lone surrogate, which UTF-8 cannot encode",
+        ),
+        ({"k\udfff": 1}, "$ has a key with a lone surrogate"),
         ({1: "a"}, "$ has a key 1 of type int; JSON object keys must be strings"),
         (
             {"m": {(1, 2): "a"}},
