@@ -49,7 +49,9 @@ def wait_until(
         time.sleep(interval)
 
 
-def stays_false(predicate: Callable[[], object], duration: float, *, interval: float = 0.02) -> bool:
+def stays_false(
+    predicate: Callable[[], object], duration: float, *, interval: float = 0.02
+) -> bool:
     """True if ``predicate`` stays falsy for ``duration`` seconds (checks a thing never happens)."""
     deadline = time.monotonic() + duration
     while time.monotonic() < deadline:

@@ -55,3 +55,9 @@ def until_file(log: str, url: str, run: str, step: str, path: str, limit: float 
         time.sleep(0.02)
     _record("end", log, run, step, attempt)
     return "released" if Path(path).exists() else "gave up"
+
+
+@task(name="chaos.stuck", timeout=0.5)
+def stuck(log: str, url: str, run: str, step: str, path: str, limit: float = 120) -> str:
+    """Like ``until_file``, with a timeout of half a second and no retries."""
+    return until_file.fn(log, url, run, step, path, limit)

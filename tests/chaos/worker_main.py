@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import chaos.tasks  # noqa: E402, F401  (registers the chaos.* tasks)
-import legato  # noqa: E402
+import chaos.tasks  # noqa: F401  (registers the chaos.* tasks)
+import legato
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,23 @@
-"""Run task calls: sync tasks on a thread pool, ``async def`` tasks on one event loop.
+"""Run task calls: sync tasks on daemon threads, ``async def`` tasks on one event loop.
 
 Each call ends as a :class:`~legato.store.base.StepResult`, built in the
 thread that ran it: the output passes the JSON gate there, so a worker's main
 loop never serialises large values. Async calls that overrun their timeout are
 cancelled; a sync call cannot be interrupted, so the worker reports its
 timeout and abandons the thread (its late result is dropped, its slot stays
-busy until it returns).
+busy until it returns). The threads are daemons, so an abandoned call, or one
+still running when a worker's grace period ends, never keeps the process from
+exiting (``ThreadPoolExecutor`` joins its threads at interpreter exit).
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
 import threading
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from legato.define.tasks import Task
@@ -32,9 +35,7 @@ _TRACEBACK_CHARS = 20_000
 class Executor:
     def __init__(self, concurrency: int, max_payload_bytes: int) -> None:
         self.max_payload_bytes = max_payload_bytes
-        self._threads = ThreadPoolExecutor(
-            max_workers=concurrency, thread_name_prefix="legato-task"
-        )
+        self._threads = _DaemonPool(concurrency, "legato-task")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
@@ -51,7 +52,7 @@ class Executor:
         return self._threads.submit(self._run_sync, claimed, task)
 
     def shutdown(self) -> None:
-        self._threads.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
@@ -109,6 +110,64 @@ class Executor:
                 thread.start()
                 self._loop, self._loop_thread = loop, thread
             return self._loop
+
+
+class _DaemonPool:
+    """Up to ``size`` daemon threads taking calls from one queue, started as needed."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._idle = threading.Semaphore(0)
+        self._lock = threading.Lock()
+        self._count = 0
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot run new calls after shutdown")
+            self._calls.put((future, lambda: fn(*args)))
+            if not self._idle.acquire(blocking=False) and self._count < self._size:
+                self._count += 1
+                name = f"{self._name}_{self._count}"
+                threading.Thread(target=self._serve, name=name, daemon=True).start()
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel calls not yet started; idle threads end, busy ones end after their call."""
+        with self._lock:
+            self._closed = True
+            while True:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].cancel()
+            for _ in range(self._count):
+                self._calls.put(None)
+
+    def _serve(self) -> None:
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            future, call = item
+            del item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = call()
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del future, call
+            self._idle.release()
 
 
 def _call(task: Task, claimed: ClaimedStep) -> Any:
