@@ -292,6 +292,12 @@ def test_param_declarations() -> None:
         wf.param("n", 4)
     with pytest.raises(DefinitionError, match="param 'bad' default: \\$ is a set"):
         wf.param("bad", {1})
+    with pytest.raises(DefinitionError) as info:
+        wf.param("typed", type="number")
+    assert str(info.value) == (
+        "workflow 'params': param 'typed': type: Input should be 'any', 'str', 'int', 'float', "
+        "'bool', 'list' or 'dict' (found 'number')"
+    )
 
 
 # -- check_calls --------------------------------------------------------------------------------

@@ -126,12 +126,16 @@ class Workflow:
         """Declare a run param (required unless it has a default) and refer to it."""
         if default is not _MISSING:
             _literal(default, f"param {name!r} default")
-        declared = ParamSpec(
-            type=type,  # type: ignore[arg-type]
-            required=default is _MISSING,
-            default=None if default is _MISSING else default,
-            description=description,
-        )
+        try:
+            declared = ParamSpec(
+                type=type,  # type: ignore[arg-type]
+                required=default is _MISSING,
+                default=None if default is _MISSING else default,
+                description=description,
+            )
+        except ValidationError as exc:
+            problems = "; ".join(format_validation_error(exc))
+            raise DefinitionError(f"workflow {self.name!r}: param {name!r}: {problems}") from None
         existing = self._params.get(name)
         if existing is not None and declared != existing:
             if declared != ParamSpec():  # a bare wf.param(name) only refers to it again
