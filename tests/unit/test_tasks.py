@@ -121,6 +121,14 @@ def test_registering_the_same_function_again_replaces_it() -> None:
         ({"backoff": "random"}, "invalid retry settings: backoff: Input should be 'fixed'"),
         ({"retry_delay": "later"}, "invalid retry settings: delay: retry delay: expected"),
         ({"name": "bad name"}, "task name 'bad name' must match"),
+        (
+            {"retry_on": [123]},
+            "invalid retry settings: retry_on takes exception classes or their names, got 123",
+        ),
+        (
+            {"retry_on": [dict]},
+            "retry_on takes exception classes or their names, got <class 'dict'>",
+        ),
     ],
 )
 def test_bad_settings(options: dict[str, Any], message: str) -> None:

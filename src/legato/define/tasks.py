@@ -231,6 +231,8 @@ def exception_name(exc: type[BaseException] | str) -> str:
     """``ConnectionError`` for builtins, ``module.Qualname`` otherwise."""
     if isinstance(exc, str):
         return exc
+    if not (isinstance(exc, type) and issubclass(exc, BaseException)):
+        raise TypeError(f"retry_on takes exception classes or their names, got {exc!r}")
     if exc.__module__ == "builtins":
         return exc.__qualname__
     return f"{exc.__module__}.{exc.__qualname__}"
