@@ -1,0 +1,1 @@
+"""The ``legato`` command line: typer commands over the Client, rendered with rich."""

@@ -1,0 +1,54 @@
+"""The ``legato`` command: wiring of its subcommands."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from legato import __version__
+from legato.cli import db, runs
+from legato.cli.run import run
+from legato.cli.worker import worker
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="legato",
+    help="Durable workflows on SQLite and PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.command("run")(run)
+app.add_typer(runs.app, name="runs")
+app.command("worker")(worker)
+app.add_typer(db.app, name="db")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"legato {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Durable workflows on SQLite and PostgreSQL."""
+
+
+def main() -> None:
+    """Console script entry point."""
+    app(prog_name="legato")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Options several commands share, declared once so they read and behave alike."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from legato.config import DEFAULT_URL
+from legato.durations import parse_duration
+from legato.errors import ConfigError
+
+__all__ = ["JsonOption", "UrlOption", "VerboseOption", "duration_option"]
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="LEGATO_URL",
+        help=f"Database: sqlite:///path.db or postgresql://user@host/db [default: {DEFAULT_URL}]",
+        show_default=False,
+    ),
+]
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show tracebacks of failed steps.")
+]
+
+
+def duration_option(value: str | None, option: str) -> float | None:
+    """``30s``, ``5m``, ``1h30m`` or seconds; a bad value is a usage error naming the option."""
+    try:
+        return parse_duration(value, field=option)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,96 @@
+"""``legato worker``: import task modules and serve their steps until stopped."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+from legato.cli.loading import load_module
+from legato.cli.options import UrlOption, duration_option
+from legato.cli.output import EXIT_INTERRUPTED, configure_logging, redact_url, user_errors
+from legato.client import Client
+from legato.config import Settings
+from legato.define.tasks import default_registry
+from legato.errors import ConfigError
+from legato.worker.worker import Worker
+
+__all__ = ["worker"]
+
+log = logging.getLogger("legato.cli")
+
+
+def worker(
+    imports: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--import",
+            "-i",
+            help="A module (myapp.tasks) or file (path/to/tasks.py) defining tasks; repeatable. "
+            "Default: LEGATO_IMPORTS (comma or space separated).",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", "-c", min=1, help="Steps run at once.")
+    ] = 4,
+    queues: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queue",
+            "-q",
+            help="Serve only this queue (repeatable). Default: every queue the tasks use.",
+            show_default=False,
+        ),
+    ] = None,
+    lease: Annotated[
+        str,
+        typer.Option(
+            "--lease",
+            help="How long a claimed step stays this worker's without a heartbeat "
+            "(30s, 2m, ...); heartbeats renew it every third of that.",
+        ),
+    ] = "30s",
+    url: UrlOption = None,
+) -> None:
+    """Run steps from the database until SIGTERM or Ctrl-C.
+
+    The first signal stops claiming and lets running steps finish; a second
+    one quits at once (their leases then expire and another worker retries them).
+    """
+    configure_logging(logging.INFO)
+    with user_errors():
+        lease_seconds = duration_option(lease, "--lease")
+        settings = Settings.load(url=url, imports=tuple(imports) if imports else None)
+        for source in settings.imports:
+            load_module(source)
+        if not len(default_registry):
+            imported = ", ".join(settings.imports) or "nothing"
+            raise ConfigError(
+                f"no tasks are registered (imported: {imported}); name the modules that "
+                "define them with --import myapp.tasks or --import path/to/tasks.py "
+                "(or LEGATO_IMPORTS)"
+            )
+        client = Client(settings.url)
+        runner = Worker(
+            client,
+            queues=queues or None,
+            concurrency=concurrency,
+            lease=lease_seconds or 30.0,
+        )
+    log.info(
+        "database %s; %d tasks: %s",
+        redact_url(client.url),
+        len(default_registry),
+        ", ".join(default_registry.names()),
+    )
+    try:
+        runner.run()
+    except KeyboardInterrupt:
+        log.warning("stopped at once; steps still running will be retried when their leases expire")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    finally:
+        runner.close()
+        client.close()
+    log.info("worker stopped")
