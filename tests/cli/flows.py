@@ -1,0 +1,94 @@
+"""Workflows the command-line tests run. Loaded by path (as module ``flows``),
+the way ``legato run tests/cli/flows.py:etl`` and ``legato worker --import`` load it,
+so the tests, the command and worker processes agree on task names (``flows.*``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import legato
+from legato import WorkflowSpec
+
+
+@legato.task
+def extract(source: str) -> dict[str, Any]:
+    return {"rows": [1, 2, 3], "source": source}
+
+
+@legato.task
+def count(rows: list[int]) -> int:
+    return len(rows)
+
+
+@legato.task
+def size(extracted: dict[str, Any]) -> int:
+    return len(extracted["rows"])
+
+
+@legato.task
+def echo(**values: Any) -> dict[str, Any]:
+    return values
+
+
+@legato.task
+def chatty(source: str) -> str:
+    print("a task printing to stdout")
+    return source
+
+
+@legato.task(retries=1, retry_delay=0)
+def explode(message: str) -> None:
+    raise ValueError(message)
+
+
+@legato.task
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+etl = legato.Workflow("cli_etl", version="1.0.0")
+extracted = etl.step("extract", extract, source=etl.param("source", type="str"))
+counted = etl.step("count", count, rows=extracted.output["rows"])
+etl.outputs(count=counted.output, source=extracted.output["source"])
+
+typed = legato.Workflow("cli_typed")
+typed.step(
+    "echo",
+    echo,
+    n=typed.param("n", type="int"),
+    x=typed.param("x", 0.5, type="float"),
+    flag=typed.param("flag", False, type="bool"),
+    items=typed.param("items", [], type="list"),
+    opts=typed.param("opts", {}, type="dict"),
+    name=typed.param("name", "", type="str"),
+    anything=typed.param("anything", None),
+)
+typed.outputs(values="${{ steps.echo.output }}")
+
+failing = legato.Workflow("cli_failing")
+first = failing.step("extract", extract, source="here")
+failing.step("explode", explode, message=failing.param("message", "kaput"), needs=[first])
+
+printing = legato.Workflow("cli_printing")
+printing.outputs(said=printing.step("chatty", chatty, source="hello").output)
+
+slow = legato.Workflow("cli_slow")
+napped = slow.step("first", nap, seconds=slow.param("seconds", 0.5, type="float"))
+then = slow.step("second", nap, seconds=slow.param("seconds"), needs=[napped])
+slow.outputs(total="${{ steps.first.output + steps.second.output }}")
+
+sequence = legato.Sequence("cli_sequence", [extract, size])
+
+spec = WorkflowSpec.parse(
+    {
+        "name": "cli_spec",
+        "params": {"source": {"type": "str"}},
+        "steps": [
+            {"id": "extract", "task": "flows.extract", "inputs": {"source": "${{ params.source }}"}}
+        ],
+        "outputs": {"rows": "${{ steps.extract.output.rows }}"},
+    }
+)

@@ -1,0 +1,189 @@
+"""The real ``legato`` executable in child processes: the README's command, workers, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from legato import Client, RunStatus, StepStatus
+
+from .helpers import FLOWS, legato_command, subprocess_env, target
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "etl.py"
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start ``legato ...`` in the background; whatever is still running is killed after."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            args if args[0] != "legato" else [*legato_command(), *args[1:]],
+            cwd=tmp_path,
+            env=env or subprocess_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_the_readme_command_runs_the_example_from_another_folder(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    result = run_cli("run", f"{EXAMPLE}:wf", "-p", "source=s3://bucket/data")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"count": 3}
+    assert (tmp_path / "legato.db").exists()
+    with Client(f"sqlite:///{tmp_path / 'legato.db'}") as client:
+        [run] = client.list_runs()
+        assert [s.task for s in client.get(run.id).steps.values()] == [
+            "etl.extract",
+            "etl.transform",
+            "etl.load",
+        ]
+
+
+def test_the_example_runs_as_a_script(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLE)],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "completed {'count': 3}"
+
+
+def test_python_dash_m_legato_is_the_same_command(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "legato", "--version"],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "legato 0.1.0"
+
+
+def test_a_bad_target_in_a_real_process_is_one_line(run_cli: RunCli) -> None:
+    result = run_cli("run", "missing.py:wf", "-p", "source=x")
+    assert result.returncode == 2
+    assert result.stderr == "error: missing.py: no such file\n"
+    assert result.stdout == ""
+
+
+def test_a_worker_runs_what_a_client_started(
+    spawn: Callable[..., subprocess.Popen[str]], db_url: str, flows: ModuleType
+) -> None:
+    with Client(db_url) as client:
+        run_id = client.start(flows.etl, {"source": "from-a-client"})
+        worker = spawn("legato", "worker", "--import", str(FLOWS), "--url", db_url, "-c", "2")
+        run = client.wait(run_id, timeout=60)
+        assert run.status is RunStatus.COMPLETED, worker.stderr
+        assert run.outputs == {"count": 3, "source": "from-a-client"}
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "flows.extract" in err  # the tasks it serves are logged
+    assert "received SIGTERM" in err
+    assert "Traceback" not in err
+
+
+def test_a_worker_without_tasks_refuses_to_start(run_cli: RunCli, sqlite_url: str) -> None:
+    result = run_cli("worker", "--url", sqlite_url)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no tasks are registered")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_worker_imports_legato_imports_and_reports_bad_ones(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    (tmp_path / "broken_tasks.py").write_text("import legato\n\n1/0\n")
+    for imports, expected in [
+        ("no_such_tasks_module", "error: no module named 'no_such_tasks_module'"),
+        (f"{FLOWS}, broken_tasks.py", "error: broken_tasks.py, line 3: ZeroDivisionError"),
+    ]:
+        result = subprocess.run(
+            [*legato_command(), "worker", "--url", sqlite_url],
+            cwd=tmp_path,
+            env={**subprocess_env(), "LEGATO_IMPORTS": imports},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith(expected), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_ctrl_c_leaves_the_run_for_a_worker_to_finish(
+    spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
+) -> None:
+    running = spawn("legato", "run", target("slow"), "-p", "seconds=1", "--url", sqlite_url)
+    with Client(sqlite_url) as client:
+        run_id = _wait_for(lambda: _running_step(client, "first"), running)
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=60)
+        assert running.returncode == 130, err
+        assert f"run {run_id} is left in the database (running, 1/2 steps done)" in err
+        assert "Traceback" not in err
+        run = client.get(run_id)
+        assert run.steps["first"].status is StepStatus.COMPLETED  # allowed to finish
+        assert run.steps["second"].status is StepStatus.QUEUED
+
+        # The command it printed carries the run on.
+        hint = re.search(r"^\s+(legato worker .*)$", err, re.MULTILINE)
+        assert hint is not None, err
+        args = shlex.split(hint.group(1))
+        assert args[:3] == ["legato", "worker", "--import"]
+        spawn(*args)
+        finished = client.wait(run_id, timeout=60)
+        assert finished.status is RunStatus.COMPLETED
+        assert finished.outputs == {"total": 2.0}
+
+
+def _running_step(client: Client, step_id: str) -> str | None:
+    for listed in client.list_runs():
+        step = client.get(listed.id).steps.get(step_id)
+        if step is not None and step.status is StepStatus.RUNNING:
+            return listed.id
+    return None
+
+
+def _wait_for(
+    probe: Callable[[], str | None], proc: subprocess.Popen[str], timeout: float = 60
+) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        if proc.poll() is not None:
+            pytest.fail(f"the process ended first: {proc.communicate()}")
+        time.sleep(0.02)
+    pytest.fail(f"nothing after {timeout}s")

@@ -1,0 +1,278 @@
+"""``legato run``: outputs on stdout, exit codes, params typed by the workflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from legato import Client, RunStatus
+
+from .helpers import Invoke, assert_usage_error, stored_runs, target
+
+
+def test_run_prints_the_outputs_as_json_and_exits_0(legato: Invoke, db_url: str) -> None:
+    result = legato("run", target("etl"), "-p", "source=s3://x", "--url", db_url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"count": 3, "source": "s3://x"}
+    assert "completed" in result.stderr
+    [run] = stored_runs(db_url)
+    assert run.status is RunStatus.COMPLETED
+    assert run.params == {"source": "s3://x"}
+    assert run.id in result.stderr
+
+
+def test_a_failed_run_exits_1_naming_the_step_and_its_error(
+    legato: Invoke, sqlite_url: str
+) -> None:
+    result = legato("run", target("failing"), "-p", "message=disk full", "--url", sqlite_url)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    [run] = stored_runs(sqlite_url)
+    assert run.status is RunStatus.FAILED
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert error == (
+        f"error: run {run.id} failed at step 'explode' (task flows.explode, attempt 2/2): "
+        "ValueError: disk full"
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_verbose_adds_the_failed_steps_traceback(legato: Invoke, sqlite_url: str) -> None:
+    result = legato("run", target("failing"), "-v", "--url", sqlite_url)
+    assert result.exit_code == 1
+    assert "Traceback (most recent call last)" in result.stderr
+    assert "raise ValueError(message)" in result.stderr
+    assert "ValueError: kaput" in result.stderr
+
+
+def test_params_are_typed_as_the_workflow_declares_them(legato: Invoke, sqlite_url: str) -> None:
+    result = legato(
+        "run",
+        target("typed"),
+        *("-p", "n=3", "-p", "x=2.5", "-p", "flag=yes", "-p", "items=[1, 2]"),
+        *("-p", 'opts={"a": {"b": null}}', "-p", "name=007", "-p", "anything=42"),
+        "--url",
+        sqlite_url,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "values": {
+            "n": 3,
+            "x": 2.5,
+            "flag": True,
+            "items": [1, 2],
+            "opts": {"a": {"b": None}},
+            "name": "007",
+            "anything": "42",
+        }
+    }
+
+
+def test_params_json_gives_values_and_p_overrides_them(legato: Invoke, sqlite_url: str) -> None:
+    given = json.dumps({"n": 1, "flag": True, "anything": [1, "two"], "name": "json"})
+    result = legato(
+        "run", target("typed"), "--params-json", given, "-p", "name=flag", "--url", sqlite_url
+    )
+    assert result.exit_code == 0, result.output
+    values = json.loads(result.stdout)["values"]
+    assert values == {
+        "n": 1,
+        "x": 0.5,
+        "flag": True,
+        "items": [],
+        "opts": {},
+        "name": "flag",
+        "anything": [1, "two"],
+    }
+
+
+def test_tags_creator_and_idempotency_key_are_stored(legato: Invoke, sqlite_url: str) -> None:
+    args = [
+        *("run", target("etl"), "-p", "source=x", "--url", sqlite_url),
+        *("--tag", "env=test", "--tag", "team=data", "--created-by", "ci"),
+        *("--idempotency-key", "nightly-1"),
+    ]
+    assert legato(*args).exit_code == 0
+    again = legato(*args)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout) == {"count": 3, "source": "x"}
+    [run] = stored_runs(sqlite_url)
+    assert run.tags == {"env": "test", "team": "data"}
+    assert run.created_by == "ci"
+    assert run.idempotency_key == "nightly-1"
+
+
+@pytest.mark.parametrize("name", ["sequence", "spec"])
+def test_sequences_and_specs_run_too(legato: Invoke, sqlite_url: str, name: str) -> None:
+    result = legato("run", target(name), "-p", "source=s", "--url", sqlite_url)
+    assert result.exit_code == 0, result.output
+    expected = {"sequence": {"result": 3}, "spec": {"rows": [1, 2, 3]}}[name]
+    assert json.loads(result.stdout) == expected
+
+
+def test_a_file_with_one_workflow_needs_no_name(
+    legato: Invoke, tmp_path: Path, sqlite_url: str
+) -> None:
+    (tmp_path / "single_flow.py").write_text(
+        "import legato\n"
+        "@legato.task\n"
+        "def hello(who: str) -> str:\n"
+        "    return f'hello {who}'\n"
+        "wf = legato.Workflow('single')\n"
+        "wf.outputs(greeting=wf.step('hello', hello, who=wf.param('who')).output)\n"
+    )
+    result = legato("run", "single_flow.py", "-p", "who=you", "--url", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"greeting": "hello you"}
+    with Client(sqlite_url) as client:
+        [run] = client.list_runs()
+        assert client.get(run.id).steps["hello"].task == "single_flow.hello"
+
+
+def test_a_module_path_is_imported_from_the_working_directory(
+    legato: Invoke, tmp_path: Path
+) -> None:
+    package = tmp_path / "cli_app"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "flows.py").write_text(
+        "import legato\n"
+        "@legato.task\n"
+        "def double(n: int) -> int:\n"
+        "    return n * 2\n"
+        "etl = legato.Workflow('cli_module')\n"
+        "etl.outputs(doubled=etl.step('double', double, n=etl.param('n', type='int')).output)\n"
+    )
+    result = legato("run", "cli_app.flows:etl", "-p", "n=21")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"doubled": 42}
+    assert (tmp_path / "legato.db").exists()  # the default database: legato.db, right here
+
+
+def test_stdout_holds_only_the_outputs_when_tasks_print(legato: Invoke, sqlite_url: str) -> None:
+    result = legato("run", target("printing"), "--url", sqlite_url)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"said": "hello"}
+    assert "a task printing to stdout" in result.stderr
+
+
+def test_quiet_prints_only_the_outputs(legato: Invoke, sqlite_url: str) -> None:
+    result = legato("run", target("etl"), "-p", "source=q", "--quiet", "--url", sqlite_url)
+    assert result.exit_code == 0
+    assert result.stderr == ""
+    assert json.loads(result.stdout) == {"count": 3, "source": "q"}
+
+
+def test_timeout_exits_124_and_leaves_the_run_stored(
+    legato: Invoke, sqlite_url: str, flows: ModuleType
+) -> None:
+    result = legato(
+        "run", target("slow"), "-p", "seconds=0.5", "--timeout", "0.1", "--url", sqlite_url
+    )
+    assert result.exit_code == 124
+    assert "still running after 0.1s" in result.stderr
+    assert "legato worker --import" in result.stderr
+    [run] = stored_runs(sqlite_url)
+    assert not run.finished
+
+
+# -- bad input: exit 2, one line, nothing stored ---------------------------------------------
+
+BAD_FILES = {
+    "syntax": ("import legato\nwf = legato.Workflow('x'\n", ["SyntaxError", "line 2"]),
+    "imports": (
+        "import legato\nimport no_such_module_anywhere\n",
+        ["ModuleNotFoundError", "line 2", "no_such_module_anywhere"],
+    ),
+    "raises": (
+        "import legato\nwf = legato.Workflow('x')\n\n\nraise RuntimeError('not today')\n",
+        ["RuntimeError: not today", "line 5"],
+    ),
+    "unregistered": (
+        "import legato\nwf = legato.Workflow('x')\nwf.step('a', 'nowhere.task')\n",
+        ["step 'a' calls task 'nowhere.task', which is not registered"],
+    ),
+    "cycle": (
+        "import legato\n"
+        "@legato.task\n"
+        "def t() -> None: ...\n"
+        "wf = legato.Workflow('x')\n"
+        "wf.step('a', t, needs=['b'])\n"
+        "wf.step('b', t, needs=['a'])\n",
+        ["cycle"],
+    ),
+    "definition": (
+        "import legato\n"
+        "@legato.task\n"
+        "def t() -> None: ...\n"
+        "wf = legato.Workflow('x')\n"
+        "wf.step('a', t)\n"
+        "wf.step('a', t)\n",
+        ["duplicate step id 'a'", "line 6"],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_FILES))
+def test_a_broken_file_is_one_error_line_and_stores_nothing(
+    legato: Invoke, tmp_path: Path, sqlite_url: str, kind: str
+) -> None:
+    source, expected = BAD_FILES[kind]
+    path = tmp_path / f"broken_{kind}.py"
+    path.write_text(source)
+    result = legato("run", f"{path}:wf", "--url", sqlite_url)
+    assert_usage_error(result, *expected)
+    assert stored_runs(sqlite_url) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["etl"], ["workflow cli_etl@1.0.0: missing required param 'source'"]),
+        (["etl", "-p", "source=x", "-p", "bogus=1"], ["unknown param 'bogus'"]),
+        (["typed", "-p", "n=three"], ["-p n=three: param 'n' is int: 'three' is not a whole"]),
+        (["typed", "-p", "n=1", "-p", "flag=maybe"], ["'maybe' is not true or false"]),
+        (
+            ["typed", "-p", "n=1", "-p", "items={}"],
+            ["param 'items' is list: expected a JSON array"],
+        ),
+        (["typed", "-p", "n"], ["-p 'n': expected key=value"]),
+        (["typed", "--params-json", "{nope"], ["--params-json is not valid JSON"]),
+        (["typed", "--params-json", '{"n": "1"}'], ["param 'n' must be int, got str '1'"]),
+        (["etl", "-p", "source=x", "--tag", "env"], ["--tag 'env': expected key=value"]),
+        (["etl", "-p", "source=x", "--timeout", "soon"], ["--timeout: expected a duration"]),
+        (["nope"], ["has no attribute 'nope' (workflows in it: etl, typed, failing"]),
+        (["extract"], [":extract is a Task, not a workflow"]),
+    ],
+)
+def test_bad_params_and_names_are_one_error_line_and_store_nothing(
+    legato: Invoke, sqlite_url: str, args: list[str], expected: list[str]
+) -> None:
+    result = legato("run", target(args[0]), *args[1:], "--url", sqlite_url)
+    assert_usage_error(result, *expected)
+    assert stored_runs(sqlite_url) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("missing.py:wf", "missing.py: no such file"),
+        ("no_such_package.flows:wf", "no module named 'no_such_package'"),
+        (":wf", "expected path/to/file.py:workflow or package.module:workflow"),
+    ],
+)
+def test_a_target_that_cannot_be_found_is_one_error_line(
+    legato: Invoke, sqlite_url: str, name: str, expected: str
+) -> None:
+    result = legato("run", name, "--url", sqlite_url)
+    assert_usage_error(result, expected)
+    assert stored_runs(sqlite_url) == []
+
+
+def test_bad_input_does_not_even_create_the_database(legato: Invoke, tmp_path: Path) -> None:
+    result = legato("run", target("etl"))
+    assert_usage_error(result, "missing required param 'source'")
+    assert not (tmp_path / "legato.db").exists()
