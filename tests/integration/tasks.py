@@ -7,6 +7,7 @@ unique, so tests read what the tasks saw without sharing anything else.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -92,3 +93,48 @@ async def async_span(key: str, seconds: float) -> None:
     started = time.monotonic()
     await asyncio.sleep(seconds)
     note(key, (started, time.monotonic()))
+
+
+# -- random DAGs -------------------------------------------------------------------
+
+_sequence = itertools.count(1)
+
+
+def tick() -> int:
+    """The next number of one sequence shared by every task in this process."""
+    with _lock:
+        return next(_sequence)
+
+
+def dag_value(step_id: str, reads: dict[str, int]) -> int:
+    """What a DAG step computes from its id and the values it reads."""
+    return ((int(step_id.removeprefix("s")) + 1) * 7919 + sum(reads.values())) % 1_000_003
+
+
+def _dag_start(run: str, me: str, fail_first: bool) -> int:
+    started = tick()
+    if bump(f"{run}/{me}") == 1 and fail_first:
+        note(run, (me, started, tick(), "failed"))
+        raise ConnectionError(f"{me}: first attempt fails")
+    return started
+
+
+def _dag_finish(run: str, me: str, started: int, reads: dict[str, int]) -> dict[str, Any]:
+    output = {"step": me, "value": dag_value(me, reads), "seen": dict(sorted(reads.items()))}
+    note(run, (me, started, tick(), "completed"))
+    return output
+
+
+@task(name="integration.dag_node", retries=1, retry_delay=0)
+def dag_node(run: str, me: str, fail_first: bool = False, **reads: int) -> dict[str, Any]:
+    started = _dag_start(run, me, fail_first)
+    return _dag_finish(run, me, started, reads)
+
+
+@task(name="integration.dag_node_async", retries=1, retry_delay=0)
+async def dag_node_async(
+    run: str, me: str, fail_first: bool = False, **reads: int
+) -> dict[str, Any]:
+    started = _dag_start(run, me, fail_first)
+    await asyncio.sleep(0)
+    return _dag_finish(run, me, started, reads)
