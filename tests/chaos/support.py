@@ -132,6 +132,7 @@ class WorkerProcess:
 
     def __init__(self, args: list[str], folder: Path, name: str) -> None:
         self.name = name
+        self.app_name = f"legato-chaos-{os.getpid()}-{name}"
         self.stdout_path = folder / f"{name}.out"
         self.stderr_path = folder / f"{name}.err"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
@@ -139,7 +140,9 @@ class WorkerProcess:
                 [sys.executable, str(WORKER_MAIN), *args],
                 stdout=out,
                 stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                # PGAPPNAME names its PostgreSQL sessions, so a test can see
+                # whether this process is inside a transaction.
+                env={**os.environ, "PYTHONUNBUFFERED": "1", "PGAPPNAME": self.app_name},
             )
         self.pid = self.popen.pid
 
@@ -177,6 +180,49 @@ class WorkerProcess:
 
     def wait(self, timeout: float) -> int:
         return self.popen.wait(timeout=timeout)
+
+    def freeze(self, url: str, tries: int = 50) -> None:
+        """SIGSTOP the process at a moment it holds no database lock.
+
+        A process stopped inside a transaction would block the others (SQLite's
+        write lock) or hide its rows from the lease sweep (PostgreSQL's row
+        locks); a paused worker in the field can do that, but these tests
+        want a paused worker whose lease simply lapses.
+        """
+        for _ in range(tries):
+            self.signal(signal.SIGSTOP)
+            wait_until(self._stopped, 10, interval=0.001, what=f"{self} to stop")
+            if not _in_transaction(url, self.app_name):
+                return
+            self.signal(signal.SIGCONT)
+            time.sleep(0.01)
+        raise AssertionError(f"{self} was inside a transaction each time it was stopped")
+
+    def _stopped(self) -> bool:
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] in ("T", "t")
+
+    def thaw(self) -> None:
+        self.signal(signal.SIGCONT)
+
+
+def _in_transaction(url: str, app_name: str) -> bool:
+    if url.startswith("sqlite:"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0.2, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return True  # someone holds the write lock (maybe not this process: retry)
+        finally:
+            conn.close()
+        return False
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND xact_start IS NOT NULL",
+            (app_name,),
+        ).fetchone()
+    return bool(row and row[0])
 
 
 class ProcessGroup:
