@@ -28,6 +28,7 @@ ALL_TASKS = (
     "store_suite.double",
     "store_suite.async_double",
     "store_suite.total",
+    "store_suite.exits",
 )
 
 

@@ -138,3 +138,8 @@ async def async_double(x: int) -> int:
 @task(name="store_suite.total")
 def total(rows: list[int]) -> int:
     return sum(rows)
+
+
+@task(name="store_suite.exits")
+def exits(code: int) -> None:
+    raise SystemExit(code)

@@ -10,7 +10,7 @@ import legato
 from legato import Client, Run, RunStatus, Sequence, WaitTimeout, Worker, Workflow
 
 from .helpers import drive
-from .tasks import async_double, calls, double, echo, flaky, only_value_errors, total
+from .tasks import async_double, calls, double, echo, exits, flaky, only_value_errors, total
 
 
 def test_chain_completes_on_each_backend(db_url: str) -> None:
@@ -109,3 +109,12 @@ def test_retry_on_limits_what_is_retried(
     assert run.status is RunStatus.FAILED
     assert run.steps["r"].attempt == attempts
     assert run.error is not None and run.error.type == error
+
+
+def test_a_task_raising_system_exit_fails_its_step(client: Client) -> None:
+    wf = Workflow("exiting")
+    wf.step("x", exits, code=3)
+    run = run_with_worker(client, wf)
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None
+    assert (run.error.type, run.error.message, run.error.step) == ("SystemExit", "3", "x")

@@ -49,6 +49,16 @@ async def async_add(a: int, b: int = 0) -> int:
     return a + b
 
 
+@task(name="unit.exec.exit", registry=registry)
+def sync_exit() -> None:
+    raise SystemExit(4)
+
+
+@task(name="unit.exec.async_exit", registry=registry)
+async def async_exit() -> None:
+    raise SystemExit(5)
+
+
 @task(name="unit.exec.async_slow", registry=registry)
 async def async_slow() -> None:
     await asyncio.sleep(30)
@@ -162,3 +172,18 @@ def test_an_async_call_over_its_timeout_is_cancelled(executor: Executor) -> None
     assert not result.ok and result.error is not None
     assert result.error.type == "StepTimeoutError"
     assert result.error.message == "step 's' ran longer than its timeout of 0.05s"
+
+
+def test_system_exit_in_a_task_is_its_failure(executor: Executor) -> None:
+    result = run(executor, claimed(sync_exit), sync_exit)
+    assert result.error is not None
+    assert (result.error.type, result.error.message) == ("SystemExit", "4")
+
+
+def test_system_exit_in_an_async_task_is_its_failure_and_the_loop_lives_on(
+    executor: Executor,
+) -> None:
+    result = run(executor, claimed(async_exit), async_exit)
+    assert result.error is not None
+    assert (result.error.type, result.error.message) == ("SystemExit", "5")
+    assert run(executor, claimed(async_add, a=1, b=1), async_add).output_json == "2"

@@ -68,7 +68,9 @@ class Executor:
         except TimeoutError:
             return timeout_result(claimed)
         except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+            # Only cancellation passes: SystemExit or KeyboardInterrupt raised by a
+            # task would stop the worker's event loop, and every async task with it.
+            if isinstance(exc, asyncio.CancelledError):
                 raise
             return self._error(claimed, exc)
         return self._outcome(claimed, lambda: value)
@@ -81,7 +83,7 @@ class Executor:
                 what=f"step {claimed.step_id!r} output",
                 max_bytes=self.max_payload_bytes,
             )
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit in a task thread is the task's failure too
             return self._error(claimed, exc)
         return StepResult(
             step_run_id=claimed.step_run_id,
