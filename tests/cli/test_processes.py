@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import shlex
 import signal
@@ -187,3 +189,51 @@ def _wait_for(
             pytest.fail(f"the process ended first: {proc.communicate()}")
         time.sleep(0.02)
     pytest.fail(f"nothing after {timeout}s")
+
+
+def _in_terminal(*args: str, cwd: Path, stdout_is_terminal: bool = True) -> tuple[int, str, str]:
+    """Run ``legato`` with stderr (and stdout, unless told) on a pseudo-terminal."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [*legato_command(), *args],
+        cwd=cwd,
+        env={**subprocess_env(), "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"},
+        stdout=slave if stdout_is_terminal else subprocess.PIPE,
+        stderr=slave,
+        text=True,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    piped = proc.stdout.read() if proc.stdout else ""
+    return proc.wait(timeout=60), b"".join(chunks).decode(errors="replace"), piped
+
+
+def test_a_terminal_gets_the_live_display_and_a_pipe_does_not(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    run = ("run", target("slow"), "-p", "seconds=0.3", "--url", sqlite_url)
+    code, screen, _ = _in_terminal(*run, cwd=tmp_path)
+    assert code == 0, screen
+    assert "━" in screen  # the progress bar
+    assert "cli_slow@1" in screen
+    assert "flows.nap" in screen  # the steps table
+    assert '"total"' in screen  # then the outputs
+
+    code, screen, _ = _in_terminal(*run, "--no-progress", cwd=tmp_path)
+    assert code == 0, screen
+    assert "━" not in screen
+    assert "flows.nap" not in screen
+
+    code, screen, piped = _in_terminal(*run, cwd=tmp_path, stdout_is_terminal=False)
+    assert code == 0, screen
+    assert "━" not in screen
+    assert json.loads(piped) == {"total": 0.6}

@@ -6,6 +6,7 @@ Only rendering lives here; commands fetch runs and hand them over.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -141,9 +142,9 @@ class RunProgress:
             Text(format_duration(_elapsed(run.created_at, run.finished_at)), style="dim"),
         ]
         head.add_row(*cells)
-        return Group(head, self._table(run))
+        return Group(head, *self._steps(run))
 
-    def _table(self, run: Run) -> Table:
+    def _steps(self, run: Run) -> list[RenderableType]:
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("step", no_wrap=True)
         table.add_column("task", style="dim", no_wrap=True)
@@ -165,13 +166,10 @@ class RunProgress:
         hidden = len(steps) - len(shown)
         if hidden:
             shown_ids = {step.step_id for step in shown}
-            counts: dict[str, int] = {}
-            for step in steps:
-                if step.step_id not in shown_ids:
-                    counts[step.status.value] = counts.get(step.status.value, 0) + 1
+            counts = Counter(s.status.value for s in steps if s.step_id not in shown_ids)
             summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-            table.add_row(Text(f"… {hidden} more steps ({summary})", style="dim"))
-        return table
+            return [table, Text(f"… {hidden} more steps ({summary})", style="dim")]
+        return [table]
 
     def _status(self, step: StepRun) -> RenderableType:
         if step.status is not StepStatus.RUNNING:

@@ -1,0 +1,67 @@
+"""What ``legato run`` draws: rendered to a recording console, no terminal needed."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from rich.console import Console
+
+import legato
+from legato.cli.display import RunProgress, format_duration
+from legato.cli.loading import load_workflow
+
+from .helpers import target
+
+
+def render(progress: RunProgress) -> str:
+    console = Console(record=True, width=160, force_terminal=False)
+    console.print(progress)
+    return console.export_text()
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, ""),
+        (-1, "0.00s"),
+        (0.123, "0.12s"),
+        (12.34, "12.3s"),
+        (245, "4m05s"),
+        (7380, "2h03m"),
+    ],
+)
+def test_durations_read_short(seconds: float | None, shown: str) -> None:
+    assert format_duration(seconds) == shown
+
+
+def test_progress_shows_each_step_with_status_attempt_and_duration(sqlite_url: str) -> None:
+    run = legato.run(load_workflow(target("failing")), url=sqlite_url)
+    progress = RunProgress(run.id, "cli_failing@1")
+    assert "starting" in render(progress)
+    progress.update(run)
+    text = render(progress)
+    assert run.id in text
+    assert "failed" in text.splitlines()[0]
+    assert "1/2 steps" in text
+    extract = next(line for line in text.splitlines() if line.startswith("extract"))
+    assert extract.split()[1:4] == ["flows.extract", "completed", "1/1"]
+    explode = next(line for line in text.splitlines() if line.startswith("explode"))
+    assert explode.split()[1:4] == ["flows.explode", "failed", "2/2"]
+    assert "ValueError: kaput" in explode
+
+
+def test_a_long_run_shows_what_matters_and_counts_the_rest(sqlite_url: str) -> None:
+    @legato.task(name="cli_display.noop")
+    def noop(i: int) -> int:
+        return i
+
+    wf = legato.Workflow("cli_long")
+    for i in range(30):
+        wf.step(f"s{i}", noop, i=i)
+    run = legato.run(wf, url=sqlite_url)
+    progress = RunProgress(run.id, "cli_long@1", max_rows=5)
+    progress.update(run)
+    text = render(progress)
+    assert sum(bool(re.match(r"s\d+ ", line)) for line in text.splitlines()) == 5
+    assert "… 25 more steps (25 completed)" in text
