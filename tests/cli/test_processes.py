@@ -169,6 +169,38 @@ def test_ctrl_c_leaves_the_run_for_a_worker_to_finish(
         assert finished.outputs == {"total": 2.0}
 
 
+def test_timeout_exits_124_at_once_and_leaves_the_run_stored(
+    run_cli: RunCli, sqlite_url: str
+) -> None:
+    began = time.monotonic()
+    result = run_cli(
+        "run", target("slow"), "-p", "seconds=30", "--timeout", "0.5", "--url", sqlite_url
+    )
+    assert result.returncode == 124, result.stderr
+    assert time.monotonic() - began < 20  # not held open by the step still sleeping
+    assert "still running after 0.5s" in result.stderr
+    assert "legato worker --import" in result.stderr
+    with Client(sqlite_url) as client:
+        [run] = client.list_runs()
+        assert not run.finished
+
+
+def test_a_second_ctrl_c_quits_at_once(
+    spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
+) -> None:
+    running = spawn("legato", "run", target("slow"), "-p", "seconds=30", "--url", sqlite_url)
+    with Client(sqlite_url) as client:
+        run_id = _wait_for(lambda: _running_step(client, "first"), running)
+        began = time.monotonic()
+        running.send_signal(signal.SIGINT)
+        _wait_for(lambda: _stderr_has(running, "letting running steps finish"), running)
+        running.send_signal(signal.SIGINT)
+        _, err = running.communicate(timeout=20)
+        assert running.returncode == 130, err
+        assert time.monotonic() - began < 20
+        assert f"run {run_id} is left in the database (running, 0/2 steps done)" in err
+
+
 def _running_step(client: Client, step_id: str) -> str | None:
     for listed in client.list_runs():
         step = client.get(listed.id).steps.get(step_id)
@@ -237,3 +269,10 @@ def test_a_terminal_gets_the_live_display_and_a_pipe_does_not(
     assert code == 0, screen
     assert "━" not in screen
     assert json.loads(piped) == {"total": 0.6}
+
+
+def _stderr_has(proc: subprocess.Popen[str], text: str) -> str | None:
+    """Read one line of the child's stderr: is it ``text``? (Lines read here are used up.)"""
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    return line if text in line else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -164,19 +163,6 @@ def test_quiet_prints_only_the_outputs(legato: Invoke, sqlite_url: str) -> None:
     assert result.exit_code == 0
     assert result.stderr == ""
     assert json.loads(result.stdout) == {"count": 3, "source": "q"}
-
-
-def test_timeout_exits_124_and_leaves_the_run_stored(
-    legato: Invoke, sqlite_url: str, flows: ModuleType
-) -> None:
-    result = legato(
-        "run", target("slow"), "-p", "seconds=0.5", "--timeout", "0.1", "--url", sqlite_url
-    )
-    assert result.exit_code == 124
-    assert "still running after 0.1s" in result.stderr
-    assert "legato worker --import" in result.stderr
-    [run] = stored_runs(sqlite_url)
-    assert not run.finished
 
 
 # -- bad input: exit 2, one line, nothing stored ---------------------------------------------

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from legato.cli.options import UrlOption
-from legato.cli.output import redact_url, stdout, user_errors
+from legato.cli.output import configure_logging, redact_url, stdout, user_errors
 from legato.client import Client
 from legato.errors import SchemaVersionError
 
@@ -17,6 +19,7 @@ app = typer.Typer(help="Manage the database.", no_args_is_help=True)
 @app.command("upgrade")
 def upgrade(url: UrlOption = None) -> None:
     """Apply the migrations the database is missing (safe while others use it)."""
+    configure_logging(logging.WARNING)
     with user_errors():
         try:
             # Opening without migrating checks the schema: it passes only when up to date.

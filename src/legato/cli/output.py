@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -32,6 +33,7 @@ __all__ = [
     "EXIT_USAGE",
     "configure_logging",
     "error_line",
+    "exit_now",
     "fail",
     "print_json",
     "redact_url",
@@ -92,6 +94,22 @@ def user_errors() -> Iterator[None]:
         fail(str(exc), EXIT_USAGE)
 
 
+def exit_now(code: int) -> NoReturn:
+    """Exit with ``code`` without waiting for task threads still running.
+
+    Python joins every non-daemon thread at exit, so a task that runs on after
+    a timeout or a second Ctrl-C would hold the process open until it returns;
+    its step's lease expires and another worker retries it instead.
+    """
+    busy = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
+    if not busy:
+        raise typer.Exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def print_json(data: Any) -> None:
     """Valid JSON on stdout: highlighted on a terminal, plain (and fast) in a pipe."""
     text = json.dumps(data, indent=2, ensure_ascii=False, default=_json_default)
@@ -126,3 +144,7 @@ def configure_logging(level: int) -> None:
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
+    if level > logging.INFO:
+        # One clear error line says the database is unreachable; the pool's
+        # warning per connection attempt before it is noise.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)

@@ -9,6 +9,7 @@ left in the database, and ``legato worker`` can carry it on.
 from __future__ import annotations
 
 import logging
+import shlex
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from legato.cli.output import (
     EXIT_TIMEOUT,
     configure_logging,
     error_line,
+    exit_now,
     fail,
     print_json,
     redact_url,
@@ -130,13 +132,15 @@ def run(
             if not (live or quiet):
                 stderr().print(f"run {run_id} started ({spec.label})", style="dim", soft_wrap=True)
             source = split_target(target).source
-            resume = f"legato worker --import {source} --url {redact_url(client.url)}"
+            resume = shlex.join(
+                ["legato", "worker", "--import", source, "--url", redact_url(client.url)]
+            )
             finished = _work(
                 client, run_id, spec.label, concurrency, wait_for, live=live, resume=resume
             )
     except KeyboardInterrupt:
         stderr().print("interrupted", style="yellow")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        exit_now(EXIT_INTERRUPTED)
     _report(finished, verbose=verbose, quiet=quiet)
 
 
@@ -181,20 +185,20 @@ def _work(
             soft_wrap=True,
             highlight=False,
         )
-        raise typer.Exit(EXIT_TIMEOUT) from None
+        exit_now(EXIT_TIMEOUT)
 
 
 def _stop(client: Client, run_id: str, worker: Worker, job: _Background, resume: str) -> None:
     console = stderr()
-    console.print(
-        "interrupted: letting running steps finish (Ctrl-C again to quit now)", style="yellow"
-    )
-    worker.stop()
     try:
+        console.print(
+            "interrupted: letting running steps finish (Ctrl-C again to quit now)", style="yellow"
+        )
+        worker.stop()
         while not job.finished(0.2):
             pass
     except KeyboardInterrupt:
-        pass
+        console.print("stopping now; steps still running will be retried", style="yellow")
     try:
         run = client.get(run_id, with_steps=False)
         state = f"{run.status.value}, {run.steps_done}/{run.steps_total} steps done"
@@ -205,7 +209,7 @@ def _stop(client: Client, run_id: str, worker: Worker, job: _Background, resume:
         soft_wrap=True,
         highlight=False,
     )
-    raise typer.Exit(EXIT_INTERRUPTED)
+    exit_now(EXIT_INTERRUPTED)
 
 
 def _report(run: Run, *, verbose: bool, quiet: bool) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Annotated, Any
 
 import typer
 
 from legato.cli.display import run_details, runs_table
 from legato.cli.options import JsonOption, UrlOption, VerboseOption
-from legato.cli.output import print_json, stdout, user_errors
+from legato.cli.output import configure_logging, print_json, stdout, user_errors
 from legato.client import Client
 
 __all__ = ["app"]
@@ -36,6 +37,7 @@ def list_runs(
     url: UrlOption = None,
 ) -> None:
     """List runs, newest first."""
+    configure_logging(logging.WARNING)
     with user_errors(), Client(url) as client:
         runs = client.list_runs(status=status, workflow=workflow, limit=limit)
     if as_json:
@@ -55,6 +57,7 @@ def show_run(
     url: UrlOption = None,
 ) -> None:
     """Show one run: params, outputs, error, and each step with its attempts."""
+    configure_logging(logging.WARNING)
     with user_errors(), Client(url) as client:
         run = client.get(run_id)
     if as_json:

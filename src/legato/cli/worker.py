@@ -9,7 +9,14 @@ import typer
 
 from legato.cli.loading import load_module
 from legato.cli.options import UrlOption, duration_option
-from legato.cli.output import EXIT_INTERRUPTED, configure_logging, redact_url, user_errors
+from legato.cli.output import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    configure_logging,
+    exit_now,
+    redact_url,
+    user_errors,
+)
 from legato.client import Client
 from legato.config import Settings
 from legato.define.tasks import default_registry
@@ -85,12 +92,14 @@ def worker(
         len(default_registry),
         ", ".join(default_registry.names()),
     )
+    code = EXIT_OK
     try:
         runner.run()
     except KeyboardInterrupt:
         log.warning("stopped at once; steps still running will be retried when their leases expire")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        code = EXIT_INTERRUPTED
     finally:
         runner.close()
         client.close()
     log.info("worker stopped")
+    exit_now(code)
