@@ -143,6 +143,17 @@ def test_a_worker_imports_legato_imports_and_reports_bad_ones(
         assert "Traceback" not in result.stderr
 
 
+def test_a_worker_refuses_two_files_with_one_module_name(run_cli: RunCli, tmp_path: Path) -> None:
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "same_tasks.py").write_text("import legato\n")
+    result = run_cli("worker", "-i", "one/same_tasks.py", "-i", "two/same_tasks.py")
+    assert result.returncode == 2
+    assert result.stderr.startswith(
+        "error: two/same_tasks.py would be imported as module 'same_tasks'"
+    )
+
+
 def test_ctrl_c_leaves_the_run_for_a_worker_to_finish(
     spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
 ) -> None:

@@ -258,6 +258,14 @@ def test_a_target_that_cannot_be_found_is_one_error_line(
     assert stored_runs(sqlite_url) == []
 
 
+def test_a_file_named_like_an_imported_module_is_refused(
+    legato: Invoke, tmp_path: Path, sqlite_url: str
+) -> None:
+    (tmp_path / "json.py").write_text("import legato\nwf = legato.Workflow('shadow')\n")
+    result = legato("run", "json.py:wf", "--url", sqlite_url)
+    assert_usage_error(result, "json.py would be imported as module 'json'", "rename the file")
+
+
 def test_bad_input_does_not_even_create_the_database(legato: Invoke, tmp_path: Path) -> None:
     result = legato("run", target("etl"))
     assert_usage_error(result, "missing required param 'source'")

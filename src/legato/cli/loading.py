@@ -37,8 +37,6 @@ _LIBRARY_DIRS = tuple(
     {str(Path(__file__).resolve().parents[1])}
     | {sysconfig.get_path(p) for p in ("stdlib", "platstdlib", "purelib", "platlib")}
 )
-#: module name -> file, for the files this loader imported (and may import again)
-_loaded_files: dict[str, Path] = {}
 
 
 @dataclass(frozen=True)
@@ -134,11 +132,11 @@ def _load_file(source: str) -> ModuleType:
         existing_file = getattr(existing, "__file__", None)
         if existing_file and Path(existing_file).resolve() == path:
             return existing
-        if name not in _loaded_files:
-            raise DefinitionError(
-                f"{source} would be imported as module {name!r}, but a module of that name "
-                f"is already imported (from {existing_file or 'the interpreter'}); rename the file"
-            )
+        # Two files with one module name would give their tasks the same names.
+        raise DefinitionError(
+            f"{source} would be imported as module {name!r}, but a module of that name "
+            f"is already imported (from {existing_file or 'the interpreter'}); rename the file"
+        )
     _on_sys_path(path.parent)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
@@ -150,7 +148,6 @@ def _load_file(source: str) -> ModuleType:
     except Exception as exc:
         sys.modules.pop(name, None)
         raise _import_failed(source, exc) from exc
-    _loaded_files[name] = path
     return module
 
 
