@@ -106,6 +106,30 @@ def test_a_step_that_outlives_the_grace_period_does_not_keep_the_process(
     assert step.attempts[0].error.type == "LeaseExpired"
 
 
+def test_a_second_sigterm_stops_at_once(db_url: str, procs: ProcessGroup, tmp_path: Path) -> None:
+    log, release = str(tmp_path / "effects.log"), tmp_path / "release"
+    with Client(db_url) as client:
+        worker = procs.worker(db_url, lease=1.5, grace=60)
+        run_id = client.start(held(release), {"log": log, "url": db_url})
+        wait_until(lambda: starts(log, "hold"), 60, what="the held step to start")
+        terminate(worker)
+        sent = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 130
+        assert time.monotonic() - sent < 15  # not the 60 s grace
+        assert "worker stopped at once" in worker.stderr()
+
+        release.touch()
+        procs.worker(db_url, lease=1.5)
+        run = client.wait(run_id, timeout=60)
+
+    assert run.status is RunStatus.COMPLETED
+    step = run.steps["hold"]
+    assert [(a.number, a.status) for a in step.attempts] == [(1, "failed"), (2, "completed")]
+    assert step.attempts[0].error is not None
+    assert step.attempts[0].error.type == "LeaseExpired"
+
+
 def test_a_timed_out_thread_does_not_keep_the_process(
     db_url: str, procs: ProcessGroup, tmp_path: Path
 ) -> None:

@@ -56,6 +56,7 @@ def test_killed_worker_loses_its_attempt_and_nothing_else(
         events = client.history(run_id)
 
     assert run.status is RunStatus.COMPLETED, run
+    assert run.steps_done == run.steps_total == width + 2
     assert run.outputs == {
         "c": {"step": "c", "attempt": 1, "reads": {"seen": [2] * width}},
     }

@@ -92,6 +92,7 @@ def test_runs_survive_a_storm_of_kills(db_url: str, procs: ProcessGroup, tmp_pat
 
     total_retries = 0
     for run in runs:
+        assert run.steps_done == run.steps_total == 5
         for step in run.steps.values():
             final = (run.id, step.step_id, step.attempt)
             assert step.status == "completed"

@@ -4,7 +4,8 @@
         [--poll S] [--sweep S] [--grace S]
 
 Prints ``ready <worker id>`` on stdout once the database is open, logs to
-stderr, and exits 0 after a clean stop (SIGTERM or SIGINT).
+stderr, and exits 0 after a clean stop (SIGTERM or SIGINT), 130 when a second
+signal stops it at once.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     print("ready", worker.worker_id, flush=True)
     try:
         worker.run()
+    except KeyboardInterrupt:  # a second signal: stop at once
+        logging.getLogger("chaos").warning("worker stopped at once")
+        return 130
     finally:
         worker.close()
         client.close()

@@ -88,6 +88,7 @@ def test_worker_processes_share_the_work_and_run_each_attempt_once(
     # The database agrees: every step completed on attempt 1, claimed and completed once.
     for run in runs:
         assert run.status == "completed"
+        assert run.steps_done == run.steps_total == len(run.steps)
         assert {(s.status, s.attempt) for s in run.steps.values()} == {("completed", 1)}
     for kind in ("step.started", "step.completed"):
         once = Counter((e.run_id, e.step_id) for e in events if e.type == kind)
