@@ -95,7 +95,11 @@ class PostgresStore(SQLStore):
             )
             self._pool.wait(timeout=10)
         except Exception as exc:
-            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {exc}") from None
+            pool = getattr(self, "_pool", None)
+            if pool is not None:
+                pool.close(timeout=0)  # else it keeps reconnecting in the background
+            reason = _connect_error(self._conninfo) or exc
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}") from None
         if migrate:
             self.migrate()
         else:
@@ -229,6 +233,15 @@ class PostgresStore(SQLStore):
                 f"database {_safe(self.url)} has schema version {current}, this legato needs "
                 f"{expected}; run: legato db upgrade"
             )
+
+
+def _connect_error(conninfo: str) -> str | None:
+    """The server's own reason a connection fails; the pool only says it timed out."""
+    try:
+        psycopg.connect(conninfo, connect_timeout=5).close()
+    except psycopg.Error as exc:
+        return " ".join(str(exc).split())
+    return None
 
 
 def _safe(url: str) -> str:
