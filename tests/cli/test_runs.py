@@ -124,3 +124,12 @@ def test_show_json_is_the_whole_run(legato: Invoke, db_url: str, two_runs: dict[
 )
 def test_show_an_unknown_run(legato: Invoke, db_url: str, run_id: str, expected: str) -> None:
     assert_usage_error(legato("runs", "show", run_id, "--url", db_url), expected)
+
+
+def test_a_database_that_refuses_is_one_line_with_the_reason(legato: Invoke, pg_url: str) -> None:
+    base, _, _ = pg_url.rpartition("/")
+    scheme, _, host = base.partition("://")
+    url = f"{scheme}://no_such_role:secret@{host.rpartition('@')[2]}/nowhere"
+    result = legato("runs", "list", "--url", url)
+    assert_usage_error(result, "cannot connect to PostgreSQL", 'role "no_such_role" does not exist')
+    assert "secret" not in result.stderr
