@@ -2,8 +2,9 @@
 
 Hypothesis draws DAGs of 1-25 steps whose edges go from earlier to later
 steps, each edge written as a data reference, a ``needs`` entry or ``>>``;
-steps are sync or async, and a few fail their first attempt. Each run goes
-through ``legato.run`` with four slots. One edge may be written several ways at
+steps are sync or async, and a few fail their first attempt. A run goes
+through ``legato.run`` with four slots, or through two workers with two slots
+each, on two clients of their own, racing for its steps. One edge may be written several ways at
 once (a data reference and ``>>``): it is still one dependency. Tasks take numbers from one shared
 sequence when they start and finish, so order is checked without clocks.
 """
@@ -11,6 +12,7 @@ sequence when they start and finish, so order is checked without clocks.
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,8 +21,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import legato
-from legato import RunStatus, Workflow
+from legato import Client, Run, RunStatus, Workflow
 from legato.define.builder import StepRef
+from legato.embedded import work_until_finished
 
 from .tasks import calls, dag_node, dag_node_async, dag_value, notes
 
@@ -36,6 +39,8 @@ class Dag:
     is_async: list[bool]
     #: steps whose first attempt fails (retried once)
     flaky: frozenset[int]
+    #: 1: ``legato.run``; 2: two workers on separate clients
+    workers: int
 
     @property
     def size(self) -> int:
@@ -52,7 +57,7 @@ def dags(draw: st.DrawFn) -> Dag:
         edges.append({p: draw(ways) for p in sorted(parents)})
     is_async = draw(st.lists(st.booleans(), min_size=size, max_size=size))
     flaky = draw(st.frozensets(st.integers(0, size - 1), max_size=3))
-    return Dag(edges, is_async, flaky)
+    return Dag(edges, is_async, flaky, draw(st.sampled_from([1, 2])))
 
 
 def build(dag: Dag) -> Workflow:
@@ -86,6 +91,34 @@ def expected_outputs(dag: Dag) -> dict[str, dict[str, Any]]:
     return outputs
 
 
+def run_dag(dag: Dag, url: str) -> Run:
+    workflow = build(dag)
+    if dag.workers == 1:
+        return legato.run(workflow, url=url, concurrency=4, timeout=60)
+    clients = [Client(url) for _ in range(dag.workers)]
+    failures: list[BaseException] = []
+
+    def work(client: Client) -> None:
+        try:
+            work_until_finished(client, run_id, concurrency=2, timeout=60)
+        except BaseException as exc:
+            failures.append(exc)
+
+    try:
+        run_id = clients[0].start(workflow)
+        threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=90)
+        assert not failures, failures
+        assert not any(t.is_alive() for t in threads)
+        return clients[0].get(run_id)
+    finally:
+        for client in clients:
+            client.close()
+
+
 @pytest.fixture
 def fresh_url(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A new SQLite file per example; PostgreSQL examples share the test's database."""
@@ -106,7 +139,8 @@ def fresh_url(db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
 @given(dag=dags())
 def test_random_dags_run_each_step_once_in_dependency_order(fresh_url: Any, dag: Dag) -> None:
     event(f"steps {dag.size // 5 * 5}+")
-    run = legato.run(build(dag), url=fresh_url(), concurrency=4, timeout=60)
+    event(f"{dag.workers} worker(s)")
+    run = run_dag(dag, fresh_url())
     assert run.status is RunStatus.COMPLETED, run
 
     expected = expected_outputs(dag)
