@@ -130,15 +130,20 @@ def test_unicode_and_nesting_survive_the_round_trip(client: Client, worker: Work
 
 
 def test_huge_floats_keep_their_type(client: Client, worker: Worker) -> None:
-    run = run_one(client, worker, echo, x=[1.5e300, 1e16])
+    run = run_one(client, worker, echo, x=[1.5e300, 1e16, 1.0])
     output = run.steps["out"].output  # type: ignore[attr-defined]
-    kept = output == [1.5e300, 1e16] and all(type(v) is float for v in output)
-    if client.store.dialect == "postgres":  # type: ignore[attr-defined]
-        # jsonb keeps numbers as numeric and prints 1.5e300 as 301 digits,
-        # which read back as an int: a known difference between the backends.
-        assert not kept, "PostgreSQL now keeps large floats: remove this exception"
-        pytest.xfail("jsonb prints large floats without an exponent; they read back as ints")
-    assert kept
+    assert output == [1.5e300, 1e16, 1.0]
+    assert [type(v) for v in output] == [float, float, float]
+
+
+def test_object_keys_keep_their_order(client: Client, worker: Worker) -> None:
+    value = {"zeta": 1, "alpha": {"b": 2, "a": 1}, "mid": [{"y": 0, "x": 0}]}
+    run = run_one(client, worker, echo, x=value)
+    output = run.steps["out"].output  # type: ignore[attr-defined]
+    assert list(output) == ["zeta", "alpha", "mid"]
+    assert list(output["alpha"]) == ["b", "a"]
+    assert list(output["mid"][0]) == ["y", "x"]
+    assert list(run.steps["out"].inputs["x"]) == ["zeta", "alpha", "mid"]  # type: ignore[attr-defined]
 
 
 def test_a_task_mutating_its_input_does_not_change_the_run(client: Client, worker: Worker) -> None:

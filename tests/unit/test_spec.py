@@ -387,15 +387,30 @@ def test_json_round_trip() -> None:
     assert WorkflowSpec.parse(json.loads(text)).content_hash == spec.content_hash
 
 
-def test_to_json_is_canonical() -> None:
+def test_canonical_json_sorts_keys_and_drops_defaults() -> None:
     spec = WorkflowSpec.parse(rich_spec())
-    text = spec.to_json()
+    text = spec.canonical_json()
     assert ": " not in text and ", " not in text.replace("and shape", "")
     data = json.loads(text)
     assert list(data) == sorted(data)
     assert "extra_params" not in data  # defaults are left out
     assert data["steps"][0]["timeout"] == 60.0
-    assert data["steps"][0]["retry"] == {"max_attempts": 3, "backoff": "linear", "delay": 2.0}
+    assert data["steps"][0]["retry"] == {"backoff": "linear", "delay": 2.0, "max_attempts": 3}
+
+
+def test_to_json_keeps_the_order_literals_were_written_in() -> None:
+    data = rich_spec()
+    data["steps"][0]["inputs"] = {"zeta": {"b": 1, "a": 2}, "alpha": 0}
+    spec = WorkflowSpec.parse(data)
+    stored = json.loads(spec.to_json())
+    assert list(stored["steps"][0]["inputs"]) == ["zeta", "alpha"]
+    assert list(stored["steps"][0]["inputs"]["zeta"]) == ["b", "a"]
+    reordered = dict(
+        data,
+        steps=[dict(data["steps"][0], inputs={"alpha": 0, "zeta": {"a": 2, "b": 1}})]
+        + data["steps"][1:],
+    )
+    assert WorkflowSpec.parse(reordered).content_hash == spec.content_hash
 
 
 def test_step_lookup_and_label() -> None:

@@ -158,7 +158,11 @@ class WorkflowSpec(_Model):
         return self.model_dump(mode="json", exclude_defaults=True)
 
     def to_json(self) -> str:
-        """Canonical JSON: sorted keys, defaults left out, so equal specs hash equal."""
+        """JSON as written (defaults left out, key order kept), as the spec is stored."""
+        return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+    def canonical_json(self) -> str:
+        """Sorted keys, defaults left out: equal specs give equal text, hence equal hashes."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
@@ -170,7 +174,7 @@ class WorkflowSpec(_Model):
 
     @cached_property
     def content_hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
 
     @cached_property
     def graph(self) -> Graph:

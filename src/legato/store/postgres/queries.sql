@@ -4,7 +4,7 @@
 
 -- name: insert_spec
 INSERT INTO workflow_specs (hash, name, version, spec, created_at)
-VALUES (%(hash)s, %(name)s, %(version)s, %(spec)s::jsonb, legato_now())
+VALUES (%(hash)s, %(name)s, %(version)s, %(spec)s::json, legato_now())
 ON CONFLICT (hash) DO NOTHING;
 
 -- name: get_spec
@@ -15,7 +15,7 @@ INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params
                   created_by, correlation_id, idempotency_key, parent_run_id, root_run_id,
                   steps_total, created_at, updated_at)
 VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending',
-        %(params)s::jsonb, %(tags)s::jsonb, %(created_by)s, %(correlation_id)s,
+        %(params)s::json, %(tags)s::jsonb, %(created_by)s, %(correlation_id)s,
         %(idempotency_key)s, %(parent_run_id)s, %(root_run_id)s, %(steps_total)s,
         legato_now(), legato_now())
 ON CONFLICT (idempotency_key) DO NOTHING
@@ -28,14 +28,14 @@ SELECT id FROM runs WHERE idempotency_key = %(key)s;
 INSERT INTO step_runs (run_id, root_run_id, step_id, task, position, status, deps_remaining,
                        max_attempts, retry, timeout, queue, priority, available_at, queued_at)
 VALUES (%(run_id)s, %(root_run_id)s, %(step_id)s, %(task)s, %(position)s, %(status)s,
-        %(deps_remaining)s, %(max_attempts)s, %(retry)s::jsonb, %(timeout)s, %(queue)s,
+        %(deps_remaining)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
         %(priority)s, legato_now(),
         CASE WHEN %(status)s = 'queued' THEN legato_now() END);
 
 -- name: insert_event
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
 VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(type)s, legato_now(), %(actor)s,
-        %(details)s::jsonb);
+        %(details)s::json);
 
 -- name: get_run
 SELECT * FROM runs WHERE id = %(id)s;
@@ -89,7 +89,7 @@ WHERE run_id = %(run_id)s AND step_id = ANY(%(step_ids)s::text[]);
 
 -- name: complete_step
 UPDATE step_runs
-SET status = 'completed', output = %(output)s::jsonb, inputs = %(inputs)s::jsonb, error = NULL,
+SET status = 'completed', output = %(output)s::json, inputs = %(inputs)s::json, error = NULL,
     finished_at = legato_now(), lease_expires_at = NULL
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
 
@@ -109,7 +109,7 @@ RETURNING status, steps_done, steps_total;
 
 -- name: finish_run
 UPDATE runs
-SET status = %(status)s, outputs = %(outputs)s::jsonb, error = %(error)s::jsonb,
+SET status = %(status)s, outputs = %(outputs)s::json, error = %(error)s::json,
     finished_at = legato_now(), updated_at = legato_now()
 WHERE id = %(run_id)s AND status IN ('pending', 'running')
 RETURNING id;
@@ -122,7 +122,7 @@ FOR UPDATE;
 -- name: retry_step
 UPDATE step_runs
 SET status = 'queued', available_at = legato_now() + make_interval(secs => %(delay)s),
-    queued_at = legato_now(), error = %(error)s::jsonb, inputs = COALESCE(%(inputs)s::jsonb, inputs),
+    queued_at = legato_now(), error = %(error)s::json, inputs = COALESCE(%(inputs)s::json, inputs),
     worker_id = NULL, lease_expires_at = NULL,
     history = history || jsonb_build_array(jsonb_build_object(
         'attempt', attempt, 'status', 'failed', 'worker', worker_id,
@@ -132,7 +132,7 @@ WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
 
 -- name: fail_step
 UPDATE step_runs
-SET status = 'failed', error = %(error)s::jsonb, inputs = COALESCE(%(inputs)s::jsonb, inputs),
+SET status = 'failed', error = %(error)s::json, inputs = COALESCE(%(inputs)s::json, inputs),
     finished_at = legato_now(), lease_expires_at = NULL
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
 

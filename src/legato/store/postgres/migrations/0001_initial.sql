@@ -1,4 +1,7 @@
 -- legato schema 1 (PostgreSQL): specs, runs, step runs, events.
+-- Payloads are json, not jsonb: they read back exactly as written (key order,
+-- number format), as on SQLite. Tags and attempt history, which are searched
+-- or appended to, are jsonb.
 
 -- Every time legato judges (leases, retries, timeouts) comes from here: the
 -- database's clock, shifted by the transaction-local setting legato.clock_offset
@@ -13,7 +16,7 @@ CREATE TABLE workflow_specs (
     hash        text PRIMARY KEY,
     name        text NOT NULL,
     version     text NOT NULL,
-    spec        jsonb NOT NULL,
+    spec        json  NOT NULL,
     created_at  timestamptz NOT NULL
 );
 
@@ -23,10 +26,10 @@ CREATE TABLE runs (
     workflow_version text NOT NULL,
     spec_hash        text NOT NULL REFERENCES workflow_specs (hash),
     status           text NOT NULL,
-    params           jsonb NOT NULL,
-    outputs          jsonb,
-    variables        jsonb NOT NULL DEFAULT '{}',
-    error            jsonb,
+    params           json  NOT NULL,
+    outputs          json ,
+    variables        json  NOT NULL DEFAULT '{}',
+    error            json ,
     tags             jsonb NOT NULL DEFAULT '{}',
     created_by       text,
     correlation_id   text,
@@ -56,14 +59,14 @@ CREATE TABLE step_runs (
     deps_remaining    integer NOT NULL,
     attempt           integer NOT NULL DEFAULT 0,
     max_attempts      integer NOT NULL,
-    retry             jsonb NOT NULL,
+    retry             json  NOT NULL,
     timeout           double precision,
     queue             text NOT NULL,
     priority          integer NOT NULL,
     available_at      timestamptz NOT NULL,
-    inputs            jsonb,
-    output            jsonb,
-    error             jsonb,
+    inputs            json ,
+    output            json ,
+    error             json ,
     history           jsonb NOT NULL DEFAULT '[]',
     worker_id         text,
     lease_expires_at  timestamptz,
@@ -85,7 +88,7 @@ CREATE TABLE events (
     type     text NOT NULL,
     at       timestamptz NOT NULL,
     actor    text,
-    details  jsonb
+    details  json 
 );
 
 CREATE INDEX events_run ON events (run_id, id);
