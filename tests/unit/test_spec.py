@@ -407,8 +407,10 @@ def test_to_json_keeps_the_order_literals_were_written_in() -> None:
     assert list(stored["steps"][0]["inputs"]["zeta"]) == ["b", "a"]
     reordered = dict(
         data,
-        steps=[dict(data["steps"][0], inputs={"alpha": 0, "zeta": {"a": 2, "b": 1}})]
-        + data["steps"][1:],
+        steps=[
+            dict(data["steps"][0], inputs={"alpha": 0, "zeta": {"a": 2, "b": 1}}),
+            *data["steps"][1:],
+        ],
     )
     assert WorkflowSpec.parse(reordered).content_hash == spec.content_hash
 
