@@ -17,7 +17,8 @@ UrlOption = Annotated[
     typer.Option(
         "--url",
         envvar="LEGATO_URL",
-        help=f"Database: sqlite:///path.db or postgresql://user@host/db [default: {DEFAULT_URL}]",
+        metavar="URL",
+        help=f"Database: sqlite:///path.db or postgresql://user@host/db (default: {DEFAULT_URL})",
         show_default=False,
     ),
 ]

@@ -53,6 +53,7 @@ def run(
     target: Annotated[
         str,
         typer.Argument(
+            metavar="TARGET",
             help="The workflow: path/to/file.py:NAME or package.module:NAME "
             "(NAME may be left out when the file defines one workflow).",
             show_default=False,
@@ -63,33 +64,43 @@ def run(
         typer.Option(
             "--param",
             "-p",
+            metavar="KEY=VALUE",
             help="A run param as key=value (repeatable), typed as the workflow declares it; "
             "lists and dicts as JSON.",
         ),
     ] = None,
     params_json: Annotated[
         str | None,
-        typer.Option("--params-json", help="Params as one JSON object; -p values override it."),
+        typer.Option(
+            "--params-json",
+            metavar="JSON",
+            help="Params as one JSON object; -p values override it.",
+        ),
     ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="A tag as key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--tag", metavar="KEY=VALUE", help="A tag as key=value (repeatable)."),
     ] = None,
     created_by: Annotated[
-        str | None, typer.Option("--created-by", help="Who or what started the run.")
+        str | None,
+        typer.Option("--created-by", metavar="NAME", help="Who or what started the run."),
     ] = None,
     idempotency_key: Annotated[
         str | None,
         typer.Option(
-            "--idempotency-key", help="Start at most one run per key; a repeat reuses that run."
+            "--idempotency-key",
+            metavar="KEY",
+            help="Start at most one run per key; a repeat reuses that run.",
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, help="Steps run at once.")
+        int, typer.Option("--concurrency", "-c", min=1, metavar="N", help="Steps run at once.")
     ] = 4,
     timeout: Annotated[
         str | None,
         typer.Option(
             "--timeout",
+            metavar="DURATION",
             help="Stop waiting after this long (30s, 5m, 1h30m) and exit 124; "
             "the run stays in the database.",
         ),

@@ -25,14 +25,18 @@ def list_runs(
         typer.Option(
             "--status",
             "-s",
+            metavar="STATUS",
             help="Only runs with this status: pending, running, paused, completed, failed "
             "or cancelled.",
         ),
     ] = None,
     workflow: Annotated[
-        str | None, typer.Option("--workflow", "-w", help="Only runs of this workflow.")
+        str | None,
+        typer.Option("--workflow", "-w", metavar="NAME", help="Only runs of this workflow."),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="At most this many.")] = 20,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, metavar="N", help="At most this many.")
+    ] = 20,
     as_json: JsonOption = False,
     url: UrlOption = None,
 ) -> None:
@@ -51,7 +55,9 @@ def list_runs(
 
 @app.command("show")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="The run's id.", show_default=False)],
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)
+    ],
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
     url: UrlOption = None,

@@ -34,19 +34,21 @@ def worker(
         typer.Option(
             "--import",
             "-i",
+            metavar="MODULE_OR_FILE",
             help="A module (myapp.tasks) or file (path/to/tasks.py) defining tasks; repeatable. "
             "Default: LEGATO_IMPORTS (comma or space separated).",
             show_default=False,
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, help="Steps run at once.")
+        int, typer.Option("--concurrency", "-c", min=1, metavar="N", help="Steps run at once.")
     ] = 4,
     queues: Annotated[
         list[str] | None,
         typer.Option(
             "--queue",
             "-q",
+            metavar="QUEUE",
             help="Serve only this queue (repeatable). Default: every queue the tasks use.",
             show_default=False,
         ),
@@ -55,6 +57,7 @@ def worker(
         str,
         typer.Option(
             "--lease",
+            metavar="DURATION",
             help="How long a claimed step stays this worker's without a heartbeat "
             "(30s, 2m, ...); heartbeats renew it every third of that.",
         ),
