@@ -115,7 +115,9 @@ def current_attempt(url: str, run_id: str, step_id: str) -> int:
         ).fetchone()
     else:
         if conn is None or conn.closed:
-            conn = conns[url] = psycopg.connect(url, autocommit=True)
+            conn = conns[url] = psycopg.connect(
+                url, autocommit=True, application_name="legato-chaos-reader"
+            )
         row = conn.execute(
             "SELECT attempt FROM step_runs WHERE run_id = %s::uuid AND step_id = %s",
             (run_id, step_id),

@@ -97,6 +97,8 @@ class Worker:
         self._abandoned = 0
         self._abandoned_lock = threading.Lock()
         self._results: queue.SimpleQueue[StepResult] = queue.SimpleQueue()
+        #: results whose report failed (a database error): reported again next tick
+        self._unreported: list[StepResult] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._last_sweep = 0.0
@@ -109,7 +111,7 @@ class Worker:
 
     def tick(self) -> TickResult:
         """Report finished attempts and claim into free slots, in one transaction."""
-        results = self._drain()
+        results, self._unreported = self._unreported + self._drain(), []
         results += self._expire_timeouts()
         free = self.concurrency - self._busy()
         claim = None
@@ -129,7 +131,14 @@ class Worker:
             )
         if not results and claim is None:
             return TickResult(running=len(self._running))
-        outcome = self.store.report_and_claim(results, claim)
+        try:
+            outcome = self.store.report_and_claim(results, claim)
+        except StoreError:
+            # The transaction rolled back: keep the results to report on the next
+            # tick, or their steps would sit running until their leases lapsed.
+            # (If only the commit's answer was lost, the repeat is refused as stale.)
+            self._unreported = results
+            raise
         for stale in outcome.stale:
             log.warning(
                 "result for step %s (run %s, attempt %d) was refused: the attempt is no "
@@ -169,7 +178,8 @@ class Worker:
                 if self._stopping.is_set():
                     if grace_deadline is None:
                         grace_deadline = time.monotonic() + self.shutdown_grace
-                    if not self._running or time.monotonic() >= grace_deadline:
+                    done = not self._running and not self._unreported
+                    if done or time.monotonic() >= grace_deadline:
                         if self._running:
                             log.warning(
                                 "stopping with %d steps still running; their leases will expire",
@@ -295,7 +305,7 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 3
         while not self._background_stop.wait(interval):
-            if not self._running:
+            if not self._running and not self._unreported:
                 continue
             try:
                 self.store.extend_leases(self.worker_id, self.lease)
