@@ -84,6 +84,9 @@ class PostgresStore(SQLStore):
         self._listen_lock = threading.Lock()
         self._listen_conn: psycopg.Connection[Any] | None = None
         self._closed = False
+        reason = _connect_error(self._conninfo)  # fail fast, with the server's reason
+        if reason is not None:
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}")
         try:
             self._pool = ConnectionPool(
                 self._conninfo,
