@@ -200,6 +200,23 @@ class WorkerProcess:
             time.sleep(0.01)
         raise AssertionError(f"{self} was inside a transaction each time it was stopped")
 
+    def kill_inside_transaction(self, url: str, tries: int = 2000) -> None:
+        """SIGKILL the process while it is inside a database transaction.
+
+        Stops it again and again until a stop finds it holding a transaction
+        (SQLite's write lock, or a PostgreSQL session with an open
+        transaction), then kills it there.
+        """
+        for _ in range(tries):
+            self.signal(signal.SIGSTOP)
+            wait_until(self._stopped, 10, interval=0.001, what=f"{self} to stop")
+            if _in_transaction(url, self.app_name):
+                self.kill()
+                return
+            self.signal(signal.SIGCONT)
+            time.sleep(0.002)
+        raise AssertionError(f"{self} was never inside a transaction when stopped")
+
     def _stopped(self) -> bool:
         stat = Path(f"/proc/{self.pid}/stat").read_text()
         return stat.rpartition(")")[2].split()[0] in ("T", "t")
