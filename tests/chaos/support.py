@@ -235,8 +235,8 @@ def _in_transaction(url: str, app_name: str) -> bool:
         finally:
             conn.close()
         return False
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
+    with psycopg.connect(url, autocommit=True) as pg:
+        row = pg.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
             "AND xact_start IS NOT NULL",
             (app_name,),

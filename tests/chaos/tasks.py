@@ -12,9 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from legato import task
+from legato import Workflow, task
 
 from .support import current_attempt, record
+
+
+def logged(wf: Workflow) -> dict[str, Any]:
+    """The inputs every ``chaos.*`` call takes: the log file and database URL
+    (run params ``log`` and ``url``) and the run's id."""
+    return {"log": wf.param("log"), "url": wf.param("url"), "run": "${{ run.id }}"}
 
 
 def _record(event: str, log: str, run: str, step: str, attempt: int) -> None:

@@ -18,7 +18,7 @@ import pytest
 from legato import Client, RunStatus, Workflow
 
 from .support import ProcessGroup, duplicates, read_log, wait_until
-from .tasks import work
+from .tasks import logged, work
 
 pytestmark = pytest.mark.chaos
 
@@ -28,9 +28,7 @@ RUNS = 12
 def chain() -> Workflow:
     wf = Workflow("cut")
     common = {
-        "log": wf.param("log"),
-        "url": wf.param("url"),
-        "run": "${{ run.id }}",
+        **logged(wf),
         "hold": 0.05,
         "retry": {"max_attempts": 1},
     }

@@ -17,7 +17,7 @@ import pytest
 from legato import Client, RunStatus, Workflow
 
 from .support import ProcessGroup, duplicates, read_log, wait_until
-from .tasks import work
+from .tasks import logged, work
 
 pytestmark = pytest.mark.chaos
 
@@ -27,9 +27,7 @@ RUNS = 30
 def small() -> Workflow:
     wf = Workflow("small")
     common = {
-        "log": wf.param("log"),
-        "url": wf.param("url"),
-        "run": "${{ run.id }}",
+        **logged(wf),
         "hold": 0.05,
         "retry": {"max_attempts": 10, "delay": 0},
     }

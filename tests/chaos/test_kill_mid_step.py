@@ -15,7 +15,7 @@ import pytest
 from legato import Client, RunStatus, Workflow
 
 from .support import ProcessGroup, duplicates, read_log, starts, wait_until
-from .tasks import work
+from .tasks import logged, work
 
 pytestmark = pytest.mark.chaos
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.chaos
 def fan_workflow(width: int) -> Workflow:
     """``a`` -> ``b0``..``b{width-1}`` (each blocks on its first attempt) -> ``c``."""
     wf = Workflow("kill_mid_step")
-    common = {"log": wf.param("log"), "url": wf.param("url"), "run": "${{ run.id }}"}
+    common = logged(wf)
     a = wf.step("a", work, step="a", **common)
     middle = [
         wf.step(f"b{i}", work, step=f"b{i}", block_first=True, after=a.output["step"], **common)
@@ -88,7 +88,7 @@ def test_killed_worker_loses_its_attempt_and_nothing_else(
     assert completed == {"a": 1, "c": 1, **{s: 1 for s in middle}}
     assert [e.type for e in events].count("run.completed") == 1
     retried = [e for e in events if e.type == "step.retrying"]
-    assert sorted(e.step_id for e in retried) == middle
+    assert sorted(e.step_id or "" for e in retried) == middle
     assert {e.details["error"]["type"] for e in retried} == {"LeaseExpired"}  # type: ignore[index]
     assert {e.actor for e in retried} == {"lease-sweeper"}
     assert "database is locked" not in b.stderr()

@@ -17,7 +17,7 @@ import pytest
 from legato import Client, RunStatus, Workflow
 
 from .support import ProcessGroup, WorkerProcess, duplicates, read_log, wait_until
-from .tasks import work
+from .tasks import logged, work
 
 pytestmark = pytest.mark.chaos
 
@@ -29,9 +29,7 @@ def storm_workflow() -> Workflow:
     """``a`` -> ``b0``, ``b1``, ``b2`` -> ``c``, each step a fifth of a second of work."""
     wf = Workflow("storm")
     common = {
-        "log": wf.param("log"),
-        "url": wf.param("url"),
-        "run": "${{ run.id }}",
+        **logged(wf),
         "hold": 0.2,
         "retry": {"max_attempts": 50, "delay": 0},
     }
@@ -63,6 +61,7 @@ def test_runs_survive_a_storm_of_kills(db_url: str, procs: ProcessGroup, tmp_pat
                 return None
 
             victim = wait_until(fresh_start, 60, what="a live worker to start a step")
+            assert victim is not None
             victim.kill()
             alive.remove(victim)
             killed.append(victim)

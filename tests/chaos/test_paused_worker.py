@@ -16,7 +16,7 @@ import pytest
 from legato import Client, RunStatus, Workflow
 
 from .support import ProcessGroup, read_log, starts, wait_until
-from .tasks import work
+from .tasks import logged, work
 
 pytestmark = pytest.mark.chaos
 
@@ -26,7 +26,7 @@ def test_a_paused_worker_cannot_overwrite_the_newer_attempt(
 ) -> None:
     log = str(tmp_path / "effects.log")
     wf = Workflow("paused")
-    common = {"log": wf.param("log"), "url": wf.param("url"), "run": "${{ run.id }}"}
+    common = logged(wf)
     a = wf.step("a", work, step="a", **common)
     b = wf.step("b", work, step="b", hold=2.5, after=a.output["step"], **common)
     wf.step("c", work, step="c", after=b.output["attempt"], **common)

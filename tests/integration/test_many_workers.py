@@ -10,9 +10,10 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from chaos.support import ProcessGroup, duplicates, read_log, wait_until
-from chaos.tasks import work
+from chaos.tasks import logged, work
 from legato import Client, Workflow
 
 RUNS = 80
@@ -21,17 +22,17 @@ WORKERS = 4
 
 def chain(length: int) -> Workflow:
     wf = Workflow("chain")
-    common = {"log": wf.param("log"), "url": wf.param("url"), "run": "${{ run.id }}"}
+    common = logged(wf)
     previous = None
     for i in range(length):
-        reads = {} if previous is None else {"prev": previous.output["step"]}
+        reads: dict[str, Any] = {} if previous is None else {"prev": previous.output["step"]}
         previous = wf.step(f"s{i}", work, step=f"s{i}", **common, **reads)
     return wf
 
 
 def fan(width: int) -> Workflow:
     wf = Workflow("fan")
-    common = {"log": wf.param("log"), "url": wf.param("url"), "run": "${{ run.id }}"}
+    common = logged(wf)
     root = wf.step("root", work, step="root", **common)
     leaves = [wf.step(f"leaf{i}", work, step=f"leaf{i}", **common) for i in range(width)]
     root >> leaves

@@ -72,7 +72,7 @@ def build(dag: Dag) -> Workflow:
             run="${{ run.id }}",
             me=f"s{i}",
             fail_first=i in dag.flaky,
-            **reads,
+            inputs=reads,
         )
         for j, ways in edges.items():
             if "rshift" in ways:
