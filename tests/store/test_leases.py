@@ -81,14 +81,16 @@ def test_sweep_only_when_asked(client: Client) -> None:
 
 def test_extend_leases_keeps_a_lease_alive(client: Client) -> None:
     run_id = client.start(one_step(retries=1))
-    claim(client, "w1", lease=5, tasks=["store_suite.echo"])
-    claim(client, "w1", lease=5, tasks=["store_suite.noop"])
+    [a] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
+    [b] = claim(client, "w1", lease=5, tasks=["store_suite.noop"])
+    held = [a.step_run_id, b.step_run_id]
     clock = client.store.clock
     for _ in range(4):  # 16 seconds in all, far past the first lease
         clock.advance(4)
-        assert client.store.extend_leases("w1", 5) == 2
+        assert client.store.extend_leases("w1", held, 5) == 2
         assert report(client, [], _sweep_request("w2")).reclaimed == 0
-    assert client.store.extend_leases("nobody", 5) == 0
+    assert client.store.extend_leases("nobody", held, 5) == 0
+    assert client.store.extend_leases("w1", [], 5) == 0
     assert client.get(run_id).steps["a"].attempt == 1
     clock.advance(6)
     assert report(client, [], _sweep_request("w2")).reclaimed == 2
@@ -98,7 +100,19 @@ def test_extend_leases_ignores_finished_steps(client: Client) -> None:
     client.start(one_step(retries=0))
     [a] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
     report(client, [ok(a, 1)])
-    assert client.store.extend_leases("w1", 5) == 0
+    assert client.store.extend_leases("w1", [a.step_run_id], 5) == 0
+
+
+def test_extend_leases_renews_only_the_steps_named(client: Client) -> None:
+    client.start(one_step(retries=0))
+    [a] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
+    [b] = claim(client, "w1", lease=5, tasks=["store_suite.noop"])
+    client.store.clock.advance(4)
+    assert client.store.extend_leases("w1", [a.step_run_id], 5) == 1
+    client.store.clock.advance(3)  # b's lease (5 s) has lapsed; a's was renewed to 9 s
+    outcome = report(client, [], _sweep_request("w2"))
+    assert outcome.reclaimed == 1
+    assert client.get(b.run_id).steps["b"].attempts[0].error.type == "LeaseExpired"
 
 
 def test_sweep_is_bounded(client: Client) -> None:

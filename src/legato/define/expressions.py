@@ -117,6 +117,7 @@ def _string_references(text: str) -> References:
     whole_params = False
     keyed: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name in ("steps", "params"):
             keyed.add(id(inner))

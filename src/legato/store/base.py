@@ -16,7 +16,7 @@ import abc
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -193,8 +193,12 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def extend_leases(self, worker_id: str, lease: float) -> int:
-        """Extend every lease ``worker_id`` holds; returns how many it still holds."""
+    def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
+        """Extend the leases ``worker_id`` holds on these step runs; return how many it holds.
+
+        Only steps the worker knows it is running are renewed, so a claim whose
+        commit succeeded but whose answer was lost lets its lease lapse.
+        """
 
     @abc.abstractmethod
     def wait_for_work(self, timeout: float) -> bool:
@@ -277,7 +281,7 @@ class SQLStore(Store):
     def _id(self, value: Any) -> str | None:
         return None if value is None else str(value)
 
-    def _list(self, values: list[str]) -> Any:
+    def _list(self, values: list[str] | list[int]) -> Any:
         """A list parameter (SQLite: JSON text; PostgreSQL: an array)."""
         return dumps(values)
 
@@ -424,10 +428,16 @@ class SQLStore(Store):
                 tx.many("insert_event", events)
         return outcome
 
-    def extend_leases(self, worker_id: str, lease: float) -> int:
+    def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
+        if not step_run_ids:
+            return 0
         with self._transaction() as tx:
             return tx.run(
-                "extend_leases", worker=worker_id, lease=float(lease), now=self.clock.now()
+                "extend_leases",
+                worker=worker_id,
+                ids=self._list(list(step_run_ids)),
+                lease=float(lease),
+                now=self.clock.now(),
             )
 
     def _apply_results(
@@ -479,10 +489,10 @@ class SQLStore(Store):
                         events.append(self._event(run_id, "step.queued", step_id=row["step_id"]))
                         tx.queued(run_id, row["step_id"])
         if completed:
-            row = tx.one("count_done", run_id=run_id, n=completed, now=self.clock.now())
-            assert row is not None
-            active = row["status"] in (RunStatus.RUNNING, RunStatus.PENDING)
-            if active and run_status_after_completion(row["steps_done"], row["steps_total"]):
+            counts = tx.one("count_done", run_id=run_id, n=completed, now=self.clock.now())
+            assert counts is not None
+            active = counts["status"] in (RunStatus.RUNNING, RunStatus.PENDING)
+            if active and run_status_after_completion(counts["steps_done"], counts["steps_total"]):
                 graph = graph or self._graph(tx, self._context(tx, run_id).spec_hash)
                 self._complete_run(tx, run_id, graph, events, outcome)
 
@@ -537,7 +547,7 @@ class SQLStore(Store):
             "inputs": result.inputs_json,
             "now": self.clock.now(),
         }
-        details = {"error": error.to_json()}
+        details: dict[str, Any] = {"error": error.to_json()}
         if decision.retry:
             tx.run("retry_step", delay=float(decision.delay), **params)
             details["retry_in"] = round(decision.delay, 3)

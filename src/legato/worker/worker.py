@@ -9,6 +9,7 @@ on SQLite), or a running step passes its timeout.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import queue
@@ -222,7 +223,7 @@ class Worker:
         future = self._executor.submit(claimed, task)
         entry = _Running(claimed, future, deadline)
         self._running[claimed.step_run_id] = entry
-        future.add_done_callback(lambda f, e=entry: self._finished(e, f))
+        future.add_done_callback(functools.partial(self._finished, entry))
 
     def _finished(self, entry: _Running, future: Future[StepResult]) -> None:
         with self._abandoned_lock:
@@ -305,10 +306,12 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 3
         while not self._background_stop.wait(interval):
-            if not self._running and not self._unreported:
+            # Attempts running here, and finished ones not yet reported.
+            held = list(self._running) + [r.step_run_id for r in list(self._unreported)]
+            if not held:
                 continue
             try:
-                self.store.extend_leases(self.worker_id, self.lease)
+                self.store.extend_leases(self.worker_id, held, self.lease)
             except StoreError as exc:
                 log.error("could not renew leases: %s", exc)
 

@@ -150,4 +150,4 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: extend_leases
 UPDATE step_runs SET lease_expires_at = legato_now() + make_interval(secs => %(lease)s)
-WHERE worker_id = %(worker)s AND status = 'running';
+WHERE worker_id = %(worker)s AND status = 'running' AND id = ANY(%(ids)s::bigint[]);

@@ -43,7 +43,7 @@ class _Retry(StoreError):
 
 
 class _PgTx(Tx):
-    def __init__(self, cur: psycopg.Cursor[dict[str, Any]], queries: dict[str, str]) -> None:
+    def __init__(self, cur: psycopg.Cursor[Any], queries: dict[str, str]) -> None:
         super().__init__()
         self.cur = cur
         self.queries = queries
@@ -88,7 +88,7 @@ class PostgresStore(SQLStore):
         if reason is not None:
             raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}")
         try:
-            self._pool = ConnectionPool(
+            self._pool: ConnectionPool[Any] = ConnectionPool(
                 self._conninfo,
                 min_size=1,
                 max_size=max(pool_size, 2),
@@ -101,8 +101,8 @@ class PostgresStore(SQLStore):
             pool = getattr(self, "_pool", None)
             if pool is not None:
                 pool.close(timeout=0)  # else it keeps reconnecting in the background
-            reason = _connect_error(self._conninfo) or exc
-            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}") from None
+            cause = _connect_error(self._conninfo) or exc
+            raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {cause}") from None
         if migrate:
             self.migrate()
         else:
@@ -180,7 +180,7 @@ class PostgresStore(SQLStore):
     def _json(self, value: Any) -> Any:
         return value  # psycopg parses jsonb already
 
-    def _list(self, values: list[str]) -> Any:
+    def _list(self, values: list[str] | list[int]) -> Any:
         return values
 
     # -- schema -------------------------------------------------------------------------

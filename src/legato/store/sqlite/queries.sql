@@ -138,4 +138,5 @@ LIMIT :limit;
 
 -- name: extend_leases
 UPDATE step_runs SET lease_expires_at = :now + :lease
-WHERE worker_id = :worker AND status = 'running';
+WHERE worker_id = :worker AND status = 'running'
+  AND id IN (SELECT value FROM json_each(:ids));
