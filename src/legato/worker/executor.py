@@ -85,15 +85,7 @@ class Executor:
             )
         except BaseException as exc:  # SystemExit in a task thread is the task's failure too
             return self._error(claimed, exc)
-        return StepResult(
-            step_run_id=claimed.step_run_id,
-            run_id=claimed.run_id,
-            step_id=claimed.step_id,
-            attempt=claimed.attempt,
-            ok=True,
-            output_json=output_json,
-            inputs_json=inputs_json(claimed),
-        )
+        return _result(claimed, ok=True, output_json=output_json)
 
     def _error(self, claimed: ClaimedStep, exc: BaseException) -> StepResult:
         error = StepError(
@@ -185,15 +177,18 @@ def inputs_json(claimed: ClaimedStep) -> str:
 
 
 def failure_result(claimed: ClaimedStep, error: StepError, *, retryable: bool) -> StepResult:
+    return _result(claimed, ok=False, error=error, retryable=retryable)
+
+
+def _result(claimed: ClaimedStep, **outcome: Any) -> StepResult:
+    """A result for this attempt, carrying the inputs it was called with."""
     return StepResult(
         step_run_id=claimed.step_run_id,
         run_id=claimed.run_id,
         step_id=claimed.step_id,
         attempt=claimed.attempt,
-        ok=False,
         inputs_json=inputs_json(claimed),
-        error=error,
-        retryable=retryable,
+        **outcome,
     )
 
 
