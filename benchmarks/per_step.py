@@ -57,6 +57,7 @@ def layered_dag(layers: int, width: int) -> legato.Workflow:
 
 #: label -> (workflow factory, number of runs of it)
 WORKLOADS: dict[str, tuple[Callable[[], legato.Workflow], int]] = {
+    "2,000 independent one-step runs": (lambda: chain(1), 2000),
     "200 runs of a 3-step chain": (lambda: chain(3), 200),
     "1 run, chain of 100": (lambda: chain(100), 1),
     "1 run, DAG of 10,000 (100 layers x 100)": (lambda: layered_dag(100, 100), 1),

@@ -1,7 +1,7 @@
 """Several worker processes on one database never run the same attempt twice.
 
-Four processes share one SQLite file or one PostgreSQL database while the test
-starts chains and fan-outs. Every task appends (run, step, attempt, pid) to a
+Two processes share one SQLite file or one PostgreSQL database while the test
+starts 200 runs of five steps each, half chains and half fan-outs. Every task appends (run, step, attempt, pid) to a
 shared log; with no failures injected, each step must run exactly once.
 """
 
@@ -16,8 +16,8 @@ from chaos.support import ProcessGroup, duplicates, read_log, wait_until
 from chaos.tasks import logged, work
 from legato import Client, Workflow
 
-RUNS = 80
-WORKERS = 4
+RUNS = 200
+WORKERS = 2
 
 
 def chain(length: int) -> Workflow:
@@ -44,8 +44,8 @@ def test_worker_processes_share_the_work_and_run_each_attempt_once(
     db_url: str, procs: ProcessGroup, tmp_path: Path
 ) -> None:
     log = str(tmp_path / "effects.log")
-    workers = [procs.worker(db_url, concurrency=3, lease=20) for _ in range(WORKERS)]
-    shapes = [chain(4), fan(5)]
+    workers = [procs.worker(db_url, concurrency=4, lease=20) for _ in range(WORKERS)]
+    shapes = [chain(5), fan(3)]  # five steps each: root, three leaves, join
     with Client(db_url) as client:
         run_ids = [client.start(shapes[i % 2], {"log": log, "url": db_url}) for i in range(RUNS)]
         expected = {
