@@ -1,8 +1,9 @@
 """Several worker processes on one database never run the same attempt twice.
 
 Two processes share one SQLite file or one PostgreSQL database while the test
-starts 200 runs of five steps each, half chains and half fan-outs. Every task appends (run, step, attempt, pid) to a
-shared log; with no failures injected, each step must run exactly once.
+starts 200 runs of five steps each, half chains and half fan-outs. Every task
+appends (run, step, attempt, pid) to a shared log; with no failures injected,
+each step must run exactly once.
 """
 
 from __future__ import annotations
