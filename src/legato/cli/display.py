@@ -60,10 +60,17 @@ def status_text(status: RunStatus | StepStatus | str) -> Text:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``0.42s``, ``12.3s``, ``4m05s``, ``2h03m``; empty when unknown."""
+    """``4.2ms``, ``420ms``, ``1.42s``, ``12.3s``, ``4m05s``, ``2h03m``; empty when unknown.
+
+    Steps often take milliseconds, so short durations keep their digits.
+    """
     if seconds is None:
         return ""
     seconds = max(seconds, 0.0)
+    if seconds < 0.01:
+        return f"{seconds * 1000:.1f}ms"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
     if seconds < 10:
         return f"{seconds:.2f}s"
     if seconds < 60:
