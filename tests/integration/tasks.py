@@ -138,3 +138,13 @@ async def dag_node_async(
     started = _dag_start(run, me, fail_first)
     await asyncio.sleep(0)
     return _dag_finish(run, me, started, reads)
+
+
+@task(name="integration.fails_twice")
+def fails_twice(key: str) -> int:
+    """Raises on its first two attempts, noting when each attempt began."""
+    note(key, time.monotonic())
+    n = bump(key)
+    if n <= 2:
+        raise RuntimeError(f"attempt {n} fails")
+    return n

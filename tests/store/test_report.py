@@ -142,6 +142,7 @@ def test_failure_with_attempts_left_is_retried_after_its_backoff(client: Client)
     [first] = claim(client)
     outcome = report(client, [failed(first, "first failure", type_="ConnectionError")])
     assert outcome.accepted == 1 and outcome.finished_runs == {}
+    assert outcome.next_retry_in == 30.0  # the reporting worker wakes for it
     step = client.get(run_id).steps["a"]
     assert step.status is StepStatus.QUEUED
     assert step.attempt == 1

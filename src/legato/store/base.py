@@ -136,6 +136,9 @@ class ReportOutcome:
     finished_runs: dict[str, RunStatus] = field(default_factory=dict)
     claimed: list[ClaimedStep] = field(default_factory=list)
     reclaimed: int = 0
+    #: seconds until the soonest retry this transaction scheduled with a delay, so
+    #: the reporting worker can wake for it instead of waiting for its next poll
+    next_retry_in: float | None = None
 
 
 class Store(abc.ABC):
@@ -551,6 +554,9 @@ class SQLStore(Store):
         if decision.retry:
             tx.run("retry_step", delay=float(decision.delay), **params)
             details["retry_in"] = round(decision.delay, 3)
+            if decision.delay > 0:
+                soonest = outcome.next_retry_in
+                outcome.next_retry_in = min(decision.delay, soonest or decision.delay)
             events.append(
                 self._event(
                     result.run_id,

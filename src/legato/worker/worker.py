@@ -33,6 +33,9 @@ __all__ = ["TickResult", "Worker"]
 
 log = logging.getLogger("legato.worker")
 
+#: added to a retry's delay before waking for it
+_RETRY_SLACK = 0.005
+
 
 @dataclass
 class TickResult:
@@ -103,6 +106,9 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._last_sweep = 0.0
+        #: monotonic time when a retry this worker reported becomes claimable
+        self._retry_due: float | None = None
+        self._last_tick_at = 0.0
         self._threads: list[threading.Thread] = []
 
     def __repr__(self) -> str:
@@ -112,6 +118,7 @@ class Worker:
 
     def tick(self) -> TickResult:
         """Report finished attempts and claim into free slots, in one transaction."""
+        self._last_tick_at = time.monotonic()
         results, self._unreported = self._unreported + self._drain(), []
         results += self._expire_timeouts()
         free = self.concurrency - self._busy()
@@ -150,6 +157,11 @@ class Worker:
             )
         for claimed in outcome.claimed:
             self._start(claimed)
+        if outcome.next_retry_in is not None:
+            # A hair late rather than early: an early claim finds nothing and
+            # the retry would wait a whole poll interval.
+            due = time.monotonic() + outcome.next_retry_in + _RETRY_SLACK
+            self._retry_due = min(due, self._retry_due or due)
         return TickResult(
             reported=len(results),
             claimed=len(outcome.claimed),
@@ -272,10 +284,13 @@ class Worker:
         return min(deadlines) if deadlines else None
 
     def _wait(self) -> None:
+        now = time.monotonic()
+        if self._retry_due is not None and self._retry_due <= self._last_tick_at:
+            self._retry_due = None  # a tick since it fell due claimed it if it could
         timeout = self.poll_interval
-        deadline = self._next_deadline()
-        if deadline is not None:
-            timeout = max(0.0, min(timeout, deadline - time.monotonic()))
+        for deadline in (self._next_deadline(), self._retry_due):
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - now))
         if self._wake.wait(timeout):
             self._wake.clear()
 
