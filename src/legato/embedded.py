@@ -42,21 +42,32 @@ def work_until_finished(
     timeout: float | None = None,
     worker: Worker | None = None,
 ) -> Run:
-    """Work only this run's steps until it finishes; return the finished run."""
+    """Work only this run's steps until it finishes; return the finished run.
+
+    A run that fails while other steps of it are running is finished, but those
+    steps still run to the end and their results are recorded (as a worker
+    elsewhere would), so this returns once they have reported too, or when
+    ``timeout`` passes.
+    """
     worker = worker or Worker(
         client, concurrency=concurrency, root_run_id=run_id, poll_interval=0.1
     )
     deadline = None if timeout is None else time.monotonic() + timeout
-    timed_out = False
+    run_over = timed_out = False
 
     def finished(tick: TickResult) -> bool:
-        nonlocal timed_out
-        if run_id in tick.finished_runs:
+        nonlocal run_over, timed_out
+        if not run_over and (
+            run_id in tick.finished_runs
+            or (tick.idle and client.get(run_id, with_steps=False).finished)
+        ):
+            run_over = True  # its unstarted steps are cancelled: nothing more is claimed
+        if run_over and worker.idle:
             return True
         if deadline is not None and time.monotonic() >= deadline:
-            timed_out = True
+            timed_out = not run_over
             return True
-        return tick.idle and client.get(run_id, with_steps=False).finished
+        return False
 
     try:
         worker.run(until=finished)

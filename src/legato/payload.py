@@ -98,7 +98,8 @@ def _plain(value: Any, path: str, what: str) -> Any:
         hint = " (convert it with .isoformat())"
     elif isinstance(value, bytes | bytearray):
         hint = " (decode or base64-encode it)"
-    raise PayloadError(f"{what}: {path} is a {type(value).__name__}, which JSON cannot carry{hint}")
+    kind = type(value).__name__
+    raise PayloadError(f"{what}: {path} is of type {kind}, which JSON cannot carry{hint}")
 
 
 def _is_utf8(text: str) -> bool:

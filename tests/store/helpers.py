@@ -29,6 +29,8 @@ ALL_TASKS = (
     "store_suite.async_double",
     "store_suite.total",
     "store_suite.exits",
+    "store_suite.fail_once_sibling_runs",
+    "store_suite.outlive_the_run",
 )
 
 

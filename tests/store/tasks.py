@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 import pydantic
 
-from legato import task
+from legato import Client, task
 
 _calls: dict[str, int] = {}
 _calls_lock = threading.Lock()
@@ -143,3 +144,32 @@ def total(rows: list[int]) -> int:
 @task(name="store_suite.exits")
 def exits(code: int) -> None:
     raise SystemExit(code)
+
+
+_started: dict[str, threading.Event] = {}
+
+
+def _started_event(key: str) -> threading.Event:
+    with _calls_lock:
+        return _started.setdefault(key, threading.Event())
+
+
+@task(name="store_suite.fail_once_sibling_runs")
+def fail_once_sibling_runs(key: str) -> None:
+    """Fails as soon as its sibling (``outlive_the_run``) is running."""
+    if not _started_event(key).wait(30):
+        raise AssertionError("the sibling never started")
+    raise ValueError("failed while a sibling ran")
+
+
+@task(name="store_suite.outlive_the_run")
+def outlive_the_run(key: str, url: str, run_id: str) -> str:
+    """Starts, lets its sibling fail the run, and returns only once the run has failed."""
+    _started_event(key).set()
+    deadline = time.monotonic() + 30
+    with Client(url) as client:
+        while client.get(run_id, with_steps=False).status != "failed":
+            if time.monotonic() > deadline:
+                raise AssertionError("the run never failed")
+            time.sleep(0.005)
+    return "finished after the run failed"

@@ -139,7 +139,7 @@ def test_bad_params_write_nothing(client: Client) -> None:
         client.start(diamond())
     with pytest.raises(ParamError, match="unknown param 'y'"):
         client.start(diamond(), {"x": 1, "y": 2})
-    with pytest.raises(PayloadError, match=r"params of diamond@1: \$.x is a set"):
+    with pytest.raises(PayloadError, match=r"params of diamond@1: \$.x is of type set"):
         client.start(diamond(), {"x": {1}})
     with pytest.raises(PayloadError, match="NUL character"):
         client.start(diamond(), {"x": "a\x00"})

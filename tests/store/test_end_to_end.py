@@ -10,7 +10,18 @@ import legato
 from legato import Client, Run, RunStatus, Sequence, WaitTimeout, Worker, Workflow
 
 from .helpers import drive
-from .tasks import async_double, calls, double, echo, exits, flaky, only_value_errors, total
+from .tasks import (
+    async_double,
+    calls,
+    double,
+    echo,
+    exits,
+    fail_once_sibling_runs,
+    flaky,
+    only_value_errors,
+    outlive_the_run,
+    total,
+)
 
 
 def test_chain_completes_on_each_backend(db_url: str) -> None:
@@ -118,3 +129,28 @@ def test_a_task_raising_system_exit_fails_its_step(client: Client) -> None:
     assert run.status is RunStatus.FAILED
     assert run.error is not None
     assert (run.error.type, run.error.message, run.error.step) == ("SystemExit", "3", "x")
+
+
+def test_legato_run_returns_after_steps_running_when_the_run_failed_have_finished(
+    db_url: str,
+) -> None:
+    """A failed step fails the run at once, but a sibling already running finishes and
+    is recorded before ``legato.run`` returns; the step after it is cancelled."""
+    key = f"sibling-{uuid.uuid4()}"
+    wf = Workflow("outlived")
+    wf.step("fails", fail_once_sibling_runs, key=key)
+    slow = wf.step("slow", outlive_the_run, key=key, url=db_url, run_id="${{ run.id }}")
+    wf.step("after", echo, x=slow.output)
+    run = legato.run(wf, url=db_url)
+    assert run.status is RunStatus.FAILED
+    assert run.error is not None and run.error.step == "fails"
+    assert {k: s.status.value for k, s in run.steps.items()} == {
+        "fails": "failed",
+        "slow": "completed",
+        "after": "cancelled",
+    }
+    assert run.steps["slow"].output == "finished after the run failed"
+    with Client(db_url) as client:
+        types = [(e.type, e.step_id) for e in client.history(run.id)]
+    assert types.index(("run.failed", None)) < types.index(("step.completed", "slow"))
+    assert ("step.started", "after") not in types

@@ -26,8 +26,8 @@ def run_one(client: Client, worker: Worker, task: object, **inputs: object) -> o
 
 
 MESSAGES = {
-    "set": "step 'out' output: $.x is a set, which JSON cannot carry (convert it to a list)",
-    "object": "step 'out' output: $.rows[1] is a object, which JSON cannot carry",
+    "set": "step 'out' output: $.x is of type set, which JSON cannot carry (convert it to a list)",
+    "object": "step 'out' output: $.rows[1] is of type object, which JSON cannot carry",
     "nan": "step 'out' output: $[1] is nan, which JSON cannot represent",
     "nul": "step 'out' output: $.text is a string containing a NUL character (\\x00)",
     "nul_key": "step 'out' output: $ has a key containing a NUL character",
@@ -170,4 +170,6 @@ def test_inputs_that_resolve_to_non_json_fail_the_step(client: Client, worker: W
     step = run.steps["out"]
     assert step.attempt == 1  # not retried: the same inputs would fail the same way
     assert step.error is not None and step.error.type == "PayloadError"
-    assert step.error.message == ("step 'out' inputs: $.x is a dict_items, which JSON cannot carry")
+    assert step.error.message == (
+        "step 'out' inputs: $.x is of type dict_items, which JSON cannot carry"
+    )

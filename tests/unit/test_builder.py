@@ -250,16 +250,17 @@ def test_bad_retry_values(retry: Any, message: str) -> None:
     [
         (
             {1, 2},
-            "step 'a' input 'rows': $ is a set, which JSON cannot carry (convert it to a list)",
+            "step 'a' input 'rows': $ is of type set, which JSON cannot carry "
+            "(convert it to a list)",
         ),
         (float("nan"), "step 'a' input 'rows': $ is nan, which JSON cannot represent"),
-        ({"k": [1, b"x"]}, "step 'a' input 'rows': $.k[1] is a bytes"),
-        (object(), "step 'a' input 'rows': $ is a object, which JSON cannot carry"),
+        ({"k": [1, b"x"]}, "step 'a' input 'rows': $.k[1] is of type bytes"),
+        (object(), "step 'a' input 'rows': $ is of type object, which JSON cannot carry"),
         (
             {"a": {2: "x"}},
             "step 'a' input 'rows': $.a has a key 2 of type int; JSON object keys must be strings",
         ),
-        ([ParamRef("p"), {"s": {3}}], "step 'a' input 'rows': $[1].s is a set"),
+        ([ParamRef("p"), {"s": {3}}], "step 'a' input 'rows': $[1].s is of type set"),
     ],
 )
 def test_non_json_literal_inputs(value: Any, message: str) -> None:
@@ -290,7 +291,7 @@ def test_param_declarations() -> None:
     assert params["path"].required is True
     with pytest.raises(DefinitionError, match="param 'n' is declared twice, differently"):
         wf.param("n", 4)
-    with pytest.raises(DefinitionError, match="param 'bad' default: \\$ is a set"):
+    with pytest.raises(DefinitionError, match="param 'bad' default: \\$ is of type set"):
         wf.param("bad", {1})
     with pytest.raises(DefinitionError) as info:
         wf.param("typed", type="number")

@@ -139,7 +139,7 @@ def test_an_output_json_cannot_carry_fails_the_attempt(executor: Executor) -> No
     assert not result.ok and result.error is not None
     assert result.error.type == "PayloadError"
     assert result.error.message == (
-        "step 's' output: $.when is a set, which JSON cannot carry (convert it to a list)"
+        "step 's' output: $.when is of type set, which JSON cannot carry (convert it to a list)"
     )
 
 

@@ -106,4 +106,4 @@ def test_cycles_are_reported_as_real_cycles(steps: list[dict[str, Any]]) -> None
     assert len(set(cycle[:-1])) == len(cycle) - 1  # each step once
     for before, after in itertools.pairwise(cycle):
         assert before in needs[after]  # read in execution direction
-    assert str(info.value) == "steps form a cycle: " + " -> ".join(cycle)
+    assert str(info.value) == "workflow 'g': steps form a cycle: " + " -> ".join(cycle)

@@ -26,10 +26,10 @@ def refused(value: Any) -> str:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ({1, 2}, "$ is a set, which JSON cannot carry (convert it to a list)"),
+        ({1, 2}, "$ is of type set, which JSON cannot carry (convert it to a list)"),
         (
             {"tags": frozenset()},
-            "$.tags is a frozenset, which JSON cannot carry (convert it to a list)",
+            "$.tags is of type frozenset, which JSON cannot carry (convert it to a list)",
         ),
         (float("nan"), "$ is nan, which JSON cannot represent"),
         ({"x": [1.0, float("inf")]}, "$.x[1] is inf, which JSON cannot represent"),
@@ -48,28 +48,29 @@ def refused(value: Any) -> str:
             {"m": {(1, 2): "a"}},
             "$.m has a key (1, 2) of type tuple; JSON object keys must be strings",
         ),
-        (b"raw", "$ is a bytes, which JSON cannot carry (decode or base64-encode it)"),
+        (b"raw", "$ is of type bytes, which JSON cannot carry (decode or base64-encode it)"),
         (
             {"b": bytearray(b"x")},
-            "$.b is a bytearray, which JSON cannot carry (decode or base64-encode it)",
+            "$.b is of type bytearray, which JSON cannot carry (decode or base64-encode it)",
         ),
         (
             {"rows": [{}, {}, {"when": dt.datetime(2024, 1, 2, tzinfo=dt.UTC)}]},
-            "$.rows[2].when is a datetime, which JSON cannot carry (convert it with .isoformat())",
+            "$.rows[2].when is of type datetime, which JSON cannot carry "
+            "(convert it with .isoformat())",
         ),
         (
             {"d": dt.date(2024, 1, 2)},
-            "$.d is a date, which JSON cannot carry (convert it with .isoformat())",
+            "$.d is of type date, which JSON cannot carry (convert it with .isoformat())",
         ),
-        ({"n": decimal.Decimal("1.5")}, "$.n is a Decimal, which JSON cannot carry"),
-        ({"o": object()}, "$.o is a object, which JSON cannot carry"),
+        ({"n": decimal.Decimal("1.5")}, "$.n is of type Decimal, which JSON cannot carry"),
+        ({"o": object()}, "$.o is of type object, which JSON cannot carry"),
         (
             {"with space": {1}},
-            '$["with space"] is a set, which JSON cannot carry (convert it to a list)',
+            '$["with space"] is of type set, which JSON cannot carry (convert it to a list)',
         ),
         (
             {"1st": [{"é": {2}}]},
-            '$["1st"][0].é is a set, which JSON cannot carry (convert it to a list)',
+            '$["1st"][0].é is of type set, which JSON cannot carry (convert it to a list)',
         ),
     ],
 )
@@ -135,12 +136,12 @@ def test_a_dataclass_with_a_bad_field_names_its_path() -> None:
 
     assert (
         refused({"items": [Bad(1, {2})]})
-        == f"{WHAT}: $.items[0].bad is a set, which JSON cannot carry (convert it to a list)"
+        == f"{WHAT}: $.items[0].bad is of type set, which JSON cannot carry (convert it to a list)"
     )
 
 
 def test_a_dataclass_class_is_not_data() -> None:
-    assert "is a type, which JSON cannot carry" in refused(Row)
+    assert "is of type type, which JSON cannot carry" in refused(Row)
 
 
 def test_size_limit() -> None:

@@ -143,7 +143,7 @@ def test_cycle_is_named_in_order() -> None:
                 {"id": "c", "task": T, "needs": ["b"]},
             ]
         )
-    assert str(info.value) == "steps form a cycle: a -> b -> c -> a"
+    assert str(info.value) == "workflow 'wf': steps form a cycle: a -> b -> c -> a"
     assert info.value.cycle == ["a", "b", "c", "a"]
 
 
@@ -165,11 +165,13 @@ def test_cycle_through_data_references_among_other_steps() -> None:
     for before, after in itertools.pairwise(cycle):
         step = by_id[after]
         assert before in step.get("needs", []) or before in json.dumps(step)
-    assert str(info.value) == "steps form a cycle: " + " -> ".join(cycle)
+    assert str(info.value) == "workflow 'wf': steps form a cycle: " + " -> ".join(cycle)
 
 
 def test_two_step_cycle() -> None:
-    with pytest.raises(CycleError, match=r"^steps form a cycle: (a -> b -> a|b -> a -> b)$"):
+    with pytest.raises(
+        CycleError, match=r"^workflow 'wf': steps form a cycle: (a -> b -> a|b -> a -> b)$"
+    ):
         parse([{"id": "a", "task": T, "needs": ["b"]}, {"id": "b", "task": T, "needs": ["a"]}])
 
 

@@ -54,7 +54,7 @@ class Graph:
         for step in spec.steps:
             for dep in deps[step.id]:
                 successors[dep].append(step.id)
-        order = _topological_order([s.id for s in spec.steps], deps, successors)
+        order = _topological_order(spec.name, [s.id for s in spec.steps], deps, successors)
         return cls(
             spec=spec,
             steps=steps,
@@ -71,7 +71,10 @@ class Graph:
 
 
 def _topological_order(
-    ids: list[str], deps: dict[str, tuple[str, ...]], successors: dict[str, list[str]]
+    workflow: str,
+    ids: list[str],
+    deps: dict[str, tuple[str, ...]],
+    successors: dict[str, list[str]],
 ) -> tuple[str, ...]:
     remaining = {step_id: len(deps[step_id]) for step_id in ids}
     ready = deque(step_id for step_id in ids if remaining[step_id] == 0)
@@ -85,7 +88,7 @@ def _topological_order(
                 ready.append(nxt)
     if len(order) != len(ids):
         cycle = _find_cycle([i for i in ids if remaining[i] > 0], deps)
-        raise CycleError("steps form a cycle: " + " -> ".join(cycle), cycle)
+        raise CycleError(f"workflow {workflow!r}: steps form a cycle: " + " -> ".join(cycle), cycle)
     return tuple(order)
 
 

@@ -207,6 +207,11 @@ class Worker:
             self._stop_background()
             restore()
 
+    @property
+    def idle(self) -> bool:
+        """No attempt is running here and every finished one has been reported."""
+        return not self._running and not self._unreported
+
     def stop(self) -> None:
         """Stop claiming; :meth:`run` returns once running steps have reported."""
         self._stopping.set()
