@@ -99,12 +99,18 @@ def count_commits(client: legato.Client) -> list[int]:
 
 def measure(
     kind: str, make: Callable[[], legato.Workflow], runs: int, concurrency: int
-) -> tuple[float, float, int]:
-    """Start ``runs`` runs, then time one worker until all are finished."""
+) -> tuple[float, float, int, float]:
+    """Start ``runs`` runs, then time one worker until all are finished.
+
+    Returns ms per step, commits per step, steps, and ms per ``Client.start``.
+    """
     wf = make()
     steps = len(wf.spec.steps) * runs
     with database(kind) as url, legato.Client(url) as client:
+        client.list_runs(limit=1)  # open the connection before timing
+        began = time.perf_counter()
         run_ids = {client.start(wf) for _ in range(runs)}
+        start_ms = (time.perf_counter() - began) * 1000 / runs
         commits = count_commits(client)
         worker = legato.Worker(client, concurrency=concurrency, poll_interval=0.05)
         pending = set(run_ids)
@@ -119,7 +125,7 @@ def measure(
         worker.close()
         statuses = {client.get(r, with_steps=False).status for r in run_ids}
         assert statuses == {"completed"}, statuses
-    return elapsed * 1000 / steps, commits[0] / steps, steps
+    return elapsed * 1000 / steps, commits[0] / steps, steps, start_ms
 
 
 def main() -> int:
@@ -127,18 +133,27 @@ def main() -> int:
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--workload", default="", help="only workloads whose label contains this text"
+    )
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     header = f"ms/step (median of {args.runs})"
-    print(f"| database | workload | steps | {header} | steps/s | commits/step |")
-    print("|---|---|---|---|---|---|")
+    print(f"| database | workload | steps | {header} | steps/s | commits/step | start ms/run |")
+    print("|---|---|---|---|---|---|---|")
     for kind in kinds:
         for label, (make, runs) in WORKLOADS.items():
+            if args.workload not in label:
+                continue
             samples = [measure(kind, make, runs, args.concurrency) for _ in range(args.runs)]
             ms = statistics.median(s[0] for s in samples)
             commits = statistics.median(s[1] for s in samples)
+            start_ms = statistics.median(s[3] for s in samples)
             steps = samples[0][2]
-            row = f"| {kind} | {label} | {steps:,} | {ms:.3f} | {1000 / ms:,.0f} | {commits:.2f} |"
+            row = (
+                f"| {kind} | {label} | {steps:,} | {ms:.3f} | {1000 / ms:,.0f} "
+                f"| {commits:.2f} | {start_ms:.2f} |"
+            )
             print(row, flush=True)
     return 0
 
