@@ -112,7 +112,8 @@ def test_extend_leases_renews_only_the_steps_named(client: Client) -> None:
     client.store.clock.advance(3)  # b's lease (5 s) has lapsed; a's was renewed to 9 s
     outcome = report(client, [], _sweep_request("w2"))
     assert outcome.reclaimed == 1
-    assert client.get(b.run_id).steps["b"].attempts[0].error.type == "LeaseExpired"
+    lost = client.get(b.run_id).steps["b"].attempts[0].error
+    assert lost is not None and lost.type == "LeaseExpired"
 
 
 def test_sweep_is_bounded(client: Client) -> None:

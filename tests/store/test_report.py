@@ -34,7 +34,8 @@ def test_completion_records_output_and_inputs_and_releases_successors(client: Cl
     step = client.get(run_id).steps["a"]
     assert step.status is StepStatus.COMPLETED
     assert (step.output, step.inputs, step.args) == (5, {"x": 5}, [])
-    assert step.finished_at is not None and step.finished_at >= step.started_at
+    assert step.started_at is not None and step.finished_at is not None
+    assert step.finished_at >= step.started_at
     assert step.error is None
     assert statuses(client, run_id) == {
         "a": "completed",
@@ -72,7 +73,8 @@ def test_last_step_completes_the_run_with_outputs(client: Client) -> None:
     assert run.status is RunStatus.COMPLETED
     assert run.outputs == {"total": 10, "first": 5}
     assert (run.steps_done, run.steps_total) == (4, 4)
-    assert run.finished_at is not None and run.finished_at >= run.started_at
+    assert run.started_at is not None and run.finished_at is not None
+    assert run.finished_at >= run.started_at
     assert run.error is None
     types = [(e.type, e.step_id) for e in client.history(run_id)]
     assert types == [

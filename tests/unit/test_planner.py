@@ -129,7 +129,9 @@ def test_step_policy_takes_task_defaults_when_the_step_says_nothing() -> None:
 
 def test_step_policy_step_overrides_win_including_zero_priority() -> None:
     retry = RetryPolicy(max_attempts=7, backoff="fixed")
-    step = StepSpec(id="s", task=T, retry=retry, timeout="2m", queue="fast", priority=0)
+    step = StepSpec.model_validate(
+        {"id": "s", "task": T, "retry": retry, "timeout": "2m", "queue": "fast", "priority": 0}
+    )
     policy = StepPolicy.of(step, DEFAULTS[T])
     assert policy.retry == retry
     assert policy.timeout == 120.0

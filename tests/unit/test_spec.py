@@ -148,7 +148,7 @@ def test_cycle_is_named_in_order() -> None:
 
 
 def test_cycle_through_data_references_among_other_steps() -> None:
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"id": "start", "task": T},
         {"id": "x", "task": T, "needs": ["start"], "inputs": {"v": "${{ steps.z.output }}"}},
         {"id": "y", "task": T, "args": ["${{ steps.x.output }}"]},

@@ -121,12 +121,12 @@ def test_forbidden_step_transitions(old: str, new: str) -> None:
 
 
 def test_finished_statuses_have_no_way_out() -> None:
-    for status in RunStatus:
-        leaves = any(old is status for old, _ in RUN_TRANSITIONS)
-        assert status.finished is not leaves
-    for status in StepStatus:
-        leaves = any(old is status for old, _ in STEP_TRANSITIONS)
-        assert status.finished is not leaves
+    for run_status in RunStatus:
+        leaves = any(old is run_status for old, _ in RUN_TRANSITIONS)
+        assert run_status.finished is not leaves
+    for step_status in StepStatus:
+        leaves = any(old is step_status for old, _ in STEP_TRANSITIONS)
+        assert step_status.finished is not leaves
 
 
 def test_unknown_status_is_refused() -> None:
