@@ -29,7 +29,7 @@ ALL_TASKS = (
     "store_suite.async_double",
     "store_suite.total",
     "store_suite.exits",
-    "store_suite.fail_once_sibling_runs",
+    "store_suite.fail_when_sibling_runs",
     "store_suite.outlive_the_run",
 )
 

@@ -16,7 +16,7 @@ from .tasks import (
     double,
     echo,
     exits,
-    fail_once_sibling_runs,
+    fail_when_sibling_runs,
     flaky,
     only_value_errors,
     outlive_the_run,
@@ -138,7 +138,7 @@ def test_legato_run_returns_after_steps_running_when_the_run_failed_have_finishe
     is recorded before ``legato.run`` returns; the step after it is cancelled."""
     key = f"sibling-{uuid.uuid4()}"
     wf = Workflow("outlived")
-    wf.step("fails", fail_once_sibling_runs, key=key)
+    wf.step("fails", fail_when_sibling_runs, key=key)
     slow = wf.step("slow", outlive_the_run, key=key, url=db_url, run_id="${{ run.id }}")
     wf.step("after", echo, x=slow.output)
     run = legato.run(wf, url=db_url)

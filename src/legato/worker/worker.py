@@ -191,8 +191,7 @@ class Worker:
                 if self._stopping.is_set():
                     if grace_deadline is None:
                         grace_deadline = time.monotonic() + self.shutdown_grace
-                    done = not self._running and not self._unreported
-                    if done or time.monotonic() >= grace_deadline:
+                    if self.idle or time.monotonic() >= grace_deadline:
                         if self._running:
                             log.warning(
                                 "stopping with %d steps still running; their leases will expire",
