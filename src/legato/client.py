@@ -19,13 +19,14 @@ from legato.define.validate import check_tasks
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import DefinitionError, ParamError, WaitTimeout
-from legato.model.runs import Event, Run
+from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
+from legato.model.states import StepStatus
 from legato.payload import to_json
 from legato.store import Store, open_store
 from legato.store.base import NewRun
 
-__all__ = ["Client", "WorkflowLike"]
+__all__ = ["Client", "WorkflowLike", "unserved_note"]
 
 WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any]
 
@@ -158,15 +159,48 @@ class Client:
                 return self.get(run_id)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                raise WaitTimeout(
-                    f"run {run_id} is still {run.status.value} after {timeout}s "
-                    f"({run.steps_done}/{run.steps_total} steps done)"
-                )
+                raise WaitTimeout(self.still_running_message(run_id, timeout))
             pause = min(delay, poll_interval)
             if deadline is not None:
                 pause = min(pause, deadline - now)
             time.sleep(max(pause, 0))
             delay *= 2
+
+    def unserved_steps(self, run: Run) -> list[StepRun]:
+        """Queued steps of ``run`` that no live worker serves (their task on their queue).
+
+        Such a run would sit waiting for a worker that does not exist; readers
+        say so instead of showing it ``pending`` without a word.
+        """
+        queued = [s for s in run.steps.values() if s.status is StepStatus.QUEUED]
+        if not queued:
+            return []
+        workers = self.store.live_workers()
+        return [s for s in queued if not any(w.serves(s.task, s.queue, run.id) for w in workers)]
+
+    def still_running_message(self, run_id: str, waited: float | None) -> str:
+        """Why a run is not finished yet, for a wait that gave up."""
+        run = self.get(run_id)
+        text = (
+            f"run {run_id} is still {run.status.value} after {waited}s "
+            f"({run.steps_done}/{run.steps_total} steps done)"
+        )
+        unserved = self.unserved_steps(run)
+        if unserved:
+            text += "; " + unserved_note(unserved)
+        return text
+
+
+def unserved_note(steps: list[StepRun]) -> str:
+    """``no live worker serves ...``: what to start so these queued steps run."""
+    pairs = sorted({(s.task, s.queue) for s in steps})
+    listed = ", ".join(f"task {task} on queue {queue!r}" for task, queue in pairs)
+    queues = sorted({queue for _, queue in pairs})
+    flags = "" if queues == ["default"] else " " + " ".join(f"--queue {q}" for q in queues)
+    return (
+        f"no live worker serves {listed}; start one with: "
+        f"legato worker --import <module defining the task>{flags}"
+    )
 
 
 def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
@@ -184,7 +218,11 @@ def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
 
 def _defaults(task: Task) -> TaskDefaults:
     return TaskDefaults(
-        retry=task.retry, timeout=task.timeout, queue=task.queue, priority=task.priority
+        retry=task.retry,
+        timeout=task.timeout,
+        queue=task.queue,
+        priority=task.priority,
+        max_lost_attempts=task.max_lost_attempts,
     )
 
 

@@ -34,9 +34,19 @@ class Settings:
             try:
                 max_payload_bytes = int(raw) if raw else DEFAULT_MAX_PAYLOAD_BYTES
             except ValueError:
+                max_payload_bytes = 0  # refused just below, with the text as given
+            if max_payload_bytes <= 0:
                 raise ConfigError(
-                    f"LEGATO_MAX_PAYLOAD_BYTES must be a number of bytes, got {raw!r}"
-                ) from None
+                    f"LEGATO_MAX_PAYLOAD_BYTES must be a positive number of bytes, got {raw!r}"
+                )
+        elif (
+            isinstance(max_payload_bytes, bool)
+            or not isinstance(max_payload_bytes, int)
+            or max_payload_bytes <= 0
+        ):
+            raise ConfigError(
+                f"max_payload_bytes must be a positive number of bytes, got {max_payload_bytes!r}"
+            )
         if imports is None:
             imports = tuple(m for m in env.get("LEGATO_IMPORTS", "").replace(",", " ").split() if m)
         return cls(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -12,12 +13,17 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
 def parse_duration(
-    value: str | float | int | timedelta | None, *, field: str = "duration"
+    value: str | float | int | timedelta | None,
+    *,
+    field: str = "duration",
+    allow_zero: bool = True,
 ) -> float | None:
     """Return seconds as a float; ``None`` stays ``None``.
 
-    Raises ``ValueError`` naming ``field`` when the text is not a duration, so
-    callers can report where the bad value was written.
+    Raises ``ValueError`` naming ``field`` when the value is not a duration, is
+    negative, is not finite (``inf``, ``nan``, ``1e999``) or, with
+    ``allow_zero=False`` (where zero would mean nothing, such as a timeout), is
+    zero, so callers can report where the bad value was written.
     """
     if value is None:
         return None
@@ -26,7 +32,10 @@ def parse_duration(
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = math.inf
     elif isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
         try:
@@ -45,6 +54,10 @@ def parse_duration(
                 ) from None
     else:
         raise ValueError(f"{field}: expected a duration such as '30s', got {value!r}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{field}: a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"{field}: a duration cannot be negative, got {value!r}")
+    if seconds == 0 and not allow_zero:
+        raise ValueError(f"{field}: a duration must be more than zero, got {value!r}")
     return seconds

@@ -27,7 +27,10 @@ def run(
 
     The run is stored like any other (default: ``LEGATO_URL``, else
     ``legato.db`` in the working directory), so it can be inspected afterwards,
-    and if this process dies another worker can finish it.
+    and if this process dies another worker can finish it. Ctrl-C hands the
+    steps still running back to the queue and raises ``KeyboardInterrupt``;
+    ``timeout`` does the same and raises :class:`~legato.WaitTimeout`. Either
+    way ``legato worker`` carries the run on.
     """
     with Client(url) as client:
         run_id = client.start(workflow, params, **start_options)
@@ -46,11 +49,17 @@ def work_until_finished(
 
     A run that fails while other steps of it are running is finished, but those
     steps still run to the end and their results are recorded (as a worker
-    elsewhere would), so this returns once they have reported too, or when
-    ``timeout`` passes.
+    elsewhere would), so this returns once they have reported too. If the
+    worker is stopped first (Ctrl-C, :meth:`Worker.stop`) this raises
+    ``KeyboardInterrupt``, and after ``timeout`` seconds :class:`WaitTimeout`:
+    it never returns a run that is still going.
     """
     worker = worker or Worker(
-        client, concurrency=concurrency, root_run_id=run_id, poll_interval=0.1
+        client,
+        concurrency=concurrency,
+        root_run_id=run_id,
+        poll_interval=0.1,
+        on_signal="interrupt",
     )
     deadline = None if timeout is None else time.monotonic() + timeout
     run_over = timed_out = False
@@ -74,9 +83,7 @@ def work_until_finished(
     finally:
         worker.close()
     if timed_out:
-        run = client.get(run_id, with_steps=False)
-        raise WaitTimeout(
-            f"run {run_id} is still {run.status.value} after {timeout}s "
-            f"({run.steps_done}/{run.steps_total} steps done)"
-        )
+        raise WaitTimeout(client.still_running_message(run_id, timeout))
+    if not run_over:
+        raise KeyboardInterrupt  # stopped before the run ended: it is left for a worker
     return client.get(run_id)

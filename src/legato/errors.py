@@ -11,10 +11,12 @@
     ├── PayloadError             a value cannot cross a process boundary as JSON
     ├── ConfigError              a setting or URL is not understood
     ├── StoreError               the database refused or could not be reached
+    │   ├── DatabaseUnavailableError  the database could not be reached (may pass by itself)
     │   ├── SchemaVersionError   the database schema is not the one this code expects
     │   ├── RunNotFoundError     no run has that id
-    │   ├── ConflictError        a transition lost a race (state was not what was expected)
-    │   └── StaleAttemptError    a result arrived for an attempt that is no longer current
+    │   └── ConflictError        a transition lost a race (state was not what was expected)
+    │       ├── StaleAttemptError        a result arrived for an attempt no longer current
+    │       └── IdempotencyConflictError an idempotency key already started another run
     ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
     └── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
 """
@@ -27,7 +29,9 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CycleError",
+    "DatabaseUnavailableError",
     "DefinitionError",
+    "IdempotencyConflictError",
     "LegatoError",
     "ParamError",
     "PayloadError",
@@ -93,6 +97,14 @@ class StoreError(LegatoError):
     """The database refused an operation or could not be reached."""
 
 
+class DatabaseUnavailableError(StoreError):
+    """The database could not be reached, or the connection broke or timed out.
+
+    The same operation may succeed later; anything else a store raises means
+    the database refused this operation and will refuse it again.
+    """
+
+
 class SchemaVersionError(StoreError):
     """The database schema is older or newer than this version of legato expects."""
 
@@ -107,6 +119,10 @@ class ConflictError(StoreError):
 
 class StaleAttemptError(ConflictError):
     """A result was reported with an attempt number that is no longer current."""
+
+
+class IdempotencyConflictError(ConflictError):
+    """An idempotency key already started a run of another workflow or with other params."""
 
 
 class WaitTimeout(LegatoError, TimeoutError):

@@ -16,7 +16,7 @@ from typing import Any
 
 from legato.errors import PayloadError
 
-__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "dumps", "loads", "to_json"]
+__all__ = ["DEFAULT_MAX_PAYLOAD_BYTES", "child_path", "dumps", "loads", "to_json"]
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -37,13 +37,17 @@ def to_json(
     *,
     what: str,
     max_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+    path: str = "$",
 ) -> tuple[Any, str]:
     """Return ``(plain_value, json_text)`` or raise :class:`PayloadError`.
 
-    ``what`` says whose value this is (``"step 'load' output"``) so the error
-    can name it.
+    ``what`` says whose value this is (``"step 'load' output"``) and ``path``
+    where in it ``value`` sits, so the error can name both.
     """
-    plain = _plain(value, "$", what)
+    try:
+        plain = _plain(value, path, what)
+    except RecursionError:
+        raise PayloadError(f"{what}: {path} is nested too deeply to carry as JSON") from None
     text = dumps(plain)
     if max_bytes is not None:
         size = len(text.encode("utf-8"))
@@ -55,9 +59,21 @@ def to_json(
     return plain, text
 
 
+#: Python refuses to turn longer integers into text (``sys.get_int_max_str_digits``)
+MAX_INT_DIGITS = 4300
+_MAX_INT_BITS = int(MAX_INT_DIGITS * 3.3219)  # log2(10): a bound checked without converting
+
+
 def _plain(value: Any, path: str, what: str) -> Any:
-    if value is None or isinstance(value, bool | int):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if value.bit_length() > _MAX_INT_BITS:
+            raise PayloadError(
+                f"{what}: {path} is an integer of more than {MAX_INT_DIGITS:,} digits, "
+                "which JSON cannot carry here (pass it as a string)"
+            )
+        return int(value)
     if isinstance(value, str):
         if "\x00" in value:
             raise PayloadError(f"{what}: {path} is a string containing a NUL character (\\x00)")
@@ -108,6 +124,11 @@ def _is_utf8(text: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def child_path(path: str, key: str) -> str:
+    """``$.key`` or ``$["odd key"]``: where ``key`` of the value at ``path`` sits."""
+    return _child(path, key)
 
 
 def _child(path: str, key: str) -> str:

@@ -64,9 +64,13 @@ def test_a_worker_rides_out_cut_connections(
         runs = [client.get(r) for r in run_ids]
 
     assert cuts >= 5, cuts
-    assert "database error, retrying" in worker.stderr()
+    assert "database unavailable, retrying" in worker.stderr()
     for run in runs:
         assert {(s.status, s.attempt) for s in run.steps.values()} == {("completed", 1)}
+        # Each output is the one its attempt returned, read by the next step.
+        for i in range(4):
+            reads = {} if i == 0 else {"x": 1}
+            assert run.steps[f"s{i}"].output == {"step": f"s{i}", "attempt": 1, "reads": reads}
     started = [(r["run"], r["step"], r["attempt"]) for r in read_log(log) if r["event"] == "start"]
     assert not duplicates(started)
     assert Counter(attempt for *_, attempt in started) == {1: RUNS * 4}

@@ -1,8 +1,8 @@
 """SIGKILL a worker process in the middle of a step; another worker finishes the run.
 
-The killed attempt must count as failed (``LeaseExpired``), the step must be
-retried once, steps that had completed must not run again, and every
-completion must be recorded exactly once.
+The killed attempt is lost (``LeaseExpired``), not failed: the step runs
+again although it allows no retries, steps that had completed must not run
+again, and every completion must be recorded exactly once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ def fan_workflow(width: int) -> Workflow:
     common = logged(wf)
     a = wf.step("a", work, step="a", **common)
     middle = [
-        wf.step(f"b{i}", work, step=f"b{i}", block_first=True, after=a.output["step"], **common)
+        wf.step(
+            f"b{i}",
+            work,
+            step=f"b{i}",
+            block_first=True,
+            after=a.output["step"],
+            retry={"max_attempts": 1},  # no retries: a lost worker must not need one
+            **common,
+        )
         for i in range(width)
     ]
     c = wf.step("c", work, step="c", seen=[b.output["attempt"] for b in middle], **common)
@@ -64,7 +72,8 @@ def test_killed_worker_loses_its_attempt_and_nothing_else(
         step = run.steps[step_id]
         assert step.status == "completed"
         assert step.attempt == 2
-        assert [(x.number, x.status) for x in step.attempts] == [(1, "failed"), (2, "completed")]
+        assert [(x.number, x.status) for x in step.attempts] == [(1, "lost"), (2, "completed")]
+        assert (step.failures, step.lost) == (0, 1)
         killed = step.attempts[0].error
         assert killed is not None and killed.type == "LeaseExpired"
         assert step.output == {"step": step_id, "attempt": 2, "reads": {"after": "a"}}
@@ -83,12 +92,13 @@ def test_killed_worker_loses_its_attempt_and_nothing_else(
         [("a", 1, a.pid), ("c", 1, b.pid), *[(s, 2, b.pid) for s in middle]]
     )
 
-    # The history: one completion per step, one for the run, one expiry per killed attempt.
+    # The history: one completion per step, one for the run, one loss per killed attempt.
     completed = Counter(e.step_id for e in events if e.type == "step.completed")
     assert completed == {"a": 1, "c": 1, **{s: 1 for s in middle}}
     assert [e.type for e in events].count("run.completed") == 1
-    retried = [e for e in events if e.type == "step.retrying"]
-    assert sorted(e.step_id or "" for e in retried) == middle
-    assert {e.details["error"]["type"] for e in retried} == {"LeaseExpired"}  # type: ignore[index]
-    assert {e.actor for e in retried} == {"lease-sweeper"}
+    assert not [e for e in events if e.type in ("step.retrying", "step.failed")]
+    lost = [e for e in events if e.type == "step.lost"]
+    assert sorted(e.step_id or "" for e in lost) == middle
+    assert {e.details["error"]["type"] for e in lost} == {"LeaseExpired"}  # type: ignore[index]
+    assert {e.actor for e in lost} == {"lease-sweeper"}
     assert "database is locked" not in b.stderr()

@@ -49,7 +49,7 @@ def test_a_paused_worker_cannot_overwrite_the_newer_attempt(
 
     assert run.status is RunStatus.COMPLETED, run
     step = run.steps["b"]
-    assert [(x.number, x.status) for x in step.attempts] == [(1, "failed"), (2, "completed")]
+    assert [(x.number, x.status) for x in step.attempts] == [(1, "lost"), (2, "completed")]
     assert step.attempts[0].error is not None
     assert step.attempts[0].error.type == "LeaseExpired"
     assert step.output == {"step": "b", "attempt": 2, "reads": {"after": "a"}}

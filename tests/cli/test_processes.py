@@ -287,3 +287,95 @@ def _stderr_has(proc: subprocess.Popen[str], text: str) -> str | None:
     assert proc.stderr is not None
     line = proc.stderr.readline()
     return line if text in line else None
+
+
+#: a workflow file that also starts a run of itself when run as a script
+NAMED_FLOW = """\
+import sys
+
+import legato
+
+
+@legato.task
+def greet(who: str) -> str:
+    return f"hello {who}"
+
+
+wf = legato.Workflow("any_file_name")
+wf.outputs(greeting=wf.step("greet", greet, who=wf.param("who")).output)
+
+if __name__ == "__main__":
+    with legato.Client(sys.argv[1]) as client:
+        print(client.start(wf, {"who": "a worker"}))
+"""
+
+
+@pytest.mark.parametrize("stem", ["01_etl", "my-flow"])
+def test_legato_run_takes_a_file_of_any_name(
+    run_cli: RunCli, tmp_path: Path, sqlite_url: str, stem: str
+) -> None:
+    (tmp_path / f"{stem}.py").write_text(NAMED_FLOW)
+    result = run_cli("run", f"{stem}.py:wf", "-p", "who=you", "--url", sqlite_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"greeting": "hello you"}
+    with Client(sqlite_url) as client:
+        [run] = client.list_runs()
+        assert client.get(run.id).steps["greet"].task == f"{stem}.greet"
+
+
+@pytest.mark.parametrize("stem", ["01_etl", "my-flow"])
+def test_a_worker_importing_a_script_finds_the_names_it_gave(
+    spawn: Callable[..., subprocess.Popen[str]], tmp_path: Path, sqlite_url: str, stem: str
+) -> None:
+    (tmp_path / f"{stem}.py").write_text(NAMED_FLOW)
+    started = subprocess.run(
+        [sys.executable, f"{stem}.py", sqlite_url],
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 0, started.stderr
+    run_id = started.stdout.strip()
+    worker = spawn("legato", "worker", "--import", f"{stem}.py", "--url", sqlite_url)
+    with Client(sqlite_url) as client:
+        run = client.wait(run_id, timeout=60)
+        assert run.status is RunStatus.COMPLETED, run.error
+        assert run.outputs == {"greeting": "hello a worker"}
+        assert client.get(run_id).steps["greet"].task == f"{stem}.greet"
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+
+
+STDIN_FLOW = """\
+import legato
+
+
+@legato.task
+def double(n: int) -> int:
+    return n * 2
+
+
+wf = legato.Workflow("from_stdin")
+wf.outputs(doubled=wf.step("double", double, n=wf.param("n", type="int")).output)
+run = legato.run(wf, {"n": 21}, url=URL)
+print(run.status.value, run.outputs, run.steps["double"].task)
+"""
+
+
+@pytest.mark.parametrize("how", ["stdin", "-c"])
+def test_a_script_without_a_file_runs(tmp_path: Path, sqlite_url: str, how: str) -> None:
+    source = f"URL = {sqlite_url!r}\n{STDIN_FLOW}"
+    result = subprocess.run(
+        [sys.executable, "-"] if how == "stdin" else [sys.executable, "-c", source],
+        input=source if how == "stdin" else None,
+        cwd=tmp_path,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "completed {'doubled': 42} main.double"

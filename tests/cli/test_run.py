@@ -230,6 +230,22 @@ def test_a_broken_file_is_one_error_line_and_stores_nothing(
         (["typed", "--params-json", '{"n": "1"}'], ["param 'n' must be int, got str '1'"]),
         (["etl", "-p", "source=x", "--tag", "env"], ["--tag 'env': expected key=value"]),
         (["etl", "-p", "source=x", "--timeout", "soon"], ["--timeout: expected a duration"]),
+        (
+            ["etl", "-p", "source=x", "--timeout", "nan"],
+            ["--timeout: a duration must be a finite number of seconds, got 'nan'"],
+        ),
+        (
+            ["etl", "-p", "source=x", "--timeout", "inf"],
+            ["--timeout: a duration must be a finite number of seconds, got 'inf'"],
+        ),
+        (
+            ["etl", "-p", "source=x", "--timeout", "0"],
+            ["--timeout: a duration must be more than zero, got '0'"],
+        ),
+        (
+            ["etl", "-p", "source=x", "--timeout", "-1s"],
+            ["--timeout: expected a duration such as '30s'"],
+        ),
         (["nope"], ["has no attribute 'nope' (workflows in it: etl, typed, failing"]),
         (["extract"], [":extract is a Task, not a workflow"]),
     ],

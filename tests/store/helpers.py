@@ -9,12 +9,14 @@ from typing import Any
 
 from legato import Client, Run, StepError, Worker
 from legato.payload import dumps
-from legato.store.base import ClaimedStep, ClaimRequest, ReportOutcome, SQLStore, StepResult
+from legato.store.base import ClaimedStep, ClaimRequest, ReportOutcome, StepResult
+from legato.store.sql import SQLStore
 
 ALL_TASKS = (
     "store_suite.echo",
     "store_suite.add",
     "store_suite.noop",
+    "store_suite.fragile",
     "store_suite.other_queue",
     "store_suite.urgent",
     "store_suite.fail",

@@ -29,6 +29,11 @@ def add(a: int, b: int) -> int:
     return a + b
 
 
+@task(name="store_suite.fragile", max_lost_attempts=1)
+def fragile() -> str:
+    return "survived"
+
+
 @task(name="store_suite.noop")
 def noop() -> None:
     return None

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
 
 from legato import (
     Client,
     CycleError,
+    IdempotencyConflictError,
     ParamError,
     PayloadError,
     RunStatus,
@@ -99,7 +104,7 @@ def test_idempotency_key_returns_the_first_run_and_writes_nothing(client: Client
     wf = diamond()
     first = client.start(wf, {"x": 1}, idempotency_key="order-42")
     before = table_counts(client.store)
-    again = client.start(wf, {"x": 999}, idempotency_key="order-42")
+    again = client.start(wf, {"x": 1}, idempotency_key="order-42", tags={"try": "2"})
     assert again == first
     assert table_counts(client.store) == before
     assert client.get(first).params == {"x": 1}
@@ -109,11 +114,64 @@ def test_idempotency_key_returns_the_first_run_and_writes_nothing(client: Client
     assert len(client.list_runs()) == 2
 
 
-def test_idempotency_key_with_another_workflow_writes_no_spec(client: Client) -> None:
+def test_idempotency_key_with_other_params_is_a_conflict(client: Client) -> None:
+    wf = diamond()
+    first = client.start(wf, {"x": 1}, idempotency_key="order-42")
+    before = table_counts(client.store)
+    with pytest.raises(IdempotencyConflictError) as info:
+        client.start(wf, {"x": 999}, idempotency_key="order-42")
+    assert str(info.value) == (
+        f"idempotency key 'order-42' already started run {first} of workflow 'diamond' "
+        "with other params; use another key to start a run with these params"
+    )
+    assert table_counts(client.store) == before
+    assert client.get(first).params == {"x": 1}
+
+
+def test_idempotency_key_with_another_workflow_is_a_conflict_and_writes_no_spec(
+    client: Client,
+) -> None:
     first = client.start(diamond(), {"x": 1}, idempotency_key="k")
     before = table_counts(client.store)
-    assert client.start(diamond("another"), {"x": 1}, idempotency_key="k") == first
+    with pytest.raises(
+        IdempotencyConflictError,
+        match=f"already started run {first} of workflow 'diamond', not 'another'",
+    ):
+        client.start(diamond("another"), {"x": 1}, idempotency_key="k")
     assert table_counts(client.store) == before
+
+
+def test_idempotency_conflict_found_after_the_insert_races(client: Client) -> None:
+    """The key taken between the lookup and the insert is compared too."""
+    wf = diamond()
+    first = client.start(wf, {"x": 1}, idempotency_key="raced")
+    store: Any = client.store
+    real = store._transaction
+
+    @contextmanager
+    def lookup_misses(**kwargs: Any) -> Iterator[Any]:
+        with real(**kwargs) as tx:
+            one = tx.one
+
+            def hide_first_lookup(query: str, /, **params: Any) -> Any:
+                if query == "run_by_idempotency_key" and not hidden:
+                    hidden.append(True)
+                    return None
+                return one(query, **params)
+
+            tx.one = hide_first_lookup
+            yield tx
+
+    hidden: list[bool] = []
+    store._transaction = lookup_misses
+    try:
+        with pytest.raises(IdempotencyConflictError, match="with other params"):
+            client.start(wf, {"x": 2}, idempotency_key="raced")
+        hidden.clear()
+        assert client.start(wf, {"x": 1}, idempotency_key="raced") == first
+    finally:
+        del store._transaction
+    assert len(client.list_runs()) == 1
 
 
 def test_idempotency_key_at_the_store(client: Client) -> None:

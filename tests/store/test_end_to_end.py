@@ -71,7 +71,11 @@ def test_wait_times_out_on_an_unfinished_run(client: Client) -> None:
     run_id = client.start(wf)
     with pytest.raises(WaitTimeout) as info:
         client.wait(run_id, timeout=0.05)
-    assert str(info.value) == f"run {run_id} is still pending after 0.05s (0/1 steps done)"
+    assert str(info.value) == (
+        f"run {run_id} is still pending after 0.05s (0/1 steps done); no live worker serves "
+        "task store_suite.double on queue 'default'; start one with: legato worker --import "
+        "<module defining the task>"
+    )
     worker = Worker(client, worker_id="waited")
     try:
         drive(client, run_id, worker)

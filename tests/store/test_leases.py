@@ -1,17 +1,23 @@
-"""Leases: expiry counts as a failed attempt, the late result is stale, heartbeats extend."""
+"""Leases: expiry is a lost attempt with a budget of its own; late results are stale."""
 
 from __future__ import annotations
 
 from legato import Client, RunStatus, StepStatus, Workflow
 from legato.store.base import ClaimRequest
 
-from .helpers import claim, ok, report
-from .tasks import echo, noop
+from .helpers import by_step, claim, failed, ok, report
+from .tasks import echo, fail, fragile, noop
 
 
-def one_step(retries: int) -> Workflow:
+def one_step(retries: int, lost: int | None = None) -> Workflow:
     wf = Workflow("leased")
-    wf.step("a", echo, x=1, retry={"max_attempts": retries + 1, "delay": 0})
+    wf.step(
+        "a",
+        echo,
+        x=1,
+        retry={"max_attempts": retries + 1, "delay": 0},
+        max_lost_attempts=lost,
+    )
     wf.step("b", noop)  # a second root, so a failed run has something to cancel
     return wf
 
@@ -20,7 +26,7 @@ def _sweep_request(worker: str, *, limit: int = 10, sweep_limit: int = 100) -> C
     return ClaimRequest(
         worker_id=worker,
         queues=("default",),
-        tasks=("store_suite.echo",),
+        tasks=("store_suite.echo", "store_suite.fragile"),
         limit=limit,
         lease=30,
         sweep=True,
@@ -28,23 +34,30 @@ def _sweep_request(worker: str, *, limit: int = 10, sweep_limit: int = 100) -> C
     )
 
 
-def test_expired_lease_is_retried_and_the_old_result_is_stale(client: Client) -> None:
-    run_id = client.start(one_step(retries=1))
+def test_an_expired_lease_runs_the_step_again_without_spending_retries(client: Client) -> None:
+    run_id = client.start(one_step(retries=0))  # no retries at all: a loss must not fail it
     [old] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
     assert claim(client, "w2", sweep=True, tasks=["store_suite.echo"]) == []  # not expired yet
     client.store.clock.advance(6)
     outcome = report(client, [], _sweep_request("w2"))
     assert outcome.reclaimed == 1
-    [new] = outcome.claimed  # the retry (no backoff) is claimed in the same transaction
+    [new] = outcome.claimed  # queued again at once and claimed in the same transaction
     assert (new.step_id, new.attempt) == ("a", 2)
+    [lost] = outcome.failures
+    assert (lost.step_id, lost.attempt, lost.lost, lost.retry_in) == ("a", 1, True, 0.0)
     step = client.get(run_id).steps["a"]
     assert step.status is StepStatus.RUNNING and step.worker == "w2"
+    assert (step.failures, step.lost, step.max_lost_attempts) == (0, 1, 3)
     [first] = step.attempts[:1]
-    assert (first.number, first.status, first.worker) == (1, "failed", "w1")
+    assert (first.number, first.status, first.worker) == (1, "lost", "w1")
     assert first.error is not None and first.error.type == "LeaseExpired"
     assert "worker w1 stopped renewing its lease" in first.error.message
-    retrying = [e for e in client.history(run_id) if e.type == "step.retrying"]
-    assert [(e.actor, e.attempt) for e in retrying] == [("lease-sweeper", 1)]
+    assert "lost attempt 1 of 3 allowed" in first.error.message
+    history = client.history(run_id)
+    assert [(e.actor, e.attempt) for e in history if e.type == "step.lost"] == [
+        ("lease-sweeper", 1)
+    ]
+    assert not [e for e in history if e.type == "step.retrying"]
     # the old worker comes back: its result is refused
     late = ok(old, "from w1")
     assert report(client, [late]).stale == [late]
@@ -53,22 +66,70 @@ def test_expired_lease_is_retried_and_the_old_result_is_stale(client: Client) ->
     assert client.get(run_id).steps["a"].output == "from w2"
 
 
-def test_expired_lease_on_the_last_attempt_fails_the_run(client: Client) -> None:
-    run_id = client.start(one_step(retries=0))
-    [old] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
-    client.store.clock.advance(60)
+def test_a_step_whose_worker_is_lost_every_time_fails_after_its_budget(
+    client: Client,
+) -> None:
+    run_id = client.start(one_step(retries=5, lost=2))  # retries are not what it spends
+    claim(client, "w1", lease=5, tasks=["store_suite.echo"])
+    client.store.clock.advance(6)
     outcome = report(client, [], _sweep_request("w2"))
+    [second] = outcome.claimed
+    assert second.attempt == 2 and outcome.finished_runs == {}
+    client.store.clock.advance(60)  # w2 is lost too
+    outcome = report(client, [], _sweep_request("w3"))
     assert outcome.reclaimed == 1 and outcome.claimed == []
     assert outcome.finished_runs == {run_id: RunStatus.FAILED}
     run = client.get(run_id)
     assert run.status is RunStatus.FAILED
     assert run.error is not None
     assert (run.error.type, run.error.step) == ("LeaseExpired", "a")
-    assert run.steps["a"].status is StepStatus.FAILED
+    assert "its worker was lost 2 times" in run.error.message
+    assert "max_lost_attempts=2" in run.error.message
+    step = run.steps["a"]
+    assert (step.status, step.failures, step.lost) == (StepStatus.FAILED, 0, 2)
+    assert [(a.number, a.status, a.worker) for a in step.attempts] == [
+        (1, "lost", "w1"),
+        (2, "lost", "w2"),
+    ]
     assert run.steps["b"].status is StepStatus.CANCELLED
-    late = ok(old, "too late")
-    assert report(client, [late]).stale == [late]
-    assert client.get(run_id).steps["a"].output is None
+
+
+def test_the_lost_budget_comes_from_the_task_unless_the_step_sets_it(client: Client) -> None:
+    wf = Workflow("budgets")
+    wf.step("task_default", echo, x=1)
+    wf.step("own", echo, x=2, max_lost_attempts=7)
+    wf.step("fragile", fragile)  # @task(max_lost_attempts=1)
+    run_id = client.start(wf)
+    steps = client.get(run_id).steps
+    assert {k: s.max_lost_attempts for k, s in steps.items()} == {
+        "task_default": 3,
+        "own": 7,
+        "fragile": 1,
+    }
+    [step] = claim(client, "w1", lease=5, tasks=["store_suite.fragile"])
+    client.store.clock.advance(6)
+    outcome = report(client, [], _sweep_request("w2"))
+    assert outcome.finished_runs == {run_id: RunStatus.FAILED}
+    error = client.get(run_id).error
+    assert error is not None and "its worker was lost once" in error.message
+    del step
+
+
+def test_a_lost_attempt_of_a_finished_run_is_not_run_again(client: Client) -> None:
+    wf = Workflow("outlived")
+    wf.step("slow", echo, x=1)
+    wf.step("bad", fail)
+    run_id = client.start(wf)
+    steps = by_step(claim(client, "w1", lease=5))
+    report(client, [failed(steps["bad"])])  # fails the run; "slow" is still running
+    assert client.get(run_id).status is RunStatus.FAILED
+    client.store.clock.advance(6)
+    outcome = report(client, [], _sweep_request("w2"))
+    assert outcome.reclaimed == 1 and outcome.claimed == []
+    slow = client.get(run_id).steps["slow"]
+    assert slow.status is StepStatus.CANCELLED
+    assert slow.error is not None and "after its run had finished" in slow.error.message
+    assert [(a.number, a.status) for a in slow.attempts] == [(1, "lost")]
 
 
 def test_sweep_only_when_asked(client: Client) -> None:
@@ -112,8 +173,9 @@ def test_extend_leases_renews_only_the_steps_named(client: Client) -> None:
     client.store.clock.advance(3)  # b's lease (5 s) has lapsed; a's was renewed to 9 s
     outcome = report(client, [], _sweep_request("w2"))
     assert outcome.reclaimed == 1
-    lost = client.get(b.run_id).steps["b"].attempts[0].error
-    assert lost is not None and lost.type == "LeaseExpired"
+    lost = client.get(b.run_id).steps["b"].attempts[0]
+    assert lost.status == "lost"
+    assert lost.error is not None and lost.error.type == "LeaseExpired"
 
 
 def test_sweep_is_bounded(client: Client) -> None:

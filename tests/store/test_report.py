@@ -275,26 +275,42 @@ def test_results_for_several_runs_in_one_report(client: Client) -> None:
 def test_input_that_cannot_be_resolved_fails_the_step(client: Client) -> None:
     wf = Workflow("unresolvable")
     a = wf.step("a", echo, x=1)
-    wf.step("b", echo, x=a.output["missing"], retry={"max_attempts": 3, "delay": 0})
+    wf.step(
+        "b",
+        add,
+        a=a.output["present"],
+        b=a.output["missing"],
+        retry={"max_attempts": 3, "delay": 0},
+    )
     run_id = client.start(wf)
     report(client, [ok(claim(client)[0], {"present": 1})])
-    [b] = claim(client, lease=5)
-    assert b.resolve_error is not None
-    assert b.resolve_error.type == "TemplateError"
-    assert "missing" in b.resolve_error.message
-    assert (b.args, b.kwargs) == ([], {})
-    # the worker fails such an attempt without running it, and without retrying
-    client.store.clock.advance(10)
     worker = Worker(client, worker_id="resolver")
     try:
         run = drive(client, run_id, worker)
     finally:
         worker.close()
+    # The worker fails such an attempt without running it, and without retrying.
     assert run.status is RunStatus.FAILED
     assert run.error is not None and run.error.type == "TemplateError"
     assert run.error.step == "b" and "missing" in run.error.message
-    assert [x.status for x in run.steps["b"].attempts] == ["failed", "failed"]
-    assert run.steps["b"].attempts[0].error.type == "LeaseExpired"  # type: ignore[union-attr]
+    assert run.error.message.startswith("step 'b' inputs cannot be resolved: input 'b': ")
+    step = run.steps["b"]
+    assert [(x.number, x.status) for x in step.attempts] == [(1, "failed")]
+    # What resolved is on record beside what did not, for a later retry to start from.
+    assert step.inputs == {"a": 1}
+    assert list(step.input_errors) == ["b"] and "missing" in step.input_errors["b"]
+    assert step.failures == 1
+
+
+def test_a_claim_resolves_each_input_on_its_own(client: Client) -> None:
+    wf = Workflow("partly")
+    a = wf.step("a", echo, x=1)
+    wf.step("b", add, a=a.output["present"], b=a.output["missing"])
+    client.start(wf)
+    report(client, [ok(claim(client)[0], {"present": 1})])
+    [b] = claim(client, lease=5)
+    assert b.resolve_error is not None and b.resolve_error.type == "TemplateError"
+    assert (b.args, b.kwargs, list(b.input_errors)) == ([], {"a": 1}, ["b"])
 
 
 def test_output_expression_failing_fails_the_run(client: Client) -> None:

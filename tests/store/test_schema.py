@@ -44,16 +44,36 @@ def _normalise(text: str | None) -> str:
     return re.sub(r"\s+", " ", text or "").replace("( ", "(").replace(" )", ")").strip()
 
 
-def sqlite_catalog(path: str) -> list[tuple[str, ...]]:
+def sqlite_catalog(path: str) -> list[tuple[object, ...]]:
+    """Tables by their columns and keys, indexes by their SQL.
+
+    Tables are compared column by column, not by their CREATE text: ``ALTER
+    TABLE ... ADD COLUMN`` appends to the stored text where a fresh script
+    cannot put a column (after the table's constraints).
+    """
     conn = sqlite3.connect(path)
     try:
         rows = conn.execute(
             "SELECT type, name, tbl_name, sql FROM sqlite_master "
             "WHERE name NOT LIKE 'sqlite_%' AND tbl_name != 'legato_migrations' ORDER BY name"
         ).fetchall()
+        catalog: list[tuple[object, ...]] = []
+        for kind, name, table, text in rows:
+            if kind != "table":
+                catalog.append((kind, name, table, _normalise(text)))
+                continue
+            columns = conn.execute(f"PRAGMA table_xinfo({name})").fetchall()
+            keys = conn.execute(f"PRAGMA foreign_key_list({name})").fetchall()
+            indexes = conn.execute(f"PRAGMA index_list({name})").fetchall()
+            unique = sorted(
+                tuple(c[2] for c in conn.execute(f"PRAGMA index_info({ix[1]})").fetchall())
+                for ix in indexes
+                if ix[2] and ix[3] in ("u", "pk")
+            )
+            catalog.append((kind, name, table, tuple(columns), tuple(keys), tuple(unique)))
     finally:
         conn.close()
-    return [(t, n, tbl, _normalise(s)) for t, n, tbl, s in rows]
+    return catalog
 
 
 def test_sqlite_migrations_reproduce_schema_sql(tmp_path: Path) -> None:
@@ -64,11 +84,12 @@ def test_sqlite_migrations_reproduce_schema_sql(tmp_path: Path) -> None:
     conn.executescript(read_sql("sqlite", "schema.sql"))
     conn.close()
     catalog = sqlite_catalog(str(migrated))
-    assert {name for kind, name, _, _ in catalog if kind == "table"} == {
+    assert {entry[1] for entry in catalog if entry[0] == "table"} == {
         "workflow_specs",
         "runs",
         "step_runs",
         "events",
+        "workers",
     }
     assert catalog == sqlite_catalog(str(scripted))
 
@@ -117,6 +138,7 @@ def test_postgres_migrations_reproduce_schema_sql(pg_admin: psycopg.Connection[A
             "runs",
             "step_runs",
             "events",
+            "workers",
         }
         assert [row[0] for row in catalog["functions"]] == ["legato_now"]
         assert len(catalog["indexes"]) >= 8
@@ -150,8 +172,10 @@ def test_both_dialects_define_the_same_queries() -> None:
 
 
 def test_every_query_the_store_runs_is_defined() -> None:
-    source = Path(__file__).parents[2] / "src" / "legato" / "store" / "base.py"
-    used = set(re.findall(r"\.(?:one|all|run|many)\(\s*\"([a-z_]+)\"", source.read_text()))
+    folder = Path(__file__).parents[2] / "src" / "legato" / "store"
+    text = "".join(path.read_text() for path in folder.glob("*.py"))
+    used = set(re.findall(r"\.(?:one|all|run|many)\(\s*\"([a-z_]+)\"", text))
+    used |= set(re.findall(r"\"(lock_runs(?:_nowait)?|claim_(?:tree_)?steps)\"", text))
     assert len(used) > 15
     assert used <= set(load_queries("sqlite"))
 
@@ -160,8 +184,23 @@ def test_every_query_the_store_runs_is_defined() -> None:
 
 
 def test_migrate_on_an_empty_database_then_again(empty_url: str) -> None:
-    with pytest.raises(SchemaVersionError, match="has schema version 0, this legato needs"):
+    with pytest.raises(SchemaVersionError) as info:
         open_store(empty_url, migrate=False)
+    message = str(info.value)
+    if empty_url.startswith("sqlite"):  # the file does not even exist, and is not created
+        assert message == (
+            f"no legato database at {empty_url.replace('sqlite:///', 'sqlite:///', 1)} "
+            f"(no such file); create it with: legato db upgrade --url {empty_url}"
+        )
+        assert not Path(empty_url.removeprefix("sqlite:///")).exists()
+        Path(empty_url.removeprefix("sqlite:///")).touch()  # an empty file: no schema
+        with pytest.raises(SchemaVersionError) as info:
+            open_store(empty_url, migrate=False)
+        message = str(info.value)
+    assert message == (
+        f"{empty_url} has no legato schema (empty, or another program's database); "
+        f"create it with: legato db upgrade --url {empty_url}"
+    )
     store = open_store(empty_url)
     try:
         assert store.schema_version() == MIGRATIONS
@@ -228,5 +267,17 @@ def test_a_newer_schema_is_refused(db_url: str) -> None:
         sql(client.store, insert)
     with pytest.raises(SchemaVersionError, match="has schema version 99, newer than this legato"):
         Client(db_url)
-    with pytest.raises(SchemaVersionError, match="has schema version 99, this legato needs"):
+    with pytest.raises(SchemaVersionError, match="has schema version 99, newer than this legato"):
         Client(db_url, migrate=False)
+
+
+def test_an_older_schema_is_named_with_the_command_that_upgrades_it(db_url: str) -> None:
+    with Client(db_url) as client:
+        sql(client.store, f"DELETE FROM legato_migrations WHERE version = {MIGRATIONS}")
+        url = client.url
+    with pytest.raises(SchemaVersionError) as info:
+        Client(db_url, migrate=False)
+    assert str(info.value) == (
+        f"{url} has schema version {MIGRATIONS - 1}, this legato needs {MIGRATIONS}; "
+        f"upgrade it with: legato db upgrade --url {url}"
+    )

@@ -226,23 +226,67 @@ def test_duplicate_step_id() -> None:
 @pytest.mark.parametrize(
     ("retry", "message"),
     [
+        ("x", "invalid retry: expected RetryPolicy, a number of retries or a dict, got 'x'"),
+        (-1, "invalid retry: retries must be an int from 0 to 999, got -1"),
+        (1000, "invalid retry: retries must be an int from 0 to 999, got 1000"),
+        ({"nope": 1}, "invalid retry: nope: unknown field (found 1)"),
+        ({"backoff": "sideways"}, "invalid retry: backoff: Input should be"),
+        ({"delay": "soon"}, "invalid retry: delay: expected a duration such as '30s'"),
         (
-            "x",
-            "step 'a': invalid retry: expected RetryPolicy, a number of retries or a dict, got 'x'",
+            {"max_delay": "inf"},
+            "invalid retry: max_delay: a duration must be a finite number of seconds, got 'inf'",
         ),
-        (-1, "step 'a': invalid retry: max_attempts: Input should be greater than or equal to 1"),
-        ({"nope": 1}, "step 'a': invalid retry: nope: unknown field (found 1)"),
-        ({"backoff": "sideways"}, "step 'a': invalid retry: backoff: Input should be"),
-        ({"delay": "soon"}, "step 'a': invalid retry: delay: retry delay: expected a duration"),
-        (True, "step 'a': invalid retry: expected RetryPolicy"),
+        (
+            {"delay": float("nan")},
+            "invalid retry: delay: a duration must be a finite number of seconds, got nan",
+        ),
+        ({"delay": -1}, "invalid retry: delay: a duration cannot be negative, got -1"),
+        ({"max_attempts": True}, "invalid retry: max_attempts: expected a whole number, got True"),
+        (True, "invalid retry: expected RetryPolicy"),
     ],
 )
 def test_bad_retry_values(retry: Any, message: str) -> None:
     wf = Workflow("retry")
     with pytest.raises(DefinitionError) as info:
         wf.step("a", noarg, retry=retry)
-    assert str(info.value).startswith(message)
+    assert str(info.value).startswith(f"workflow 'retry' step 'a': {message}")
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"timeout": "inf"}, "timeout: a duration must be a finite number of seconds, got 'inf'"),
+        (
+            {"timeout": float("inf")},
+            "timeout: a duration must be a finite number of seconds, got inf",
+        ),
+        ({"timeout": "nan"}, "timeout: a duration must be a finite number of seconds, got 'nan'"),
+        (
+            {"timeout": "1e999"},
+            "timeout: a duration must be a finite number of seconds, got '1e999'",
+        ),
+        ({"timeout": 0}, "timeout: a duration must be more than zero, got 0"),
+        ({"timeout": "0s"}, "timeout: a duration must be more than zero, got '0s'"),
+        ({"timeout": "-5"}, "timeout: a duration cannot be negative, got '-5'"),
+        (
+            {"timeout": "soon"},
+            "timeout: expected a duration such as '30s', '5m', '1h30m' or a number of seconds, "
+            "got 'soon'",
+        ),
+        ({"priority": 10}, "priority must be an int from 0 to 9, got 10"),
+        ({"priority": True}, "priority must be an int from 0 to 9, got True"),
+        ({"priority": 1.5}, "priority must be an int from 0 to 9, got 1.5"),
+    ],
+)
+def test_bad_step_options_are_one_error_naming_the_step(
+    options: dict[str, Any], message: str
+) -> None:
+    wf = Workflow("opts")
+    with pytest.raises(DefinitionError) as info:
+        wf.step("a", noarg, **options)
+    assert str(info.value) == f"workflow 'opts' step 'a': {message}"
+    assert info.value.problems == [str(info.value)]
 
 
 @pytest.mark.parametrize(

@@ -63,3 +63,42 @@ def test_bad_types(value: Any) -> None:
 def test_negative(value: Any) -> None:
     with pytest.raises(ValueError, match="duration: a duration cannot be negative"):
         parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        "inf",
+        "-inf",
+        "Infinity",
+        "nan",
+        "NaN",
+        "1e999",
+        "9" * 400,
+        10**400,
+    ],
+)
+def test_not_finite(value: Any) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_duration(value, field="max_retry_delay")
+    assert str(info.value) == (
+        f"max_retry_delay: a duration must be a finite number of seconds, got {value!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [0, 0.0, "0", "0s", "0ms", " 0m ", timedelta(0)])
+def test_zero_is_refused_where_it_would_mean_nothing(value: Any) -> None:
+    assert parse_duration(value, field="timeout") == 0.0
+    with pytest.raises(ValueError) as info:
+        parse_duration(value, field="timeout", allow_zero=False)
+    assert str(info.value) == f"timeout: a duration must be more than zero, got {value!r}"
+
+
+def test_more_than_zero_passes_without_zero() -> None:
+    assert parse_duration("1ms", allow_zero=False) == pytest.approx(0.001)
+    assert parse_duration(None, allow_zero=False) is None
+    with pytest.raises(ValueError, match="lease: a duration cannot be negative, got -1"):
+        parse_duration(-1, field="lease", allow_zero=False)

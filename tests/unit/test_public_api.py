@@ -11,8 +11,10 @@ PUBLIC = [
     "ConfigError",
     "ConflictError",
     "CycleError",
+    "DatabaseUnavailableError",
     "DefinitionError",
     "Event",
+    "IdempotencyConflictError",
     "LegatoError",
     "ParamError",
     "PayloadError",
@@ -58,6 +60,8 @@ def test_every_error_is_exported_and_a_legato_error() -> None:
         assert name in legato.__all__
         assert issubclass(exc, errors.LegatoError)
     assert issubclass(errors.StaleAttemptError, errors.ConflictError)
+    assert issubclass(errors.IdempotencyConflictError, errors.ConflictError)
+    assert issubclass(errors.DatabaseUnavailableError, errors.StoreError)
     assert issubclass(errors.RunNotFoundError, errors.StoreError)
     assert issubclass(errors.CycleError, errors.DefinitionError)
     assert issubclass(errors.WaitTimeout, TimeoutError)

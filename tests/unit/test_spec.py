@@ -7,9 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from legato.errors import CycleError, DefinitionError, ParamError
-from legato.model.spec import RetryPolicy, WorkflowSpec
+from legato.model.spec import RetryPolicy, WorkflowSpec, format_validation_error
 
 T = "unit.t"
 
@@ -76,13 +77,93 @@ def test_bad_versions(version: str) -> None:
 
 def test_field_errors_name_the_path() -> None:
     err = problem({"name": "wf", "steps": [{"id": "a", "task": T, "bogus": 1}]})
-    assert err.problems == ["steps.0.bogus: unknown field (found 1)"]
+    assert err.problems == ["step 'a' bogus: unknown field (found 1)"]
     err = problem({"name": "wf"})
     assert err.problems == ["steps: required field is missing"]
     err = problem({"name": "wf", "steps": [{"id": "a", "task": T, "priority": 12}]})
-    assert err.problems == ["steps.0.priority: Input should be less than or equal to 9 (found 12)"]
+    assert err.problems == ["step 'a' priority: Input should be less than or equal to 9 (found 12)"]
     err = problem({"name": "wf", "steps": [{"id": "a", "task": T, "timeout": "soon"}]})
-    assert err.problems[0].startswith("steps.0.timeout: timeout: expected a duration")
+    assert err.problems[0].startswith("step 'a' timeout: expected a duration")
+    # A step without a usable id is named by its position.
+    err = problem({"name": "wf", "steps": [{"task": T, "priority": 12}]})
+    assert err.problems == [
+        "steps.0.id: required field is missing",
+        "steps.0.priority: Input should be less than or equal to 9 (found 12)",
+    ]
+
+
+def test_json_text_errors_name_the_step_too() -> None:
+    text = json.dumps({"name": "wf", "steps": [{"id": "load", "task": T, "timeout": "inf"}]})
+    with pytest.raises(DefinitionError) as info:
+        WorkflowSpec.parse(text)
+    assert str(info.value) == (
+        "workflow: step 'load' timeout: a duration must be a finite number of seconds, got 'inf'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        (
+            {"timeout": "inf"},
+            "step 'a' timeout: a duration must be a finite number of seconds, got 'inf'",
+        ),
+        (
+            {"timeout": "1e999"},
+            "step 'a' timeout: a duration must be a finite number of seconds, got '1e999'",
+        ),
+        (
+            {"timeout": float("nan")},
+            "step 'a' timeout: a duration must be a finite number of seconds, got nan",
+        ),
+        ({"timeout": 0}, "step 'a' timeout: a duration must be more than zero, got 0"),
+        ({"timeout": "0s"}, "step 'a' timeout: a duration must be more than zero, got '0s'"),
+        ({"timeout": -1}, "step 'a' timeout: a duration cannot be negative, got -1"),
+        ({"priority": True}, "step 'a' priority: expected a whole number, got True"),
+        (
+            {"retry": {"max_delay": "inf"}},
+            "step 'a' retry.max_delay: a duration must be a finite number of seconds, got 'inf'",
+        ),
+        (
+            {"retry": {"delay": "nan"}},
+            "step 'a' retry.delay: a duration must be a finite number of seconds, got 'nan'",
+        ),
+        (
+            {"retry": {"delay": "-2"}},
+            "step 'a' retry.delay: a duration cannot be negative, got '-2'",
+        ),
+        (
+            {"retry": {"max_attempts": False}},
+            "step 'a' retry.max_attempts: expected a whole number, got False",
+        ),
+    ],
+)
+def test_bad_step_numbers_name_the_step_and_field(step: dict[str, Any], message: str) -> None:
+    err = problem({"name": "wf", "steps": [{"id": "a", "task": T, **step}]})
+    assert err.problems == [message]
+    assert str(err) == f"workflow: {message}"
+
+
+def test_zero_retry_delays_are_allowed() -> None:
+    spec = parse([{"id": "a", "task": T, "retry": {"delay": 0, "max_delay": "0s"}}])
+    assert spec.step("a").retry == RetryPolicy(delay=0, max_delay=0)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"delay": "inf"}, "delay: a duration must be a finite number of seconds, got 'inf'"),
+        (
+            {"max_delay": 1e999},
+            "max_delay: a duration must be a finite number of seconds, got inf",
+        ),
+        ({"max_attempts": True}, "max_attempts: expected a whole number, got True"),
+    ],
+)
+def test_retry_policy_checks_its_numbers(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        RetryPolicy(**fields)
+    assert format_validation_error(info.value) == [message]
 
 
 def test_several_problems_are_listed_together() -> None:

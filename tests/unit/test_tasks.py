@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.machinery
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +37,69 @@ def test_default_name_is_module_and_qualname() -> None:
     assert hello.name in registry
     assert registry.names() == [hello.name]
     assert list(registry) == [hello] and len(registry) == 1
+
+
+def in_module(module: str, name: str = "extract") -> Callable[..., Any]:
+    fn = make(name)
+    fn.__module__ = module
+    return fn
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("etl", "etl.extract"),
+        ("01_etl", "01_etl.extract"),
+        ("my-flow", "my-flow.extract"),
+        ("my flow", "my_flow.extract"),
+        ("flow+v2", "flow_v2.extract"),
+        ("ünï", "_n_.extract"),
+        (".hidden", "_hidden.extract"),
+        ("-dash", "_dash.extract"),
+        ("pkg.sub.mod", "pkg.sub.mod.extract"),
+    ],
+)
+def test_default_names_are_valid_for_any_module_name(module: str, expected: str) -> None:
+    registry = TaskRegistry()
+    assert default_task_name(in_module(module)) == expected
+    assert task(registry=registry)(in_module(module)).name == expected
+    assert registry.names() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("file", "spec_name", "expected"),
+    [
+        ("/work/flows/etl.py", None, "etl.extract"),  # python etl.py
+        ("/work/flows/01_etl.py", None, "01_etl.extract"),
+        ("/work/flows/my-flow.py", None, "my-flow.extract"),
+        ("<stdin>", None, "main.extract"),  # python - < flow.py
+        ("<string>", None, "main.extract"),
+        (None, None, "main.extract"),  # python -c, the interactive prompt
+        ("/work/myapp/flows.py", "myapp.flows", "myapp.flows.extract"),  # python -m myapp.flows
+    ],
+)
+def test_default_names_of_a_script(
+    monkeypatch: pytest.MonkeyPatch, file: str | None, spec_name: str | None, expected: str
+) -> None:
+    main = types.ModuleType("__main__")
+    if file is not None:
+        main.__file__ = file
+    main.__spec__ = None if spec_name is None else importlib.machinery.ModuleSpec(spec_name, None)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    assert default_task_name(in_module("__main__")) == expected
+    assert task(registry=TaskRegistry())(in_module("__main__")).name == expected
+
+
+def test_a_function_without_a_valid_default_name_is_told_how_to_name_it() -> None:
+    with pytest.raises(DefinitionError) as info:
+        task(registry=TaskRegistry())(in_module("etl", "<lambda>"))
+    assert str(info.value) == (
+        "etl.<lambda> has no valid default task name ('etl.<lambda>' is not: letters, digits "
+        "and _ . : / @ -, starting with a letter, digit or _); give the task a name with "
+        '@task(name="...")'
+    )
+    named = task(name="etl.anonymous", registry=TaskRegistry())(in_module("etl", "<lambda>"))
+    assert named.name == "etl.anonymous"
 
 
 def test_bare_decorator_and_explicit_name() -> None:
@@ -114,13 +180,45 @@ def test_registering_the_same_function_again_replaces_it() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"priority": 10}, "priority must be 0-9, got 10"),
-        ({"priority": -1}, "priority must be 0-9, got -1"),
+        ({"priority": 10}, "priority must be an int from 0 to 9, got 10"),
+        ({"priority": -1}, "priority must be an int from 0 to 9, got -1"),
+        ({"priority": True}, "priority must be an int from 0 to 9, got True"),
+        ({"priority": 1.0}, "priority must be an int from 0 to 9, got 1.0"),
+        ({"priority": "3"}, "priority must be an int from 0 to 9, got '3'"),
         ({"timeout": "5x"}, "timeout: expected a duration such as '30s', '5m', '1h30m'"),
-        ({"retries": -1}, "invalid retry settings: max_attempts: Input should be greater"),
+        ({"timeout": 0}, "timeout: a duration must be more than zero, got 0"),
+        ({"timeout": "0s"}, "timeout: a duration must be more than zero, got '0s'"),
+        ({"timeout": "inf"}, "timeout: a duration must be a finite number of seconds, got 'inf'"),
+        (
+            {"timeout": float("nan")},
+            "timeout: a duration must be a finite number of seconds, got nan",
+        ),
+        ({"retries": -1}, "retries must be an int from 0 to 999, got -1"),
+        ({"retries": 1000}, "retries must be an int from 0 to 999, got 1000"),
+        ({"retries": True}, "retries must be an int from 0 to 999, got True"),
+        ({"retries": 1.5}, "retries must be an int from 0 to 999, got 1.5"),
         ({"backoff": "random"}, "invalid retry settings: backoff: Input should be 'fixed'"),
-        ({"retry_delay": "later"}, "invalid retry settings: delay: retry delay: expected"),
-        ({"name": "bad name"}, "task name 'bad name' must match"),
+        ({"retry_delay": "later"}, "retry_delay: expected a duration such as '30s'"),
+        ({"retry_delay": -1}, "retry_delay: a duration cannot be negative, got -1"),
+        (
+            {"retry_delay": "nan"},
+            "retry_delay: a duration must be a finite number of seconds, got 'nan'",
+        ),
+        (
+            {"max_retry_delay": "inf"},
+            "max_retry_delay: a duration must be a finite number of seconds, got 'inf'",
+        ),
+        (
+            {"max_retry_delay": "1e999"},
+            "max_retry_delay: a duration must be a finite number of seconds, got '1e999'",
+        ),
+        ({"max_retry_delay": None}, "max_retry_delay: expected a duration such as '30s', got None"),
+        (
+            {"name": "bad name"},
+            "task name 'bad name' is not valid (letters, digits and _ . : / @ -, starting with "
+            'a letter, digit or _); give the task a valid name with @task(name="...")',
+        ),
+        ({"name": "-x"}, "task name '-x' is not valid"),
         (
             {"retry_on": [123]},
             "invalid retry settings: retry_on takes exception classes or their names, got 123",
@@ -136,6 +234,23 @@ def test_bad_settings(options: dict[str, Any], message: str) -> None:
         task(registry=TaskRegistry(), **options)(make())
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_bad_settings_name_the_task_and_the_setting() -> None:
+    with pytest.raises(DefinitionError) as info:
+        task(name="etl.load", registry=TaskRegistry(), max_retry_delay="inf")(make())
+    assert str(info.value) == (
+        "task etl.load: max_retry_delay: a duration must be a finite number of seconds, got 'inf'"
+    )
+    with pytest.raises(DefinitionError) as info:
+        task(registry=TaskRegistry(), retries=-2)(make("flaky"))
+    assert str(info.value) == f"task {__name__}.flaky: retries must be an int from 0 to 999, got -2"
+    assert "max_attempts" not in str(info.value)
+
+
+def test_zero_retry_delays_are_allowed() -> None:
+    t = task(name="unit.tasks.eager", registry=TaskRegistry(), retries=999, retry_delay=0)(make())
+    assert t.retry == RetryPolicy(max_attempts=1000, delay=0)
 
 
 def test_a_task_cannot_be_wrapped_twice() -> None:

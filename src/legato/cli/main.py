@@ -8,6 +8,7 @@ import typer
 
 from legato import __version__
 from legato.cli import db, runs
+from legato.cli.help import plain_help
 from legato.cli.run import run
 from legato.cli.worker import worker
 
@@ -43,6 +44,10 @@ def _root(
     ] = False,
 ) -> None:
     """Durable workflows on SQLite and PostgreSQL."""
+
+
+# Every command is wired above: draw their help without placeholders such as <bool>.
+plain_help(app)
 
 
 def main() -> None:

@@ -30,9 +30,13 @@ VerboseOption = Annotated[
 ]
 
 
-def duration_option(value: str | None, option: str) -> float | None:
-    """``30s``, ``5m``, ``1h30m`` or seconds; a bad value is a usage error naming the option."""
+def duration_option(value: str | None, option: str, *, allow_zero: bool = True) -> float | None:
+    """``30s``, ``5m``, ``1h30m`` or seconds; a bad value is a usage error naming the option.
+
+    Negative and not finite values (``inf``, ``nan``) are refused, and zero too
+    with ``allow_zero=False``, for options where zero would mean nothing.
+    """
     try:
-        return parse_duration(value, field=option)
+        return parse_duration(value, field=option, allow_zero=allow_zero)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -123,7 +123,7 @@ def run(
     try:
         # Everything is checked before the database is opened: bad input stores nothing.
         with user_errors():
-            wait_for = duration_option(timeout, "--timeout")
+            wait_for = duration_option(timeout, "--timeout", allow_zero=False)
             workflow = load_workflow(target)
             spec, _ = check_workflow(workflow, target)
             params = build_params(spec, parse_pairs(param or [], "-p"), params_json)
@@ -142,10 +142,7 @@ def run(
             live = not (no_progress or quiet) and stdout().is_terminal and stderr().is_terminal
             if not (live or quiet):
                 stderr().print(f"run {run_id} started ({spec.label})", style="dim", soft_wrap=True)
-            source = split_target(target).source
-            resume = shlex.join(
-                ["legato", "worker", "--import", source, "--url", redact_url(client.url)]
-            )
+            resume = _resume_hint(client, run_id, split_target(target).source)
             finished = _work(
                 client, run_id, spec.label, concurrency, wait_for, live=live, resume=resume
             )
@@ -199,6 +196,17 @@ def _work(
         exit_now(EXIT_TIMEOUT)
 
 
+def _resume_hint(client: Client, run_id: str, source: str) -> str:
+    """The command that carries this run on: a worker for its tasks and every queue it uses."""
+    command = ["legato", "worker", "--import", source, "--url", redact_url(client.url)]
+    queues = sorted({step.queue for step in client.get(run_id).steps.values()})
+    served = {task.queue for task in client.registry}
+    if not set(queues) <= served:  # a step moved to a queue its task does not name
+        for queue in sorted(set(queues) | served):
+            command += ["--queue", queue]
+    return shlex.join(command)
+
+
 def _stop(client: Client, run_id: str, worker: Worker, job: _Background, resume: str) -> None:
     console = stderr()
     try:
@@ -209,7 +217,10 @@ def _stop(client: Client, run_id: str, worker: Worker, job: _Background, resume:
         while not job.finished(0.2):
             pass
     except KeyboardInterrupt:
-        console.print("stopping now; steps still running will be retried", style="yellow")
+        console.print("stopping now: handing running steps back to the queue", style="yellow")
+        worker.stop(now=True)
+        with suppress(KeyboardInterrupt):
+            job.finished(15)  # one transaction hands them back; then leave at once
     try:
         run = client.get(run_id, with_steps=False)
         state = f"{run.status.value}, {run.steps_done}/{run.steps_total} steps done"

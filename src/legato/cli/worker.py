@@ -66,12 +66,13 @@ def worker(
 ) -> None:
     """Run steps from the database until SIGTERM or Ctrl-C.
 
-    The first signal stops claiming and lets running steps finish; a second
-    one quits at once (their leases then expire and another worker retries them).
+    The first signal stops claiming and lets running steps finish (for up to
+    30 seconds); a second one hands running steps back to the queue at once,
+    where another worker picks them up, and quits.
     """
     configure_logging(logging.INFO)
     with user_errors():
-        lease_seconds = duration_option(lease, "--lease")
+        lease_seconds = duration_option(lease, "--lease", allow_zero=False)
         settings = Settings.load(url=url, imports=tuple(imports) if imports else None)
         for source in settings.imports:
             load_module(source)
@@ -99,7 +100,10 @@ def worker(
     try:
         runner.run()
     except KeyboardInterrupt:
-        log.warning("stopped at once; steps still running will be retried when their leases expire")
+        log.warning(
+            "worker stopped at once; %d running steps were handed back to the queue",
+            runner.handed_back,
+        )
         code = EXIT_INTERRUPTED
     finally:
         runner.close()

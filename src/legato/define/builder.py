@@ -16,8 +16,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from legato.define.tasks import Task
+from legato.durations import parse_duration
 from legato.errors import DefinitionError, PayloadError
-from legato.model.spec import ParamSpec, RetryPolicy, WorkflowSpec, format_validation_error
+from legato.model.spec import (
+    ParamSpec,
+    RetryPolicy,
+    WorkflowSpec,
+    check_max_lost_attempts,
+    check_priority,
+    check_retries,
+    format_validation_error,
+)
 from legato.payload import to_json
 
 __all__ = ["OutputRef", "ParamRef", "Sequence", "StepRef", "Workflow"]
@@ -157,6 +166,7 @@ class Workflow:
         timeout: str | float | None = None,
         queue: str | None = None,
         priority: int | None = None,
+        max_lost_attempts: int | None = None,
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> StepRef:
@@ -166,7 +176,8 @@ class Workflow:
         or ``${{ ... }}`` strings; a reference to another step is a dependency.
         ``inputs={...}`` passes names that clash with this method's own keywords.
         ``retry`` is a :class:`RetryPolicy`, a number of retries, or a dict of
-        RetryPolicy fields.
+        RetryPolicy fields. ``max_lost_attempts`` overrides the task's budget of
+        lost workers (see :func:`legato.task`).
         """
         if step_id in self._steps:
             raise DefinitionError(f"workflow {self.name!r}: duplicate step id {step_id!r}")
@@ -180,11 +191,21 @@ class Workflow:
             },
             "needs": [self._need_id(n) for n in needs or ()],
         }
+        # Options are checked here, so the error points at this call and names the step.
+        where = f"workflow {self.name!r} step {step_id!r}"
         if retry is not None:
-            entry["retry"] = _retry_policy(retry, step_id)
-        for key, value in (("timeout", timeout), ("queue", queue), ("priority", priority)):
-            if value is not None:
-                entry[key] = value
+            entry["retry"] = _retry_policy(retry, where)
+        try:
+            if timeout is not None:
+                entry["timeout"] = parse_duration(timeout, field="timeout", allow_zero=False)
+            if priority is not None:
+                entry["priority"] = check_priority(priority)
+            if max_lost_attempts is not None:
+                entry["max_lost_attempts"] = check_max_lost_attempts(max_lost_attempts)
+        except ValueError as exc:
+            raise DefinitionError(f"{where}: {exc}") from None
+        if queue is not None:
+            entry["queue"] = queue
         self._steps[step_id] = entry
         self._changed()
         return StepRef(self, step_id)
@@ -367,21 +388,21 @@ def _param_type(hint: Any) -> str:
     )
 
 
-def _retry_policy(retry: RetryPolicy | int | dict[str, Any], step_id: str) -> dict[str, Any]:
+def _retry_policy(retry: RetryPolicy | int | dict[str, Any], where: str) -> dict[str, Any]:
     try:
         if isinstance(retry, RetryPolicy):
             policy = retry
         elif isinstance(retry, int) and not isinstance(retry, bool):
-            policy = RetryPolicy(max_attempts=retry + 1)
+            policy = RetryPolicy(max_attempts=check_retries(retry) + 1)
         elif isinstance(retry, dict):
             policy = RetryPolicy(**retry)
         else:
             raise TypeError(f"expected RetryPolicy, a number of retries or a dict, got {retry!r}")
     except ValidationError as exc:
         problems = "; ".join(format_validation_error(exc))
-        raise DefinitionError(f"step {step_id!r}: invalid retry: {problems}") from None
+        raise DefinitionError(f"{where}: invalid retry: {problems}") from None
     except Exception as exc:
-        raise DefinitionError(f"step {step_id!r}: invalid retry: {exc}") from None
+        raise DefinitionError(f"{where}: invalid retry: {exc}") from None
     return policy.model_dump(mode="json", exclude_defaults=True)
 
 

@@ -17,11 +17,22 @@ from pydantic import ValidationError
 
 from legato.durations import parse_duration
 from legato.errors import DefinitionError, UnknownTaskError
-from legato.model.spec import RetryPolicy, format_validation_error
+from legato.model.spec import (
+    DEFAULT_MAX_LOST_ATTEMPTS,
+    RetryPolicy,
+    check_max_lost_attempts,
+    check_priority,
+    check_retries,
+    format_validation_error,
+)
 
 __all__ = ["Task", "TaskRegistry", "default_registry", "task"]
 
-TASK_NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/@-]*$")
+TASK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
+#: what TASK_NAME_PATTERN asks for, in words
+NAME_RULE = "letters, digits and _ . : / @ -, starting with a letter, digit or _"
+#: characters a default name's module part cannot keep (a file named "my flow.py")
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.:/@-]")
 DEFAULT_QUEUE = "default"
 
 
@@ -41,15 +52,20 @@ class Task:
         timeout: float | None,
         queue: str,
         priority: int,
+        max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     ) -> None:
-        if not TASK_NAME_PATTERN.match(name):
-            raise DefinitionError(f"task name {name!r} must match {TASK_NAME_PATTERN.pattern}")
+        if not isinstance(name, str) or not TASK_NAME_PATTERN.match(name):
+            raise DefinitionError(
+                f"task name {name!r} is not valid ({NAME_RULE}); "
+                'give the task a valid name with @task(name="...")'
+            )
         self.fn = fn
         self.name = name
         self.retry = retry
         self.timeout = timeout
         self.queue = queue
         self.priority = priority
+        self.max_lost_attempts = max_lost_attempts
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         self.__doc__ = fn.__doc__
@@ -129,15 +145,35 @@ def _origin(fn: Callable[..., Any]) -> str:
 
 
 def default_task_name(fn: Callable[..., Any]) -> str:
+    """``<module>.<qualname>``, valid whatever the file defining ``fn`` is called.
+
+    A script run directly (``python etl.py``) is named after its file, so a
+    worker that imports the same file as a module finds the same names; code
+    with no file (``python -`` reading stdin, ``python -c``) is ``main``.
+    Characters a task name cannot hold become ``_`` (``my flow.py`` -> ``my_flow``).
+    """
     module = getattr(fn, "__module__", None) or "tasks"
     if module == "__main__":
-        # A script run directly: name its tasks after the file, so a worker that
-        # imports the same file as a module finds the same names.
-        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
-        module = Path(main_file).stem if main_file else "main"
+        module = _main_module_name()
+    module = _NOT_IN_NAMES.sub("_", module)
+    if not TASK_NAME_PATTERN.match(module):  # ".hidden" or "-x": the first character
+        module = "_" + module[1:]
     # A function defined inside another has "<locals>" in its qualname, which no
     # task name may hold: name it after the enclosing function instead.
     return f"{module}.{fn.__qualname__.replace('<locals>.', '')}"
+
+
+def _main_module_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    spec_name = getattr(spec, "name", None)
+    if spec_name and spec_name != "__main__":
+        # python -m package.module: the name a worker imports it by.
+        return str(spec_name)
+    main_file = getattr(main, "__file__", None)
+    if not main_file or main_file.startswith("<"):  # "<stdin>", "<string>"
+        return "main"
+    return Path(main_file).stem or "main"
 
 
 @overload
@@ -157,6 +193,7 @@ def task(
     timeout: str | float | None = None,
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
+    max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     registry: TaskRegistry | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
@@ -175,6 +212,7 @@ def task(
     timeout: str | float | None = None,
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
+    max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     registry: TaskRegistry | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Register a function as a task, with the defaults its steps inherit.
@@ -182,6 +220,9 @@ def task(
     ``retries`` is the number of retries after the first attempt. ``backoff`` is
     ``fixed``, ``linear`` or ``exponential``, starting at ``retry_delay`` and capped
     at ``max_retry_delay``; ``retry_on`` limits retries to those exception types.
+    ``max_lost_attempts`` is how many times a step's worker may be lost (killed,
+    stuck, cut off from the database) before the step fails; a lost worker
+    never spends ``retries``, which are for the task's own errors.
     """
 
     def register(func: Callable[..., Any]) -> Task:
@@ -189,35 +230,46 @@ def task(
             raise DefinitionError(f"{func.name} is already a task")
         if not callable(func):
             raise DefinitionError(f"@task needs a function, got {func!r}")
+        default_name = default_task_name(func)
+        where = f"task {name or default_name}"
+        # Each setting is checked under the name it is given here, so the error
+        # says retries or max_retry_delay, not the RetryPolicy field behind it.
+        try:
+            attempts = check_retries(retries) + 1
+            delay = _duration(retry_delay, "retry_delay")
+            max_delay = _duration(max_retry_delay, "max_retry_delay")
+            seconds = parse_duration(timeout, field="timeout", allow_zero=False)
+            check_priority(priority)
+            check_max_lost_attempts(max_lost_attempts)
+        except ValueError as exc:
+            raise DefinitionError(f"{where}: {exc}") from None
         try:
             policy = RetryPolicy(
-                max_attempts=retries + 1,
+                max_attempts=attempts,
                 backoff=backoff,  # type: ignore[arg-type]
-                delay=retry_delay,  # type: ignore[arg-type]
-                max_delay=max_retry_delay,  # type: ignore[arg-type]
+                delay=delay,
+                max_delay=max_delay,
                 jitter=jitter,
                 retry_on=tuple(exception_name(e) for e in retry_on),
             )
         except ValidationError as exc:
             problems = "; ".join(format_validation_error(exc))
-            raise DefinitionError(
-                f"task {_origin(func)}: invalid retry settings: {problems}"
-            ) from None
+            raise DefinitionError(f"{where}: invalid retry settings: {problems}") from None
         except Exception as exc:
-            raise DefinitionError(f"task {_origin(func)}: invalid retry settings: {exc}") from None
-        try:
-            seconds = parse_duration(timeout, field="timeout")
-        except ValueError as exc:
-            raise DefinitionError(f"task {_origin(func)}: {exc}") from None
-        if not 0 <= priority <= 9:
-            raise DefinitionError(f"task {_origin(func)}: priority must be 0-9, got {priority}")
+            raise DefinitionError(f"{where}: invalid retry settings: {exc}") from None
+        if name is None and not TASK_NAME_PATTERN.match(default_name):
+            raise DefinitionError(
+                f"{_origin(func)} has no valid default task name ({default_name!r} is not: "
+                f'{NAME_RULE}); give the task a name with @task(name="...")'
+            )
         created = Task(
             func,
-            name=name or default_task_name(func),
+            name=default_name if name is None else name,
             retry=policy,
             timeout=seconds,
             queue=queue,
             priority=priority,
+            max_lost_attempts=max_lost_attempts,
         )
         # An empty registry is falsy (it has __len__): test for None, not truth.
         return (registry if registry is not None else default_registry).add(created)
@@ -225,6 +277,13 @@ def task(
     if fn is not None:
         return register(fn)
     return register
+
+
+def _duration(value: str | float, field: str) -> float:
+    seconds = parse_duration(value, field=field)
+    if seconds is None:
+        raise ValueError(f"{field}: expected a duration such as '30s', got None")
+    return seconds
 
 
 def exception_name(exc: type[BaseException] | str) -> str:

@@ -11,17 +11,47 @@ from typing import Any
 
 from legato.model.states import RunStatus, StepStatus
 
-__all__ = ["Attempt", "Event", "Run", "StepError", "StepRun"]
+__all__ = ["Attempt", "Event", "Run", "StepError", "StepRun", "clean_text"]
+
+
+#: longest message and traceback kept; a traceback keeps its end, where the error is
+MAX_MESSAGE_CHARS = 10_000
+MAX_TRACEBACK_CHARS = 20_000
 
 
 @dataclass(frozen=True)
 class StepError:
-    """Why an attempt, step or run failed."""
+    """Why an attempt, step or run failed.
+
+    Its text is made storable as it is built: characters no database can hold
+    (NUL, lone surrogates) are escaped and lengths are bounded, so recording
+    an error can never fail the way the error itself did.
+    """
 
     type: str
     message: str
     traceback: str | None = None
     step: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "type", clean_text(self.type, 200))
+        object.__setattr__(self, "message", clean_text(self.message, MAX_MESSAGE_CHARS))
+        if self.traceback is not None:
+            text = clean_text(self.traceback, None)
+            object.__setattr__(self, "traceback", text[-MAX_TRACEBACK_CHARS:])
+
+    @classmethod
+    def of(cls, exc: BaseException, *, traceback: str | None = None) -> StepError:
+        """The error an exception stands for: its class name and message."""
+        return cls(
+            type=type(exc).__qualname__,
+            message=str(exc) or type(exc).__qualname__,
+            traceback=traceback,
+        )
+
+    def at_step(self, step_id: str) -> StepError:
+        """The same error, naming the step it happened in (for the run's error)."""
+        return StepError(self.type, self.message, self.traceback, step=step_id)
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> StepError | None:
@@ -47,8 +77,24 @@ class StepError:
         return f"{where}{self.type}: {self.message}"
 
 
+def clean_text(value: object, limit: int | None) -> str:
+    """Text every database stores as given: NUL and lone surrogates escaped, length bounded."""
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if not text.isascii():
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 20] + f"... [{len(text) - limit + 20:,} more characters]"
+    return text
+
+
 @dataclass(frozen=True)
 class Attempt:
+    """One try of a step. ``status`` is a step status, or ``lost`` (its worker
+    was killed, stuck or cut off) or ``released`` (its worker stopped on purpose
+    and handed it back)."""
+
     number: int
     status: str
     worker: str | None
@@ -82,6 +128,13 @@ class StepRun:
     queued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    #: attempts the task's own failures ended (what ``retry`` budgets)
+    failures: int = 0
+    #: attempts whose worker was lost (killed, stuck or cut off; budgeted apart)
+    lost: int = 0
+    max_lost_attempts: int = 3
+    #: inputs that could not be resolved for the latest attempt, by name
+    input_errors: dict[str, str] = field(default_factory=dict)
     attempts: tuple[Attempt, ...] = ()
 
     @property

@@ -12,11 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from legato.durations import parse_duration
 from legato.errors import DefinitionError, ParamError, TemplateError
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
     from legato.model.graph import Graph
 
 __all__ = [
+    "DEFAULT_MAX_LOST_ATTEMPTS",
     "NAME_PATTERN",
     "STEP_ID_PATTERN",
     "VERSION_PATTERN",
@@ -32,6 +40,9 @@ __all__ = [
     "RetryPolicy",
     "StepSpec",
     "WorkflowSpec",
+    "check_max_lost_attempts",
+    "check_priority",
+    "check_retries",
     "format_validation_error",
 ]
 
@@ -41,6 +52,42 @@ STEP_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 ParamType = Literal["any", "str", "int", "float", "bool", "list", "dict"]
 Backoff = Literal["fixed", "linear", "exponential"]
+
+
+#: RetryPolicy.max_attempts allows at most 1000 attempts: the first and 999 retries
+MAX_RETRIES = 999
+
+
+def check_retries(value: Any) -> int:
+    """Retries after the first attempt, as ``@task(retries=)`` and ``step(retry=)`` take them."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_RETRIES:
+        raise ValueError(f"retries must be an int from 0 to {MAX_RETRIES}, got {value!r}")
+    return value
+
+
+def check_priority(value: Any) -> int:
+    """A priority as ``@task(priority=)`` and ``step(priority=)`` take it: 0 (lowest) to 9."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 9:
+        raise ValueError(f"priority must be an int from 0 to 9, got {value!r}")
+    return value
+
+
+#: how many times a step's worker may be lost before the step fails
+DEFAULT_MAX_LOST_ATTEMPTS = 3
+
+
+def check_max_lost_attempts(value: Any) -> int:
+    """How many times a step's worker may be lost before the step fails: 1 to 1000."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+        raise ValueError(f"max_lost_attempts must be an int from 1 to 1000, got {value!r}")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    """Refuse ``True``/``False`` where a count or a priority belongs (pydantic reads 1/0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a whole number, got {value!r}")
+    return value
 
 
 def _check_name(kind: str, value: str, pattern: re.Pattern[str], shape: str) -> str:
@@ -69,10 +116,15 @@ class RetryPolicy(_Model):
     #: ``"mypkg.errors.Flaky"``); empty means every exception is retried.
     retry_on: tuple[str, ...] = ()
 
+    @field_validator("max_attempts", mode="before")
+    @classmethod
+    def _attempts(cls, value: Any) -> Any:
+        return _whole_number(value)
+
     @field_validator("delay", "max_delay", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        return parse_duration(value, field="retry delay")
+    def _duration(cls, value: Any, info: ValidationInfo) -> Any:
+        return parse_duration(value, field=info.field_name or "retry delay")
 
 
 class ParamSpec(_Model):
@@ -99,6 +151,9 @@ class StepSpec(_Model):
     timeout: float | None = Field(default=None, gt=0)
     queue: str | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
+    #: how many times the step's worker may be lost (killed, stuck, cut off)
+    #: before the step fails; apart from ``retry``, which the task's own errors spend
+    max_lost_attempts: int | None = Field(default=None, ge=1, le=1000)
     description: str | None = None
 
     @field_validator("id")
@@ -109,7 +164,13 @@ class StepSpec(_Model):
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, value: Any) -> Any:
-        return parse_duration(value, field="timeout")
+        # A timeout of zero would not mean "no timeout": leave it out for that.
+        return parse_duration(value, field="timeout", allow_zero=False)
+
+    @field_validator("priority", "max_lost_attempts", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        return _whole_number(value)
 
 
 class WorkflowSpec(_Model):
@@ -150,7 +211,8 @@ class WorkflowSpec(_Model):
                 else cls.model_validate(data)
             )
         except ValidationError as exc:
-            raise DefinitionError.from_problems(source, format_validation_error(exc)) from None
+            problems = format_validation_error(exc, step_ids=_step_ids(data))
+            raise DefinitionError.from_problems(source, problems) from None
         spec.check()
         return spec
 
@@ -305,12 +367,48 @@ def _reference_problems(spec: WorkflowSpec) -> list[str]:
     return problems
 
 
-def format_validation_error(exc: ValidationError) -> list[str]:
-    """Turn pydantic's errors into lines naming the field path and what was wrong."""
+def _step_ids(data: Any) -> list[str | None]:
+    """The step ids as written, so field errors can name a step by id, not by position."""
+    if isinstance(data, str | bytes):
+        try:
+            data = json.loads(data)
+        except ValueError:
+            return []
+    steps = data.get("steps") if isinstance(data, Mapping) else None
+    if not isinstance(steps, list):
+        return []
+    return [
+        step.get("id") if isinstance(step, Mapping) and isinstance(step.get("id"), str) else None
+        for step in steps
+    ]
+
+
+def _location(loc: tuple[int | str, ...], step_ids: Sequence[str | None]) -> str:
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    if len(loc) < 3 or loc[0] != "steps" or not isinstance(loc[1], int) or loc[2] == "id":
+        return path
+    step_id = step_ids[loc[1]] if loc[1] < len(step_ids) else None
+    if step_id is None:
+        return path
+    return f"step {step_id!r} " + ".".join(str(p) for p in loc[2:])
+
+
+def format_validation_error(
+    exc: ValidationError, *, step_ids: Sequence[str | None] = ()
+) -> list[str]:
+    """Turn pydantic's errors into lines naming the field path and what was wrong.
+
+    ``step_ids`` (the ids of the steps validated, in order) lets a step's field
+    be named ``step 'load' timeout`` rather than ``steps.0.timeout``.
+    """
     lines = []
     for err in exc.errors(include_url=False):
-        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
+        path = _location(loc, step_ids)
         message = err["msg"].removeprefix("Value error, ")
+        if loc:
+            # Checks that name their field already (durations do) need not name it twice.
+            message = message.removeprefix(f"{loc[-1]}: ")
         if err["type"] in ("extra_forbidden",):
             message = "unknown field"
         elif err["type"] == "missing":

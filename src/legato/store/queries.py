@@ -6,7 +6,9 @@ import re
 from functools import cache
 from importlib import resources
 
-__all__ = ["load_queries", "read_sql"]
+from legato.errors import SchemaVersionError
+
+__all__ = ["check_schema_version", "load_queries", "migration_files", "read_sql"]
 
 _NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
 
@@ -41,3 +43,23 @@ def migration_files(dialect: str) -> list[tuple[int, str, str]]:
         if version != expected:
             raise ValueError(f"{dialect} migrations skip from {expected - 1} to {version}")
     return found
+
+
+def check_schema_version(url: str, current: int, expected: int) -> None:
+    """Refuse a database whose schema is not this legato's, saying what to run."""
+    if current == expected:
+        return
+    upgrade = f"legato db upgrade --url {url}"
+    if current == 0:
+        raise SchemaVersionError(
+            f"{url} has no legato schema (empty, or another program's database); "
+            f"create it with: {upgrade}"
+        )
+    if current < expected:
+        raise SchemaVersionError(
+            f"{url} has schema version {current}, this legato needs {expected}; "
+            f"upgrade it with: {upgrade}"
+        )
+    raise SchemaVersionError(
+        f"{url} has schema version {current}, newer than this legato ({expected}); upgrade legato"
+    )

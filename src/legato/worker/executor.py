@@ -78,20 +78,22 @@ class Executor:
     def _outcome(self, claimed: ClaimedStep, call: Callable[[], Any]) -> StepResult:
         try:
             value = call()
+        except BaseException as exc:  # SystemExit in a task thread is the task's failure too
+            return self._error(claimed, exc)
+        try:
             _, output_json = to_json(
                 value,
                 what=f"step {claimed.step_id!r} output",
                 max_bytes=self.max_payload_bytes,
             )
-        except BaseException as exc:  # SystemExit in a task thread is the task's failure too
-            return self._error(claimed, exc)
+        except Exception as exc:
+            # The same call would return the same value: fail now, spend no retries.
+            return failure_result(claimed, StepError.of(exc), retryable=False)
         return _result(claimed, ok=True, output_json=output_json)
 
     def _error(self, claimed: ClaimedStep, exc: BaseException) -> StepResult:
-        error = StepError(
-            type=type(exc).__qualname__,
-            message=str(exc) or type(exc).__qualname__,
-            traceback="".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:],
+        error = StepError.of(
+            exc, traceback="".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:]
         )
         retryable = is_retryable(claimed.retry, exception_names(exc))
         return failure_result(claimed, error, retryable=retryable)
@@ -173,7 +175,11 @@ def _call(task: Task, claimed: ClaimedStep) -> Any:
 
 
 def inputs_json(claimed: ClaimedStep) -> str:
-    return dumps({"args": claimed.args, "kwargs": claimed.kwargs})
+    """The call as it is recorded with the attempt, with what could not be resolved."""
+    recorded: dict[str, Any] = {"args": claimed.args, "kwargs": claimed.kwargs}
+    if claimed.input_errors:
+        recorded["errors"] = claimed.input_errors
+    return dumps(recorded)
 
 
 def failure_result(claimed: ClaimedStep, error: StepError, *, retryable: bool) -> StepResult:

@@ -5,12 +5,19 @@ as many new steps as there are free slots, in one transaction, then starts
 them. :meth:`Worker.run` loops ticks, sleeping until a result arrives, work
 is queued (LISTEN/NOTIFY on PostgreSQL, an in-process wake-up or a short poll
 on SQLite), or a running step passes its timeout.
+
+A worker that stops on purpose (SIGTERM, Ctrl-C, :meth:`Worker.stop`, the
+end of a grace period) reports what finished and hands every attempt still
+running back to the queue at once; only a worker that dies (SIGKILL, a lost
+machine) leaves its attempts to lease expiry, where they count against the
+step's lost-attempt budget, never its retries.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import queue
 import signal
@@ -21,12 +28,21 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Literal
 
 from legato.client import Client
 from legato.define.tasks import Task, TaskRegistry
-from legato.errors import ConfigError, StoreError
+from legato.errors import ConfigError, DatabaseUnavailableError
+from legato.model.runs import StepError
 from legato.model.states import RunStatus
-from legato.store.base import ClaimedStep, ClaimRequest, StepResult
+from legato.store.base import (
+    AttemptFailure,
+    ClaimedStep,
+    ClaimRequest,
+    ReportOutcome,
+    StepResult,
+    WorkerInfo,
+)
 from legato.worker.executor import Executor, timeout_result
 
 __all__ = ["TickResult", "Worker"]
@@ -35,6 +51,10 @@ log = logging.getLogger("legato.worker")
 
 #: added to a retry's delay before waking for it
 _RETRY_SLACK = 0.005
+#: the shortest lease: heartbeats renew it every third of that
+MIN_LEASE = 1.0
+
+SignalMode = Literal["graceful", "interrupt"]
 
 
 @dataclass
@@ -62,9 +82,18 @@ class _Running:
 class Worker:
     """Runs steps of the tasks in ``registry`` from the given ``queues``.
 
-    ``concurrency`` is the number of attempts run at once; ``lease`` is how long
-    a claimed attempt stays ours without a heartbeat (heartbeats renew it every
-    third of that). ``queues`` defaults to every queue the registered tasks use.
+    ``concurrency`` (default 4) is the number of attempts run at once; ``lease``
+    is how long a claimed attempt stays ours without a heartbeat (heartbeats
+    renew it every third of that). ``queues`` defaults to every queue the
+    registered tasks use; a worker limited to one run tree (``root_run_id``)
+    serves every queue of that tree.
+
+    ``on_signal`` says what SIGINT and SIGTERM do while :meth:`run` runs in
+    the main thread: ``"graceful"`` (a first signal stops claiming and lets
+    running steps finish within ``shutdown_grace``; a second hands them back
+    at once) or ``"interrupt"`` (the first hands them back at once). Either
+    way :meth:`run` then raises ``KeyboardInterrupt``, unless the graceful stop
+    completed.
     """
 
     def __init__(
@@ -80,39 +109,58 @@ class Worker:
         worker_id: str | None = None,
         root_run_id: str | None = None,
         shutdown_grace: float = 30.0,
+        on_signal: SignalMode = "graceful",
     ) -> None:
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
-        if lease <= 0:
-            raise ConfigError(f"lease must be positive, got {lease}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigError(
+                f"concurrency must be a whole number of at least 1, got {concurrency!r}"
+            )
+        _check_seconds("lease", lease, minimum=MIN_LEASE)
+        _check_seconds("poll_interval", poll_interval, minimum=0.001)
+        _check_seconds("sweep_interval", sweep_interval, minimum=0.0)
+        _check_seconds("shutdown_grace", shutdown_grace, minimum=0.0)
+        if on_signal not in ("graceful", "interrupt"):
+            raise ConfigError(f"on_signal must be 'graceful' or 'interrupt', got {on_signal!r}")
         self.client = client
         self.store = client.store
         self.registry = registry if registry is not None else client.registry
         self.concurrency = concurrency
-        self.lease = lease
-        self.poll_interval = poll_interval
-        self.sweep_interval = sweep_interval
+        self.lease = float(lease)
+        self.poll_interval = float(poll_interval)
+        self.sweep_interval = float(sweep_interval)
         self.root_run_id = root_run_id
-        self.shutdown_grace = shutdown_grace
+        self.shutdown_grace = float(shutdown_grace)
+        self.on_signal = on_signal
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.queues = tuple(sorted(set(queues))) if queues else None
+        #: attempts handed back to the queue when this worker stopped
+        self.handed_back = 0
         self._executor = Executor(concurrency, client.settings.max_payload_bytes)
-        self._running: dict[int, _Running] = {}
+        #: attempts running here, by (step run, attempt): a late result of an
+        #: old attempt never touches the entry of the step's current one
+        self._running: dict[tuple[int, int], _Running] = {}
         self._abandoned = 0
         self._abandoned_lock = threading.Lock()
         self._results: queue.SimpleQueue[StepResult] = queue.SimpleQueue()
-        #: results whose report failed (a database error): reported again next tick
+        #: results whose report failed (the database was unreachable): reported again
         self._unreported: list[StepResult] = []
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._abort = threading.Event()
+        self._interrupted = False
+        self._signals = 0
+        self._registered = False
         self._last_sweep = 0.0
         #: monotonic time when a retry this worker reported becomes claimable
         self._retry_due: float | None = None
         self._last_tick_at = 0.0
         self._threads: list[threading.Thread] = []
+        self._background_stop = threading.Event()
 
     def __repr__(self) -> str:
-        return f"<Worker {self.worker_id} queues={self._queues()} concurrency={self.concurrency}>"
+        queues = self._claim_queues()
+        shown = "every queue" if queues is None else ",".join(queues)
+        return f"<Worker {self.worker_id} queues={shown} concurrency={self.concurrency}>"
 
     # -- one step of the loop ---------------------------------------------------
 
@@ -123,14 +171,14 @@ class Worker:
         results += self._expire_timeouts()
         free = self.concurrency - self._busy()
         claim = None
-        if free > 0 and not self._stopping.is_set():
+        if free > 0 and not self._stopping.is_set() and not self._abort.is_set():
             now = time.monotonic()
             sweep = now - self._last_sweep >= self.sweep_interval
             if sweep:
                 self._last_sweep = now
             claim = ClaimRequest(
                 worker_id=self.worker_id,
-                queues=self._queues(),
+                queues=self._claim_queues(),
                 tasks=tuple(self.registry.names()),
                 limit=free,
                 lease=self.lease,
@@ -141,12 +189,19 @@ class Worker:
             return TickResult(running=len(self._running))
         try:
             outcome = self.store.report_and_claim(results, claim)
-        except StoreError:
+        except DatabaseUnavailableError:
             # The transaction rolled back: keep the results to report on the next
             # tick, or their steps would sit running until their leases lapsed.
             # (If only the commit's answer was lost, the repeat is refused as stale.)
             self._unreported = results
             raise
+        except Exception as exc:
+            if not results:
+                raise
+            # The database refused something in this batch, and will again: find
+            # which result it is, one at a time, and record that one as failed.
+            log.warning("the database refused a batch of %d results (%s)", len(results), exc)
+            outcome = self._report_one_by_one(results)
         for stale in outcome.stale:
             log.warning(
                 "result for step %s (run %s, attempt %d) was refused: the attempt is no "
@@ -155,6 +210,7 @@ class Worker:
                 stale.run_id,
                 stale.attempt,
             )
+        self._log_failures(outcome.failures)
         for claimed in outcome.claimed:
             self._start(claimed)
         if outcome.next_retry_in is not None:
@@ -174,46 +230,69 @@ class Worker:
     # -- the loop -----------------------------------------------------------------
 
     def run(self, *, until: Callable[[TickResult], bool] | None = None) -> None:
-        """Tick until stopped (SIGTERM/SIGINT or :meth:`stop`) or ``until`` says so.
+        """Tick until stopped (a signal or :meth:`stop`) or ``until`` says so.
 
-        On stop, no new steps are claimed; running ones get ``shutdown_grace``
-        seconds to finish and report, after which their leases simply expire.
+        On a graceful stop no new steps are claimed and running ones get
+        ``shutdown_grace`` seconds to finish and report. Whatever still runs
+        when the loop ends is handed back to the queue. Raises
+        ``KeyboardInterrupt`` (after handing back) when a signal stopped it at once.
         """
         restore = self._install_signal_handlers()
+        self._abort.clear()
+        self._interrupted = False
+        self._signals = 0
+        self._register()
         self._start_background()
-        log.info("worker %s serving queues %s", self.worker_id, ", ".join(self._queues()))
+        queues = self._claim_queues()
+        log.info(
+            "worker %s serving %s",
+            self.worker_id,
+            "every queue" if queues is None else "queues " + ", ".join(queues),
+        )
         try:
             grace_deadline: float | None = None
-            while True:
+            while not self._abort.is_set():
                 tick = self._safe_tick()
-                if until is not None and until(tick):
+                if self._abort.is_set() or (until is not None and until(tick)):
                     break
                 if self._stopping.is_set():
                     if grace_deadline is None:
                         grace_deadline = time.monotonic() + self.shutdown_grace
-                    if self.idle or time.monotonic() >= grace_deadline:
-                        if self._running:
-                            log.warning(
-                                "stopping with %d steps still running; their leases will expire",
-                                len(self._running),
-                            )
+                    if self.idle:
+                        break
+                    if time.monotonic() >= grace_deadline:
+                        log.warning(
+                            "grace period of %ss is over with %d steps still running; "
+                            "handing them back",
+                            self.shutdown_grace,
+                            len(self._running),
+                        )
                         break
                 # Everything claimable was claimed into free slots in that tick, so
                 # the next one is due only when a result, a notification, a
                 # timeout or the poll interval says so.
                 self._wait()
         finally:
+            self._hand_back()
             self._stop_background()
+            self._unregister()
             restore()
+        if self._interrupted:
+            raise KeyboardInterrupt
 
     @property
     def idle(self) -> bool:
         """No attempt is running here and every finished one has been reported."""
         return not self._running and not self._unreported
 
-    def stop(self) -> None:
-        """Stop claiming; :meth:`run` returns once running steps have reported."""
+    def stop(self, *, now: bool = False) -> None:
+        """Stop claiming; :meth:`run` returns once running steps have reported.
+
+        With ``now=True`` it returns at once, handing running steps back.
+        """
         self._stopping.set()
+        if now:
+            self._abort.set()
         self._wake.set()
 
     def close(self) -> None:
@@ -222,9 +301,11 @@ class Worker:
 
     # -- internals ----------------------------------------------------------------
 
-    def _queues(self) -> tuple[str, ...]:
+    def _claim_queues(self) -> tuple[str, ...] | None:
         if self.queues:
             return self.queues
+        if self.root_run_id is not None:
+            return None  # everything of the one run tree it works
         return tuple(sorted({task.queue for task in self.registry})) or ("default",)
 
     def _busy(self) -> int:
@@ -238,12 +319,12 @@ class Worker:
             deadline = time.monotonic() + claimed.timeout
         future = self._executor.submit(claimed, task)
         entry = _Running(claimed, future, deadline)
-        self._running[claimed.step_run_id] = entry
+        self._running[claimed.ref.key] = entry
         future.add_done_callback(functools.partial(self._finished, entry))
 
     def _finished(self, entry: _Running, future: Future[StepResult]) -> None:
         with self._abandoned_lock:
-            if entry.abandoned:  # its timeout was already reported; drop the late result
+            if entry.abandoned:  # reported already (timeout) or handed back: drop it
                 self._abandoned -= 1
                 self._wake.set()
                 return
@@ -262,15 +343,14 @@ class Worker:
                 result = self._results.get_nowait()
             except queue.Empty:
                 break
-            entry = self._running.pop(result.step_run_id, None)
-            if entry is not None and entry.claimed.attempt == result.attempt:
+            if self._running.pop(result.key, None) is not None:
                 results.append(result)
         return results
 
     def _expire_timeouts(self) -> list[StepResult]:
         now = time.monotonic()
         expired = []
-        for step_run_id, entry in list(self._running.items()):
+        for key, entry in list(self._running.items()):
             if entry.deadline is None or now < entry.deadline:
                 continue
             with self._abandoned_lock:
@@ -278,10 +358,102 @@ class Worker:
                     continue  # finished just in time; its result is on the queue
                 entry.abandoned = True
                 self._abandoned += 1
-            del self._running[step_run_id]
+            del self._running[key]
             log.warning("step %s passed its timeout; its thread is abandoned", entry.claimed.label)
             expired.append(timeout_result(entry.claimed))
         return expired
+
+    def _report_one_by_one(self, results: list[StepResult]) -> ReportOutcome:
+        """Report each result on its own; one the database refuses is failed instead."""
+        total = ReportOutcome()
+        for index, result in enumerate(results):
+            try:
+                part = self.store.report_and_claim([result])
+            except DatabaseUnavailableError:
+                self._unreported = results[index:]
+                break
+            except Exception as exc:
+                part = self._report_refused(result, exc)
+            total.accepted += part.accepted
+            total.stale += part.stale
+            total.failures += part.failures
+            total.finished_runs.update(part.finished_runs)
+        return total
+
+    def _report_refused(self, result: StepResult, exc: Exception) -> ReportOutcome:
+        error = StepError(
+            type="ResultNotRecorded",
+            message=f"step {result.step_id!r}: the database refused to record this attempt's "
+            f"result ({type(exc).__name__}: {exc})",
+        )
+        failed = StepResult(
+            step_run_id=result.step_run_id,
+            run_id=result.run_id,
+            step_id=result.step_id,
+            attempt=result.attempt,
+            ok=False,
+            error=error,
+            retryable=False,
+        )
+        try:
+            return self.store.report_and_claim([failed])
+        except Exception as again:
+            log.error(
+                "could not record the result of step %s (run %s, attempt %d): %s; its lease "
+                "will lapse and it will count as lost",
+                result.step_id,
+                result.run_id,
+                result.attempt,
+                again,
+            )
+            return ReportOutcome()
+
+    def _log_failures(self, failures: list[AttemptFailure]) -> None:
+        for f in failures:
+            where = f"step {f.step_id} (run {f.run_id}) attempt {f.attempt}"
+            what = "lost its worker" if f.lost else "failed"
+            if f.retry_in is None:
+                then = "the step fails"
+            elif f.retry_in == 0:
+                then = "running it again"
+            else:
+                then = f"retrying in {f.retry_in:.3g}s"
+            log.info("%s %s: %s: %s; %s", where, what, f.error.type, f.error.message, then)
+
+    def _hand_back(self) -> None:
+        """Report what finished and hand back what still runs; never raises."""
+        results = self._unreported + self._drain()
+        self._unreported = []
+        entries = list(self._running.values())
+        if not results and not entries:
+            return
+        with self._abandoned_lock:
+            for entry in entries:
+                entry.abandoned = True  # whatever it returns now is not reported
+                self._abandoned += 1
+        self._running.clear()
+        try:
+            outcome = self.store.report_and_claim(
+                results,
+                release=[entry.claimed.ref for entry in entries],
+                worker_id=self.worker_id,
+            )
+        except Exception as exc:
+            log.error(
+                "could not hand back %d running steps (%s); their leases will lapse and "
+                "another worker will run them again",
+                len(entries),
+                exc,
+            )
+            return
+        self.handed_back += outcome.released
+        self._log_failures(outcome.failures)
+        if outcome.released:
+            log.warning(
+                "handed %d running steps back to the queue: %s",
+                outcome.released,
+                ", ".join(entry.claimed.label for entry in entries),
+            )
 
     def _next_deadline(self) -> float | None:
         deadlines = [e.deadline for e in self._running.values() if e.deadline is not None]
@@ -301,10 +473,36 @@ class Worker:
     def _safe_tick(self) -> TickResult:
         try:
             return self.tick()
-        except StoreError as exc:
-            log.error("database error, retrying: %s", exc)
-            self._stopping.wait(min(self.poll_interval, 1.0))
-            return TickResult(running=len(self._running))
+        except DatabaseUnavailableError as exc:
+            log.error("database unavailable, retrying: %s", exc)
+        except Exception:
+            log.exception("tick failed, retrying")
+        self._stopping.wait(min(self.poll_interval, 1.0))
+        return TickResult(running=len(self._running))
+
+    def _register(self) -> None:
+        info = WorkerInfo(
+            id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self._claim_queues(),
+            tasks=tuple(self.registry.names()),
+            concurrency=self.concurrency,
+            root_run_id=self.root_run_id,
+        )
+        try:
+            self.store.register_worker(info, self.lease)
+            self._registered = True
+        except Exception as exc:  # the heartbeat tries again
+            log.error("could not register worker %s: %s", self.worker_id, exc)
+            self._registered = False
+
+    def _unregister(self) -> None:
+        try:
+            self.store.unregister_worker(self.worker_id)
+        except Exception as exc:  # its registration expires by itself
+            log.info("could not unregister worker %s: %s", self.worker_id, exc)
+        self._registered = False
 
     def _start_background(self) -> None:
         self._background_stop = threading.Event()
@@ -325,13 +523,14 @@ class Worker:
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 3
         while not self._background_stop.wait(interval):
+            if not self._registered:
+                self._register()
             # Attempts running here, and finished ones not yet reported.
-            held = list(self._running) + [r.step_run_id for r in list(self._unreported)]
-            if not held:
-                continue
+            held = [key[0] for key in list(self._running)]
+            held += [r.step_run_id for r in list(self._unreported)]
             try:
                 self.store.extend_leases(self.worker_id, held, self.lease)
-            except StoreError as exc:
+            except Exception as exc:
                 log.error("could not renew leases: %s", exc)
 
     def _listen_loop(self) -> None:
@@ -339,7 +538,7 @@ class Worker:
             try:
                 if self.store.wait_for_work(min(self.poll_interval, 1.0)):
                     self._wake.set()
-            except StoreError:
+            except Exception:
                 self._background_stop.wait(1.0)
 
     def _install_signal_handlers(self) -> Callable[[], None]:
@@ -348,12 +547,17 @@ class Worker:
         previous = {}
 
         def handle(signum: int, frame: object) -> None:
-            if self._stopping.is_set():
-                raise KeyboardInterrupt
-            log.info(
-                "received %s: finishing running steps, then stopping", signal.Signals(signum).name
-            )
-            self.stop()
+            self._signals += 1
+            name = signal.Signals(signum).name
+            if self._abort.is_set():
+                raise KeyboardInterrupt  # a signal while handing back: quit now
+            if self.on_signal == "graceful" and self._signals == 1:
+                log.info("received %s: finishing running steps, then stopping", name)
+                self.stop()
+                return
+            log.info("received %s: handing running steps back, then stopping", name)
+            self._interrupted = True
+            self.stop(now=True)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, handle)
@@ -363,3 +567,12 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _check_seconds(name: str, value: object, *, minimum: float) -> None:
+    """A number of seconds, finite and at least ``minimum``: one clear error otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value) or value < minimum:
+        least = f"at least {minimum:g}" if minimum > 0 else "0 or more"
+        raise ConfigError(f"{name} must be a finite number of seconds, {least}; got {value!r}")

@@ -1,6 +1,14 @@
 -- legato queries (PostgreSQL). Each block starts with "-- name: <name>"; the
 -- SQLite file defines the same names with the same parameters. Time comes
 -- from legato_now(); the :now parameter the SQLite file uses is ignored here.
+--
+-- Row locks follow one order, set out in legato/store/reporting.py: a
+-- transaction that changes a run's steps first locks the run row
+-- (lock_runs: FOR NO KEY UPDATE, in id order), then step rows. Claims and
+-- heartbeats take only what they can get without waiting (SKIP LOCKED), so
+-- they never wait on anyone and cannot close a cycle. Every status write names
+-- the statuses it moves from; tests/store/test_transitions.py checks each one
+-- against the table in legato/model/states.py.
 
 -- name: insert_spec
 INSERT INTO workflow_specs (hash, name, version, spec, created_at)
@@ -22,14 +30,15 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
 -- name: run_by_idempotency_key
-SELECT id FROM runs WHERE idempotency_key = %(key)s;
+SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, step_id, task, position, status, deps_remaining,
-                       max_attempts, retry, timeout, queue, priority, available_at, queued_at)
+                       max_attempts, retry, timeout, queue, priority, max_lost, available_at,
+                       queued_at)
 VALUES (%(run_id)s, %(root_run_id)s, %(step_id)s, %(task)s, %(position)s, %(status)s,
         %(deps_remaining)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
-        %(priority)s, legato_now(),
+        %(priority)s, %(max_lost)s, legato_now(),
         CASE WHEN %(status)s = 'queued' THEN legato_now() END);
 
 -- name: insert_event
@@ -39,6 +48,10 @@ VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(type)s, legato_now(), %(actor)s,
 
 -- name: get_run
 SELECT * FROM runs WHERE id = %(id)s;
+
+-- name: find_run_ids
+SELECT id FROM runs WHERE id >= %(low)s::uuid AND id <= %(high)s::uuid ORDER BY id
+LIMIT %(limit)s;
 
 -- name: get_steps
 SELECT * FROM step_runs WHERE run_id = %(run_id)s ORDER BY position;
@@ -53,29 +66,91 @@ LIMIT %(limit)s;
 -- name: run_events
 SELECT * FROM events WHERE run_id = %(run_id)s ORDER BY id;
 
+-- NO KEY UPDATE, not UPDATE: inserting an event takes KEY SHARE on its run
+-- row (the foreign key), and that must never wait for a run lock.
+-- name: lock_runs
+SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
+
+-- name: lock_runs_nowait
+SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
+FOR NO KEY UPDATE SKIP LOCKED;
+
+-- The best `limit` steps of each queue served, each found through the claim
+-- index (an `= ANY(queues)` test would make PostgreSQL sort every queued
+-- step), then the best `limit` of those. The claimed steps' runs are marked
+-- started in the same statement, skipping a run whose row is locked: it is
+-- being started by another claim, or finished.
 -- name: claim_steps
 WITH picked AS (
+    SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
+    CROSS JOIN LATERAL (
+        SELECT s.id, s.priority FROM step_runs s
+        WHERE s.status = 'queued' AND s.queue = q.name
+          AND s.task = ANY(%(tasks)s::text[])
+          AND s.available_at <= legato_now()
+        ORDER BY s.priority DESC, s.id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED) AS c
+    ORDER BY c.priority DESC, c.id
+    LIMIT %(limit)s
+), claimed AS (
+    UPDATE step_runs s
+    SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
+        lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
+        started_at = legato_now(), finished_at = NULL
+    FROM picked
+    WHERE s.id = picked.id AND s.status = 'queued'
+    RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry,
+              s.timeout, s.inputs, s.priority
+), started AS (
+    UPDATE runs r SET status = 'running', started_at = legato_now(), updated_at = legato_now()
+    WHERE r.id IN (
+        SELECT l.id FROM runs l
+        WHERE l.id IN (SELECT run_id FROM claimed) AND l.status = 'pending'
+        ORDER BY l.id
+        FOR NO KEY UPDATE SKIP LOCKED)
+      AND r.status = 'pending'
+    RETURNING r.id
+)
+SELECT claimed.*, claimed.run_id IN (SELECT id FROM started) AS run_started FROM claimed;
+
+-- name: claim_tree_steps
+WITH picked AS (
     SELECT id FROM step_runs
-    WHERE status = 'queued'
-      AND queue = ANY(%(queues)s::text[])
+    WHERE status = 'queued' AND root_run_id = %(root)s::uuid
       AND task = ANY(%(tasks)s::text[])
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND available_at <= legato_now()
-      AND (%(root)s::uuid IS NULL OR root_run_id = %(root)s::uuid)
     ORDER BY priority DESC, id
     LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED)
-UPDATE step_runs s
-SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
-    lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-    started_at = legato_now(), finished_at = NULL
-FROM picked
-WHERE s.id = picked.id
-RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
-          s.inputs, s.priority;
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE step_runs s
+    SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
+        lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
+        started_at = legato_now(), finished_at = NULL
+    FROM picked
+    WHERE s.id = picked.id AND s.status = 'queued'
+    RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry,
+              s.timeout, s.inputs, s.priority
+), started AS (
+    UPDATE runs r SET status = 'running', started_at = legato_now(), updated_at = legato_now()
+    WHERE r.id IN (
+        SELECT l.id FROM runs l
+        WHERE l.id IN (SELECT run_id FROM claimed) AND l.status = 'pending'
+        ORDER BY l.id
+        FOR NO KEY UPDATE SKIP LOCKED)
+      AND r.status = 'pending'
+    RETURNING r.id
+)
+SELECT claimed.*, claimed.run_id IN (SELECT id FROM started) AS run_started FROM claimed;
 
 -- name: start_runs
 UPDATE runs SET status = 'running', started_at = legato_now(), updated_at = legato_now()
-WHERE id = ANY(%(ids)s::uuid[]) AND status = 'pending'
+WHERE id IN (
+    SELECT id FROM runs WHERE id = ANY(%(ids)s::uuid[]) AND status = 'pending'
+    ORDER BY id FOR NO KEY UPDATE SKIP LOCKED)
+  AND status = 'pending'
 RETURNING id;
 
 -- name: run_contexts
@@ -112,18 +187,19 @@ UPDATE runs
 SET status = %(status)s, outputs = %(outputs)s::json, error = %(error)s::json,
     finished_at = legato_now(), updated_at = legato_now()
 WHERE id = %(run_id)s AND status IN ('pending', 'running')
+  AND %(status)s IN ('completed', 'failed', 'cancelled')
 RETURNING id;
 
 -- name: running_step
-SELECT id, run_id, step_id, attempt, max_attempts, retry, worker_id
+SELECT id, run_id, step_id, attempt, max_attempts, retry, worker_id, failures, lost, max_lost
 FROM step_runs WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
 FOR UPDATE;
 
 -- name: retry_step
 UPDATE step_runs
 SET status = 'queued', available_at = legato_now() + make_interval(secs => %(delay)s),
-    queued_at = legato_now(), error = %(error)s::json, inputs = COALESCE(%(inputs)s::json, inputs),
-    worker_id = NULL, lease_expires_at = NULL,
+    queued_at = legato_now(), failures = %(failures)s, error = %(error)s::json,
+    inputs = COALESCE(%(inputs)s::json, inputs), worker_id = NULL, lease_expires_at = NULL,
     history = history || jsonb_build_array(jsonb_build_object(
         'attempt', attempt, 'status', 'failed', 'worker', worker_id,
         'started_at', extract(epoch FROM started_at),
@@ -133,7 +209,8 @@ WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
 -- name: fail_step
 UPDATE step_runs
 SET status = 'failed', error = %(error)s::json, inputs = COALESCE(%(inputs)s::json, inputs),
-    finished_at = legato_now(), lease_expires_at = NULL
+    finished_at = legato_now(), failures = %(failures)s, lost = %(lost)s,
+    lease_expires_at = NULL
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
 
 -- name: cancel_unstarted
@@ -141,13 +218,74 @@ UPDATE step_runs SET status = 'cancelled', finished_at = legato_now()
 WHERE run_id = %(run_id)s AND status IN ('waiting', 'queued')
 RETURNING step_id;
 
+-- Candidates only: each is locked, with its run, before it is touched.
 -- name: expired_steps
-SELECT id, run_id, step_id, attempt, worker_id FROM step_runs
+SELECT id, run_id, attempt FROM step_runs
 WHERE status = 'running' AND lease_expires_at < legato_now()
 ORDER BY lease_expires_at
-LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED;
+LIMIT %(limit)s;
 
+-- name: expired_step
+SELECT id, run_id, step_id, attempt, worker_id, failures, lost, max_lost FROM step_runs
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
+  AND lease_expires_at < legato_now()
+FOR UPDATE;
+
+-- name: lose_step
+UPDATE step_runs
+SET status = 'queued', available_at = legato_now(), queued_at = legato_now(), lost = %(lost)s,
+    worker_id = NULL, lease_expires_at = NULL,
+    history = history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt, 'status', 'lost', 'worker', worker_id,
+        'started_at', extract(epoch FROM started_at),
+        'finished_at', extract(epoch FROM legato_now()), 'error', %(error)s::jsonb))
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
+
+-- name: abandon_step
+UPDATE step_runs
+SET status = 'cancelled', error = %(error)s::json, finished_at = legato_now(), lost = %(lost)s,
+    lease_expires_at = NULL
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
+
+-- name: release_step
+UPDATE step_runs
+SET status = 'queued', available_at = legato_now(), queued_at = legato_now(),
+    worker_id = NULL, lease_expires_at = NULL,
+    history = history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt, 'status', 'released', 'worker', worker_id,
+        'started_at', extract(epoch FROM started_at),
+        'finished_at', extract(epoch FROM legato_now())))
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running' AND worker_id = %(worker)s;
+
+-- A row being reported or swept right now is skipped, not waited for: the
+-- next heartbeat renews it, and a heartbeat never waits on anyone.
 -- name: extend_leases
 UPDATE step_runs SET lease_expires_at = legato_now() + make_interval(secs => %(lease)s)
-WHERE worker_id = %(worker)s AND status = 'running' AND id = ANY(%(ids)s::bigint[]);
+WHERE id IN (
+    SELECT id FROM step_runs
+    WHERE id = ANY(%(ids)s::bigint[]) AND worker_id = %(worker)s AND status = 'running'
+    FOR UPDATE SKIP LOCKED);
+
+-- name: upsert_worker
+INSERT INTO workers (id, host, pid, queues, tasks, root_run_id, concurrency, started_at,
+                     last_seen_at, expires_at)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::jsonb, %(tasks)s::jsonb, %(root_run_id)s,
+        %(concurrency)s, legato_now(), legato_now(),
+        legato_now() + make_interval(secs => %(lease)s))
+ON CONFLICT (id) DO UPDATE SET
+    queues = excluded.queues, tasks = excluded.tasks, concurrency = excluded.concurrency,
+    last_seen_at = excluded.last_seen_at, expires_at = excluded.expires_at;
+
+-- name: touch_worker
+UPDATE workers
+SET last_seen_at = legato_now(), expires_at = legato_now() + make_interval(secs => %(lease)s)
+WHERE id = %(id)s;
+
+-- name: delete_worker
+DELETE FROM workers WHERE id = %(id)s;
+
+-- name: live_workers
+SELECT * FROM workers WHERE expires_at > legato_now() ORDER BY started_at, id;
+
+-- name: prune_workers
+DELETE FROM workers WHERE expires_at < legato_now() - interval '1 day';

@@ -73,12 +73,17 @@ CREATE TABLE step_runs (
     queued_at         timestamptz,
     started_at        timestamptz,
     finished_at       timestamptz,
+    failures          integer NOT NULL DEFAULT 0,
+    lost              integer NOT NULL DEFAULT 0,
+    max_lost          integer NOT NULL DEFAULT 3,
     UNIQUE (run_id, step_id)
 );
 
 CREATE INDEX step_runs_claim ON step_runs (queue, priority DESC, id) WHERE status = 'queued';
 CREATE INDEX step_runs_lease ON step_runs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX step_runs_worker ON step_runs (worker_id) WHERE status = 'running';
+CREATE INDEX step_runs_claim_tree ON step_runs (root_run_id, priority DESC, id)
+WHERE status = 'queued';
 
 CREATE TABLE events (
     id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -92,3 +97,18 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_run ON events (run_id, id);
+
+CREATE TABLE workers (
+    id            text PRIMARY KEY,
+    host          text NOT NULL,
+    pid           integer NOT NULL,
+    queues        jsonb,
+    tasks         jsonb NOT NULL,
+    root_run_id   uuid,
+    concurrency   integer NOT NULL,
+    started_at    timestamptz NOT NULL,
+    last_seen_at  timestamptz NOT NULL,
+    expires_at    timestamptz NOT NULL
+);
+
+CREATE INDEX workers_expires ON workers (expires_at);

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from legato.engine.clock import Clock
-from legato.errors import ConfigError, SchemaVersionError, StoreError
-from legato.store.base import ClaimRequest, ReportOutcome, SQLStore, StepResult, Tx
-from legato.store.queries import load_queries, migration_files
+from legato.errors import ConfigError, DatabaseUnavailableError, SchemaVersionError, StoreError
+from legato.store.base import AttemptRef, ClaimRequest, ReportOutcome, StepResult, Tx
+from legato.store.queries import check_schema_version, load_queries, migration_files
+from legato.store.sql import SQLStore
 
 try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg.rows import dict_row
-    from psycopg_pool import ConnectionPool
+    from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ConfigError(
         "PostgreSQL support needs psycopg and psycopg-pool: pip install 'legato[postgres]'"
@@ -67,6 +68,7 @@ class _PgTx(Tx):
 
 class PostgresStore(SQLStore):
     dialect = "postgres"
+    claim_starts_runs = True
 
     def __init__(
         self,
@@ -84,6 +86,8 @@ class PostgresStore(SQLStore):
         self._listen_lock = threading.Lock()
         self._listen_conn: psycopg.Connection[Any] | None = None
         self._closed = False
+        #: transactions run again after a deadlock or serialisation failure
+        self.conflict_retries = 0
         reason = _connect_error(self._conninfo)  # fail fast, with the server's reason
         if reason is not None:
             raise StoreError(f"cannot connect to PostgreSQL at {_safe(url)}: {reason}")
@@ -125,20 +129,31 @@ class PostgresStore(SQLStore):
                     cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
         except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
             raise _Retry() from exc
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"PostgreSQL at {_safe(self.url)}: {exc}") from None
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailableError(f"PostgreSQL at {_safe(self.url)}: {exc}") from None
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL refused the operation: {exc}") from None
 
     def report_and_claim(
-        self, results: list[StepResult], claim: ClaimRequest | None = None
+        self,
+        results: Sequence[StepResult],
+        claim: ClaimRequest | None = None,
+        *,
+        release: Sequence[AttemptRef] = (),
+        worker_id: str | None = None,
     ) -> ReportOutcome:
         for attempt in range(_RETRIES):
             try:
-                return super().report_and_claim(results, claim)
+                return super().report_and_claim(
+                    results, claim, release=release, worker_id=worker_id
+                )
             except _Retry:
+                # The lock order leaves no cycle to lose, but a serialisation
+                # failure or a deadlock with something outside legato (an
+                # operator's own transaction) is worth another go.
+                self.conflict_retries += 1
                 time.sleep(0.002 * (attempt + 1))
-        return super().report_and_claim(results, claim)
+        return super().report_and_claim(results, claim, release=release, worker_id=worker_id)
 
     def wait_for_work(self, timeout: float) -> bool:
         with self._listen_lock:
@@ -180,8 +195,8 @@ class PostgresStore(SQLStore):
     def _json(self, value: Any) -> Any:
         return value  # psycopg parses jsonb already
 
-    def _list(self, values: list[str] | list[int]) -> Any:
-        return values
+    def _list(self, values: Sequence[str] | Sequence[int] | None) -> Any:
+        return None if values is None else list(values)
 
     # -- schema -------------------------------------------------------------------------
 
@@ -229,13 +244,9 @@ class PostgresStore(SQLStore):
         return applied
 
     def _check_schema(self) -> None:
-        expected = len(migration_files("postgres"))
-        current = self.schema_version()
-        if current != expected:
-            raise SchemaVersionError(
-                f"database {_safe(self.url)} has schema version {current}, this legato needs "
-                f"{expected}; run: legato db upgrade"
-            )
+        check_schema_version(
+            _safe(self.url), self.schema_version(), len(migration_files("postgres"))
+        )
 
 
 def _connect_error(conninfo: str) -> str | None:

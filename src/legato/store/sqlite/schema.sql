@@ -62,12 +62,17 @@ CREATE TABLE step_runs (
     queued_at         REAL,
     started_at        REAL,
     finished_at       REAL,
+    failures          INTEGER NOT NULL DEFAULT 0,
+    lost              INTEGER NOT NULL DEFAULT 0,
+    max_lost          INTEGER NOT NULL DEFAULT 3,
     UNIQUE (run_id, step_id)
 );
 
 CREATE INDEX step_runs_claim ON step_runs (queue, priority DESC, id) WHERE status = 'queued';
 CREATE INDEX step_runs_lease ON step_runs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX step_runs_worker ON step_runs (worker_id) WHERE status = 'running';
+CREATE INDEX step_runs_claim_tree ON step_runs (root_run_id, priority DESC, id)
+WHERE status = 'queued';
 
 CREATE TABLE events (
     id       INTEGER PRIMARY KEY,
@@ -81,3 +86,18 @@ CREATE TABLE events (
 );
 
 CREATE INDEX events_run ON events (run_id, id);
+
+CREATE TABLE workers (
+    id            TEXT PRIMARY KEY,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    queues        TEXT,
+    tasks         TEXT NOT NULL,
+    root_run_id   TEXT,
+    concurrency   INTEGER NOT NULL,
+    started_at    REAL NOT NULL,
+    last_seen_at  REAL NOT NULL,
+    expires_at    REAL NOT NULL
+);
+
+CREATE INDEX workers_expires ON workers (expires_at);

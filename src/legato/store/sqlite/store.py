@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from legato.engine.clock import Clock
-from legato.errors import ConfigError, SchemaVersionError, StoreError
-from legato.store.base import SQLStore, Tx
-from legato.store.queries import load_queries, migration_files
+from legato.errors import ConfigError, DatabaseUnavailableError, SchemaVersionError, StoreError
+from legato.store.base import Tx
+from legato.store.queries import check_schema_version, load_queries, migration_files
+from legato.store.sql import SQLStore
 
 __all__ = ["SQLiteStore"]
 
@@ -108,9 +109,16 @@ class SQLiteStore(SQLStore):
         self._conns_lock = threading.Lock()
         self._wakeup = _Wakeup.for_path(self.path)
         self._closed = False
+        #: only a store that may migrate may create the file; readers never do
+        self._create = migrate
         if migrate:
             self.migrate()
         else:
+            if not Path(self.path).is_file():
+                raise SchemaVersionError(
+                    f"no legato database at {self.url} (no such file); "
+                    f"create it with: legato db upgrade --url {self.url}"
+                )
             self._check_schema()
 
     # -- connections and transactions -----------------------------------------
@@ -122,10 +130,11 @@ class SQLiteStore(SQLStore):
                 raise StoreError("the store is closed")
             try:
                 conn = sqlite3.connect(
-                    self.path,
+                    self.path if self._create else f"{Path(self.path).as_uri()}?mode=rw",
                     timeout=_BUSY_TIMEOUT_MS / 1000,
                     isolation_level=None,
                     check_same_thread=False,
+                    uri=not self._create,
                 )
                 conn.row_factory = sqlite3.Row
                 conn.execute("PRAGMA journal_mode=WAL")
@@ -150,6 +159,9 @@ class SQLiteStore(SQLStore):
             conn.execute("BEGIN")  # a read snapshot; WAL lets it run beside writers
         try:
             yield tx
+        except sqlite3.OperationalError as exc:  # locked, busy, I/O: may pass by itself
+            conn.execute("ROLLBACK")
+            raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}") from None
         except sqlite3.Error as exc:  # mapped here, as PostgreSQL's are in its store
             conn.execute("ROLLBACK")
             raise StoreError(f"SQLite refused the operation: {exc}") from None
@@ -174,7 +186,9 @@ class SQLiteStore(SQLStore):
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise StoreError(f"SQLite: {exc}") from None
                 if time.monotonic() > deadline:
-                    raise StoreError(f"SQLite database {self.path} stayed locked: {exc}") from None
+                    raise DatabaseUnavailableError(
+                        f"SQLite database {self.path} stayed locked: {exc}"
+                    ) from None
                 time.sleep(0.01)
 
     def wait_for_work(self, timeout: float) -> bool:
@@ -243,13 +257,7 @@ class SQLiteStore(SQLStore):
         return applied
 
     def _check_schema(self) -> None:
-        expected = len(migration_files("sqlite"))
-        current = self.schema_version()
-        if current != expected:
-            raise SchemaVersionError(
-                f"database {self.path} has schema version {current}, this legato needs "
-                f"{expected}; run: legato db upgrade"
-            )
+        check_schema_version(self.url, self.schema_version(), len(migration_files("sqlite")))
 
 
 def _statements(script: str) -> Iterator[str]:

@@ -1,0 +1,41 @@
+"""``legato worker`` options checked before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from .helpers import FLOWS, Invoke, assert_usage_error
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.mark.parametrize(
+    ("lease", "message"),
+    [
+        ("nan", "--lease: a duration must be a finite number of seconds, got 'nan'"),
+        ("inf", "--lease: a duration must be a finite number of seconds, got 'inf'"),
+        ("1e999", "--lease: a duration must be a finite number of seconds, got '1e999'"),
+        ("0", "--lease: a duration must be more than zero, got '0'"),
+        ("0s", "--lease: a duration must be more than zero, got '0s'"),
+        ("-1", "--lease: a duration cannot be negative, got '-1'"),
+        ("soon", "--lease: expected a duration such as '30s'"),
+    ],
+)
+def test_a_bad_lease_is_one_error_line(
+    legato: Invoke, sqlite_url: str, lease: str, message: str
+) -> None:
+    result = legato("worker", "--import", str(FLOWS), "--lease", lease, "--url", sqlite_url)
+    assert_usage_error(result, message)
+    assert result.stderr.startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize("lease", ["nan", "0", "-1", "inf"])
+def test_a_bad_lease_in_a_real_process(run_cli: RunCli, sqlite_url: str, lease: str) -> None:
+    result = run_cli("worker", "--import", str(FLOWS), "--lease", lease, "--url", sqlite_url)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: --lease: a duration ")

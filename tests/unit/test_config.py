@@ -1,0 +1,53 @@
+"""Settings: arguments, then LEGATO_* variables, then defaults; bad values refused by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from legato.config import DEFAULT_URL, Settings
+from legato.errors import ConfigError
+from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES
+
+
+@pytest.fixture(autouse=True)
+def _no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LEGATO_URL", "LEGATO_IMPORTS", "LEGATO_MAX_PAYLOAD_BYTES"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_defaults() -> None:
+    settings = Settings.load()
+    assert settings == Settings(
+        url=DEFAULT_URL, max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, imports=()
+    )
+
+
+def test_variables_then_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEGATO_URL", "sqlite:///env.db")
+    monkeypatch.setenv("LEGATO_MAX_PAYLOAD_BYTES", "2048")
+    monkeypatch.setenv("LEGATO_IMPORTS", "a.tasks, b.tasks c.tasks")
+    settings = Settings.load()
+    assert settings == Settings("sqlite:///env.db", 2048, ("a.tasks", "b.tasks", "c.tasks"))
+    settings = Settings.load(url="sqlite:///arg.db", max_payload_bytes=10, imports=("x",))
+    assert settings == Settings("sqlite:///arg.db", 10, ("x",))
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "-1048576", "lots", "1.5", "1e6"])
+def test_bad_max_payload_bytes_variable(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    monkeypatch.setenv("LEGATO_MAX_PAYLOAD_BYTES", raw)
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert str(info.value) == (
+        f"LEGATO_MAX_PAYLOAD_BYTES must be a positive number of bytes, got {raw!r}"
+    )
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "1024"])
+def test_bad_max_payload_bytes_argument(value: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.load(max_payload_bytes=value)
+    assert str(info.value) == (
+        f"max_payload_bytes must be a positive number of bytes, got {value!r}"
+    )
