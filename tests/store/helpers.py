@@ -17,6 +17,7 @@ ALL_TASKS = (
     "store_suite.add",
     "store_suite.noop",
     "store_suite.fragile",
+    "store_suite.gated",
     "store_suite.other_queue",
     "store_suite.urgent",
     "store_suite.fail",

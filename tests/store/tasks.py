@@ -175,3 +175,40 @@ def outlive_the_run(key: str, url: str, run_id: str) -> str:
     if run.status != "failed":
         raise AssertionError(f"the run ended {run.status.value}, not failed")
     return "finished after the run failed"
+
+
+class Gates:
+    """Calls of ``gated`` that wait until the test opens their gate, call by call."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, int] = {}
+        self._gates: dict[tuple[str, int], threading.Event] = {}
+        self._entered: dict[tuple[str, int], threading.Event] = {}
+
+    def _event(self, table: dict[tuple[str, int], threading.Event], key: str, n: int) -> Any:
+        with self._lock:
+            return table.setdefault((key, n), threading.Event())
+
+    def enter(self, key: str) -> int:
+        with self._lock:
+            n = self._calls[key] = self._calls.get(key, 0) + 1
+        self._event(self._entered, key, n).set()
+        if not self._event(self._gates, key, n).wait(30):
+            raise AssertionError(f"gate {key}#{n} was never opened")
+        return n
+
+    def entered(self, key: str, n: int, timeout: float = 10) -> bool:
+        return bool(self._event(self._entered, key, n).wait(timeout))
+
+    def open(self, key: str, n: int) -> None:
+        self._event(self._gates, key, n).set()
+
+
+gates = Gates()
+
+
+@task(name="store_suite.gated")
+def gated(key: str) -> str:
+    """Returns ``call <n>`` once the test opens the gate of its n-th call."""
+    return f"call {gates.enter(key)}"

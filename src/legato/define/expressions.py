@@ -41,11 +41,50 @@ _WHOLE = re.compile(r"^\s*\$\{\{(?P<expr>(?:(?!\}\}).)*)\}\}\s*$", re.DOTALL)
 _START = "${{"
 
 
+#: the largest integer ``**`` may build, in bits (a few thousand digits)
+MAX_POWER_BITS = 16_384
+
+
 class _Env(ImmutableSandboxedEnvironment):
+    # ``**`` and ``*`` can build values far too large to compute (``10 ** 10 ** 10``,
+    # ``'x' * 10 ** 12``): they are checked before they run, not after.
+    intercepted_binops = frozenset({"**", "*"})
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, Mapping) and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
+            raise SecurityError(
+                f"{left} ** {right} would be an integer of more than {MAX_POWER_BITS:,} bits"
+            )
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if _repeated_length(seq, times) > MAX_RENDERED_CHARS:
+                    raise SecurityError(
+                        f"repeating a {type(seq).__name__} of length {len(seq):,} {times:,} "
+                        f"times would make more than {MAX_RENDERED_CHARS:,} items"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+def _power_bits(base: Any, exponent: Any) -> int:
+    """About how many bits ``base ** exponent`` takes (0 where it cannot grow large)."""
+    if not (_is_int(base) and _is_int(exponent)) or exponent <= 0 or abs(base) <= 1:
+        return 0
+    return int(exponent * abs(base).bit_length())
+
+
+def _repeated_length(seq: Any, times: Any) -> int:
+    if isinstance(seq, str | list | tuple) and _is_int(times):
+        return len(seq) * int(times)
+    return 0
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _env = _Env(

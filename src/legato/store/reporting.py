@@ -324,6 +324,7 @@ class Report:
         candidates = self.tx.all("expired_steps", limit=limit, now=self.store.clock.now())
         if not candidates:
             return 0
+        self.store.checkpoint("sweep_candidates")
         run_ids = sorted({self.store._id(c["run_id"]) or "" for c in candidates})
         self._lock_runs(run_ids, wait=False)
         swept = 0

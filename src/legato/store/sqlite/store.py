@@ -154,6 +154,7 @@ class SQLiteStore(SQLStore):
         tx = _SQLiteTx(conn, self._queries)
         self._local.seen = self._wakeup.generation
         if write:
+            self.checkpoint("begin")  # about to queue for the write lock
             self._begin(conn)
         else:
             conn.execute("BEGIN")  # a read snapshot; WAL lets it run beside writers
