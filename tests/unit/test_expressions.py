@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -204,18 +205,38 @@ def test_source_size_limit() -> None:
 
 
 def test_rendered_size_limit() -> None:
+    big = {"params": {"big": "x" * 600_000}}
     with pytest.raises(TemplateError) as info:
-        evaluate("a${{ params.name * 1000000 }}", ctx())
+        evaluate("a${{ params.big ~ params.big }}", big)
     assert str(info.value) == (
-        "expression 'a${{ params.name * 1000000 }}' rendered 3,000,001 characters, "
+        "expression 'a${{ params.big ~ params.big }}' rendered 1,200,001 characters, "
         f"over the limit of {MAX_RENDERED_CHARS:,}"
     )
 
 
 def test_whole_expression_text_is_bounded_too() -> None:
-    with pytest.raises(TemplateError, match="rendered 3,000,000 characters, over the limit"):
-        evaluate("${{ params.name * 1000000 }}", ctx())
+    big = {"params": {"big": "x" * 600_000}}
+    with pytest.raises(TemplateError, match="rendered 1,200,000 characters, over the limit"):
+        evaluate("${{ params.big ~ params.big }}", big)
     assert len(evaluate("${{ params.name * 1000 }}", ctx())) == 3000
+
+
+@pytest.mark.parametrize(
+    ("text", "refused"),
+    [
+        ("${{ params.name * 1000000 }}", "repeating a str of length 3 1,000,000 times"),
+        ("${{ 1000000 * [1, 2] }}", "repeating a list of length 2 1,000,000 times"),
+        ("${{ 10 ** 100000 }}", "10 ** 100000 would be an integer of more than 16,384 bits"),
+        ("${{ params.n ** 5000 }}", "10 ** 5000 would be an integer"),
+    ],
+)
+def test_values_too_large_to_build_are_refused_before_they_are_built(
+    text: str, refused: str
+) -> None:
+    with pytest.raises(TemplateError, match="is not allowed: " + re.escape(refused)):
+        evaluate(text, {**ctx(), "params": {"name": "ada", "n": 10}})
+    assert evaluate("${{ 2 ** 100 }}", ctx()) == 2**100
+    assert evaluate("${{ 2.5 ** 3 }}", ctx()) == 2.5**3
 
 
 # -- references --------------------------------------------------------------------------------
