@@ -80,3 +80,16 @@ def client(db_url: str) -> Iterator[Client]:
     """A client on a fresh database of each kind."""
     with Client(db_url) as c:
         yield c
+
+
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with nothing in it, not even the migrations (SQLite: no file yet)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    admin: psycopg.Connection = request.getfixturevalue("pg_admin")
+    name = f"legato_empty_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    yield _pg_url(name)
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -18,7 +18,7 @@ from legato.define.tasks import Task, TaskRegistry, default_registry
 from legato.define.validate import check_tasks
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
-from legato.errors import DefinitionError, ParamError, WaitTimeout
+from legato.errors import DefinitionError, ParamError, RunNotFoundError, WaitTimeout
 from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
 from legato.model.states import StepStatus
@@ -29,6 +29,9 @@ from legato.store.base import NewRun
 __all__ = ["Client", "WorkflowLike", "unserved_note"]
 
 WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any]
+
+#: the shortest run id prefix a reader may give instead of the whole id
+MIN_ID_PREFIX = 8
 
 
 class Client:
@@ -128,6 +131,31 @@ class Client:
     def get(self, run_id: str, *, with_steps: bool = True) -> Run:
         """The run with its steps, attempts, resolved inputs, outputs and errors."""
         return self.store.get_run(run_id, with_steps=with_steps)
+
+    def resolve_run_id(self, text: str) -> str:
+        """The full id of the one run whose id is ``text`` or starts with it (8+ characters).
+
+        Raises :class:`RunNotFoundError` when no run matches and :class:`ParamError`
+        when the prefix is too short or matches several runs.
+        """
+        text = text.strip().lower()
+        if len(text) == 36:
+            return text
+        if len(text) < MIN_ID_PREFIX:
+            raise ParamError(
+                f"run id {text!r} is too short: give the whole id or at least its first "
+                f"{MIN_ID_PREFIX} characters"
+            )
+        found = self.store.find_run_ids(text, limit=3)
+        if not found:
+            raise RunNotFoundError(f"no run has an id starting with {text!r}")
+        if len(found) > 1:
+            shown = ", ".join(found[:2]) + (", ..." if len(found) > 2 else "")
+            raise ParamError(
+                f"run id {text!r} is ambiguous: it begins several runs ({shown}); "
+                "give more of the id"
+            )
+        return found[0]
 
     def list_runs(
         self, *, status: str | None = None, workflow: str | None = None, limit: int = 50

@@ -80,6 +80,10 @@ napped = slow.step("first", nap, seconds=slow.param("seconds", 0.5, type="float"
 then = slow.step("second", nap, seconds=slow.param("seconds"), needs=[napped])
 slow.outputs(total="${{ steps.first.output + steps.second.output }}")
 
+moved = legato.Workflow("cli_moved")  # a step on a queue its task does not name
+seconds = moved.param("seconds", 0.01, type="float")
+moved.outputs(slept=moved.step("far", nap, seconds=seconds, queue="io").output)
+
 sequence = legato.Sequence("cli_sequence", [extract, size])
 
 spec = WorkflowSpec.parse(

@@ -180,23 +180,60 @@ def test_ctrl_c_leaves_the_run_for_a_worker_to_finish(
         assert finished.outputs == {"total": 2.0}
 
 
-def test_timeout_exits_124_at_once_and_leaves_the_run_stored(
-    run_cli: RunCli, sqlite_url: str
+def test_timeout_exits_124_at_once_and_the_hint_carries_the_run_on(
+    run_cli: RunCli, spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
 ) -> None:
     began = time.monotonic()
     result = run_cli(
-        "run", target("slow"), "-p", "seconds=30", "--timeout", "0.5", "--url", sqlite_url
+        "run", target("slow"), "-p", "seconds=2", "--timeout", "0.5", "--url", sqlite_url
     )
     assert result.returncode == 124, result.stderr
     assert time.monotonic() - began < 20  # not held open by the step still sleeping
     assert "still running after 0.5s" in result.stderr
-    assert "legato worker --import" in result.stderr
     with Client(sqlite_url) as client:
         [run] = client.list_runs()
         assert not run.finished
+        first = client.get(run.id).steps["first"]
+        # Handed back at once, not left to its 30 s lease: queued, neither failed nor lost.
+        assert (first.status, first.lost, first.failures) == ("queued", 0, 0)
+        assert [a.status for a in first.attempts] == ["released"]
+        began = time.monotonic()
+        spawn(*_hint(result.stderr))
+        finished = client.wait(run.id, timeout=60)
+        assert time.monotonic() - began < 25  # far less than the lease it no longer waits for
+    assert finished.status is RunStatus.COMPLETED
+    assert finished.outputs == {"total": 4.0}
+    assert [a.status for a in finished.steps["first"].attempts] == ["released", "completed"]
 
 
-def test_a_second_ctrl_c_quits_at_once(
+def test_a_step_moved_to_another_queue_runs_here_and_in_the_hint(
+    run_cli: RunCli, spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
+) -> None:
+    done = run_cli("run", target("moved"), "--url", sqlite_url, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"slept": 0.01}
+    stopped = run_cli(
+        "run", target("moved"), "-p", "seconds=3", "--timeout", "0.5", "--url", sqlite_url
+    )
+    assert stopped.returncode == 124, stopped.stderr
+    hint = _hint(stopped.stderr)
+    assert hint[-4:] == ["--queue", "default", "--queue", "io"]
+    spawn(*hint)
+    with Client(sqlite_url) as client:
+        run_id = client.list_runs(status="running")[0].id
+        assert client.wait(run_id, timeout=60).outputs == {"slept": 3.0}
+
+
+def _hint(stderr: str) -> list[str]:
+    """The ``legato worker ...`` command a stopped run printed."""
+    found = re.search(r"^\s+(legato worker .*)$", stderr, re.MULTILINE)
+    assert found is not None, stderr
+    args = shlex.split(found.group(1))
+    assert args[:3] == ["legato", "worker", "--import"]
+    return args
+
+
+def test_a_second_ctrl_c_quits_at_once_and_hands_the_step_back(
     spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
 ) -> None:
     running = spawn("legato", "run", target("slow"), "-p", "seconds=30", "--url", sqlite_url)
@@ -210,6 +247,36 @@ def test_a_second_ctrl_c_quits_at_once(
         assert running.returncode == 130, err
         assert time.monotonic() - began < 20
         assert f"run {run_id} is left in the database (running, 0/2 steps done)" in err
+        first = client.get(run_id).steps["first"]
+        assert (first.status, [a.status for a in first.attempts]) == ("queued", ["released"])
+        assert "legato worker --import" in err
+
+
+def test_ctrl_c_in_legato_run_from_python_raises_after_handing_back(
+    spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str, tmp_path: Path
+) -> None:
+    script = tmp_path / "embedded.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(FLOWS.parent)!r})\n"
+        "import legato, flows\n"
+        "try:\n"
+        f"    run = legato.run(flows.slow, {{'seconds': 2}}, url={sqlite_url!r})\n"
+        "    print('returned', run.status)\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt')\n"
+    )
+    running = spawn(sys.executable, str(script))
+    with Client(sqlite_url) as client:
+        run_id = _wait_for(lambda: _running_step(client, "first"), running)
+        running.send_signal(signal.SIGINT)
+        out, err = running.communicate(timeout=20)
+        assert running.returncode == 0, err
+        assert out.strip() == "KeyboardInterrupt"  # never a run returned as if finished
+        first = client.get(run_id).steps["first"]
+        assert (first.status, [a.status for a in first.attempts]) == ("queued", ["released"])
+        spawn("legato", "worker", "--import", str(FLOWS), "--url", sqlite_url)
+        assert client.wait(run_id, timeout=60).outputs == {"total": 4.0}
 
 
 def _running_step(client: Client, step_id: str) -> str | None:

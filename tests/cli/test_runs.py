@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from datetime import datetime
+from pathlib import Path
+from types import ModuleType
 
+import psycopg
 import pytest
+
+from legato import Client
 
 from .helpers import Invoke, assert_usage_error, stored_runs, target
 
@@ -54,15 +60,43 @@ def test_list_filters_and_prints_json(
     assert [r["id"] for r in json.loads(limited.stdout)] == [two_runs["failed"]]
 
 
-def test_list_on_an_empty_database(legato: Invoke, sqlite_url: str) -> None:
-    result = legato("runs", "list", "--url", sqlite_url)
+def test_list_on_an_empty_database(legato: Invoke, db_url: str) -> None:
+    Client(db_url).close()  # creates the schema
+    result = legato("runs", "list", "--url", db_url)
     assert result.exit_code == 0
     assert "no runs" in result.stdout
-    assert json.loads(legato("runs", "list", "--json", "--url", sqlite_url).stdout) == []
+    assert json.loads(legato("runs", "list", "--json", "--url", db_url).stdout) == []
 
 
-def test_list_refuses_an_unknown_status(legato: Invoke, sqlite_url: str) -> None:
-    result = legato("runs", "list", "--status", "lost", "--url", sqlite_url)
+def test_reading_a_missing_sqlite_file_creates_nothing(legato: Invoke, tmp_path: Path) -> None:
+    path = tmp_path / "legato.bd"  # a typo
+    url = f"sqlite:///{path}"
+    for command in (("runs", "list"), ("runs", "show", "01a211ad")):
+        assert_usage_error(
+            legato(*command, "--url", url),
+            f"no legato database at {url} (no such file); create it with: "
+            f"legato db upgrade --url {url}",
+        )
+    assert not path.exists()
+
+
+def test_reading_a_database_without_the_schema_creates_nothing(
+    legato: Invoke, empty_url: str
+) -> None:
+    if empty_url.startswith("sqlite"):
+        Path(empty_url.removeprefix("sqlite:///")).touch()  # a file, but no schema in it
+    for command in (("runs", "list"), ("runs", "show", "01a211ad")):
+        assert_usage_error(
+            legato(*command, "--url", empty_url),
+            f"{empty_url} has no legato schema",
+            f"create it with: legato db upgrade --url {empty_url}",
+        )
+    assert table_names(empty_url) == []
+
+
+def test_list_refuses_an_unknown_status(legato: Invoke, db_url: str) -> None:
+    Client(db_url).close()
+    result = legato("runs", "list", "--status", "lost", "--url", db_url)
     assert_usage_error(result, "unknown run status 'lost'")
 
 
@@ -83,9 +117,9 @@ def test_show_prints_the_run_its_steps_and_failed_attempts(
     assert "failed" in explode
     assert "2/2" in explode
     assert "ValueError: kaput" in explode
-    assert "failed attempts" in out
-    assert "explode attempt 1/2" in out
-    assert "explode attempt 2/2" in out
+    assert "attempts that did not complete" in out
+    assert "explode attempt 1 (" in out
+    assert "explode attempt 2 (" in out
     assert "Traceback" not in out
     verbose = legato("runs", "show", two_runs["failed"], "-v", "--url", db_url)
     assert "Traceback (most recent call last)" in verbose.stdout
@@ -118,18 +152,59 @@ def test_show_json_is_the_whole_run(legato: Invoke, db_url: str, two_runs: dict[
 @pytest.mark.parametrize(
     ("run_id", "expected"),
     [
-        ("not-a-run", "no run with id 'not-a-run'"),
+        ("not-a-run", "no run has an id starting with 'not-a-run'"),
         ("01a211ad-e67a-7112-8288-8ed710dc4689", "no run with id '01a211ad-e67a-7112-8288"),
+        ("01a2", "run id '01a2' is too short: give the whole id or at least its first 8"),
     ],
 )
 def test_show_an_unknown_run(legato: Invoke, db_url: str, run_id: str, expected: str) -> None:
+    Client(db_url).close()
     assert_usage_error(legato("runs", "show", run_id, "--url", db_url), expected)
 
 
-def test_a_database_that_refuses_is_one_line_with_the_reason(legato: Invoke, pg_url: str) -> None:
-    base, _, _ = pg_url.rpartition("/")
-    scheme, _, host = base.partition("://")
-    url = f"{scheme}://no_such_role:secret@{host.rpartition('@')[2]}/nowhere"
-    result = legato("runs", "list", "--url", url)
-    assert_usage_error(result, "cannot connect to PostgreSQL", 'role "no_such_role" does not exist')
-    assert "secret" not in result.stderr
+def test_show_takes_a_unique_prefix_of_the_id(
+    legato: Invoke, db_url: str, two_runs: dict[str, str]
+) -> None:
+    failed = two_runs["failed"]
+    # Ids begin with the time they were made, so runs made together share a
+    # prefix: the shortest unique one is one character past what they share.
+    shared = 0
+    while failed[shared] == two_runs["completed"][shared]:
+        shared += 1
+    unique = failed[: max(shared + 1, 8)]
+    for prefix in (unique, unique.upper(), failed[:30]):
+        result = legato("runs", "show", prefix, "--url", db_url)
+        assert result.exit_code == 0, result.output
+        assert failed in result.stdout and "cli_failing@1" in result.stdout
+    if shared >= 8:
+        assert_usage_error(
+            legato("runs", "show", failed[:shared], "--url", db_url),
+            f"run id {failed[:shared]!r} is ambiguous: it begins several runs",
+            "give more of the id",
+        )
+
+
+def test_show_says_when_no_live_worker_serves_a_queued_step(
+    legato: Invoke, db_url: str, flows: ModuleType
+) -> None:
+    with Client(db_url) as client:
+        run_id = client.start(flows.etl, {"source": "x"})
+    result = legato("runs", "show", run_id, "--url", db_url)
+    assert result.exit_code == 0, result.output
+    assert "waiting: no live worker serves task flows.extract on queue 'default'" in (
+        " ".join(result.stdout.split())
+    )
+    as_json = json.loads(legato("runs", "show", run_id, "--json", "--url", db_url).stdout)
+    assert as_json["unserved_steps"] == ["extract"]
+
+
+def table_names(url: str) -> list[str]:
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"))
+        try:
+            return [r[0] for r in conn.execute("SELECT name FROM sqlite_master").fetchall()]
+        finally:
+            conn.close()
+    with psycopg.connect(url) as pg:
+        rows = pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return [r[0] for r in rows.fetchall()]

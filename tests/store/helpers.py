@@ -18,6 +18,8 @@ ALL_TASKS = (
     "store_suite.noop",
     "store_suite.fragile",
     "store_suite.gated",
+    "store_suite.huge_number",
+    "store_suite.surrogate_error",
     "store_suite.other_queue",
     "store_suite.urgent",
     "store_suite.fail",

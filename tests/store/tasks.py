@@ -212,3 +212,13 @@ gates = Gates()
 def gated(key: str) -> str:
     """Returns ``call <n>`` once the test opens the gate of its n-th call."""
     return f"call {gates.enter(key)}"
+
+
+@task(name="store_suite.huge_number")
+def huge_number() -> int:
+    return 10**5000
+
+
+@task(name="store_suite.surrogate_error")
+def surrogate_error() -> None:
+    raise ValueError("bad \udcff byte and a \x00 NUL")

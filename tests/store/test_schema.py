@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,6 @@ from legato.store.queries import load_queries, migration_files, read_sql
 from .helpers import pg_url_for, sql
 
 MIGRATIONS = len(migration_files("sqlite"))
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with nothing in it, not even the migrations."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    admin: psycopg.Connection[Any] = request.getfixturevalue("pg_admin")
-    name = f"legato_empty_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    yield pg_url_for(name)
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # -- migrations reproduce schema.sql ----------------------------------------------------

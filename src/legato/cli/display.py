@@ -17,6 +17,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from legato.client import unserved_note
 from legato.model.runs import Run, StepError, StepRun
 from legato.model.states import RunStatus, StepStatus
 
@@ -100,7 +101,25 @@ def _step_duration(step: StepRun) -> str:
 
 
 def _attempt(step: StepRun) -> str:
-    return f"{step.attempt}/{step.max_attempts}" if step.attempt else "-"
+    """``2/3``: the attempt and what retries allow; lost workers are counted apart."""
+    if not step.attempt:
+        return "-"
+    released = sum(1 for a in step.attempts if a.status == "released")
+    if not step.lost and not released:
+        return f"{step.attempt}/{step.max_attempts}"
+    apart = [f"{n} {what}" for n, what in ((step.lost, "lost"), (released, "handed back")) if n]
+    return f"{step.attempt} ({', '.join(apart)})"
+
+
+def _live_error(step: StepRun) -> str:
+    """A failed step's error, or the last error of a step waiting to be retried."""
+    if step.error is None:
+        return ""
+    if step.status is StepStatus.FAILED:
+        return _one_line(step.error, 80)
+    if step.status is StepStatus.QUEUED and step.attempt:
+        return "retrying after " + _one_line(step.error, 66)
+    return ""
 
 
 def _one_line(error: StepError | None, limit: int = 200) -> str:
@@ -168,7 +187,7 @@ class RunProgress:
                 self._status(step),
                 _attempt(step),
                 _step_duration(step),
-                _one_line(step.error, 80) if step.status is StepStatus.FAILED else "",
+                _live_error(step),
             )
         hidden = len(steps) - len(shown)
         if hidden:
@@ -220,9 +239,17 @@ def runs_table(runs: Iterable[Run]) -> Table:
     return table
 
 
-def run_details(run: Run, *, verbose: bool = False) -> RenderableType:
-    """Everything about one run: header, steps, and every failed attempt's error."""
-    return Group(_run_header(run), "", _steps_table(run), *_failed_attempts(run, verbose))
+def run_details(
+    run: Run, *, verbose: bool = False, unserved: list[StepRun] | None = None
+) -> RenderableType:
+    """Everything about one run: header, steps, and every failed attempt's error.
+
+    ``unserved`` are queued steps no live worker serves: the run says what it waits for.
+    """
+    parts: list[RenderableType] = [_run_header(run), "", _steps_table(run)]
+    if unserved:
+        parts.append(Text(f"\nwaiting: {unserved_note(unserved)}", style="yellow"))
+    return Group(*parts, *_failed_attempts(run, verbose))
 
 
 def _run_header(run: Run) -> Table:
@@ -280,7 +307,9 @@ def _failed_attempts(run: Run, verbose: bool) -> list[RenderableType]:
         for attempt in step.attempts:
             if attempt.error is None:
                 continue
-            where = f"  {step.step_id} attempt {attempt.number}/{step.max_attempts}"
+            where = f"  {step.step_id} attempt {attempt.number}"
+            if attempt.status == "lost":
+                where += " (worker lost)"
             details = ", ".join(
                 part for part in (attempt.worker, format_duration(attempt.duration)) if part
             )
@@ -293,5 +322,5 @@ def _failed_attempts(run: Run, verbose: bool) -> list[RenderableType]:
             if verbose and attempt.error.traceback:
                 lines.append(Text(attempt.error.traceback.rstrip(), style="dim"))
     if lines:
-        lines.insert(0, Text("\nfailed attempts", style="bold"))
+        lines.insert(0, Text("\nattempts that did not complete", style="bold"))
     return lines

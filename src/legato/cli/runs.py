@@ -42,7 +42,7 @@ def list_runs(
 ) -> None:
     """List runs, newest first."""
     configure_logging(logging.WARNING)
-    with user_errors(), Client(url) as client:
+    with user_errors(), Client(url, migrate=False) as client:  # reading creates nothing
         runs = client.list_runs(status=status, workflow=workflow, limit=limit)
     if as_json:
         # Listed runs come without their steps: leave the empty field out.
@@ -56,7 +56,12 @@ def list_runs(
 @app.command("show")
 def show_run(
     run_id: Annotated[
-        str, typer.Argument(metavar="RUN_ID", help="The run's id.", show_default=False)
+        str,
+        typer.Argument(
+            metavar="RUN_ID",
+            help="The run's id, or its first 8 or more characters.",
+            show_default=False,
+        ),
     ],
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
@@ -64,12 +69,15 @@ def show_run(
 ) -> None:
     """Show one run: params, outputs, error, and each step with its attempts."""
     configure_logging(logging.WARNING)
-    with user_errors(), Client(url) as client:
-        run = client.get(run_id)
+    with user_errors(), Client(url, migrate=False) as client:  # reading creates nothing
+        run = client.get(client.resolve_run_id(run_id))
+        unserved = client.unserved_steps(run)
     if as_json:
-        print_json(dataclasses.asdict(run))
+        document = dataclasses.asdict(run)
+        document["unserved_steps"] = [step.step_id for step in unserved]
+        print_json(document)
     else:
-        stdout().print(run_details(run, verbose=verbose))
+        stdout().print(run_details(run, verbose=verbose, unserved=unserved))
 
 
 def _without_steps(document: dict[str, Any]) -> dict[str, Any]:

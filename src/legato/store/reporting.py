@@ -485,7 +485,10 @@ class Report:
         if timeout is not None and not (0 < float(timeout) < float("inf")):
             problem, timeout = f"its stored timeout {timeout!r} is not a positive duration", None
         call: ResolvedCall | None = None
-        stored = self.store._json(row["inputs"])
+        try:
+            stored = self.store._json(row["inputs"])
+        except ValueError:
+            stored = None  # unreadable: resolve them again
         if problem is not None:
             pass
         elif isinstance(stored, dict) and not stored.get("errors"):

@@ -160,9 +160,11 @@ class SQLiteStore(SQLStore):
             conn.execute("BEGIN")  # a read snapshot; WAL lets it run beside writers
         try:
             yield tx
-        except sqlite3.OperationalError as exc:  # locked, busy, I/O: may pass by itself
+        except sqlite3.OperationalError as exc:
             conn.execute("ROLLBACK")
-            raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}") from None
+            if _passing(exc):
+                raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}") from None
+            raise StoreError(f"SQLite refused the operation: {exc}") from None
         except sqlite3.Error as exc:  # mapped here, as PostgreSQL's are in its store
             conn.execute("ROLLBACK")
             raise StoreError(f"SQLite refused the operation: {exc}") from None
@@ -173,6 +175,8 @@ class SQLiteStore(SQLStore):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _passing(exc):
+                raise DatabaseUnavailableError(f"SQLite commit failed: {exc}") from None
             raise StoreError(f"SQLite commit failed: {exc}") from None
         if tx.wakes_workers:
             self._wakeup.notify()
@@ -259,6 +263,12 @@ class SQLiteStore(SQLStore):
 
     def _check_schema(self) -> None:
         check_schema_version(self.url, self.schema_version(), len(migration_files("sqlite")))
+
+
+def _passing(exc: sqlite3.OperationalError) -> bool:
+    """Locked, busy, or an I/O hiccup: may pass by itself (a malformed value will not)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("locked", "busy", "disk i/o", "unable to open"))
 
 
 def _statements(script: str) -> Iterator[str]:
