@@ -67,3 +67,14 @@ def until_file(log: str, url: str, run: str, step: str, path: str, limit: float 
 def stuck(log: str, url: str, run: str, step: str, path: str, limit: float = 120) -> str:
     """Like ``until_file``, with a timeout of half a second and no retries."""
     return until_file.fn(log, url, run, step, path, limit)
+
+
+@task(name="chaos.add_one")
+def add_one(log: str, url: str, run: str, step: str, x: int, hold: float = 0.0) -> int:
+    """``x + 1``, recorded; no retries, so only a lost worker may run it twice."""
+    attempt = current_attempt(url, run, step)
+    _record("start", log, run, step, attempt)
+    if hold:
+        time.sleep(hold)
+    _record("end", log, run, step, attempt)
+    return x + 1

@@ -414,8 +414,10 @@ class Worker:
             what = "lost its worker" if f.lost else "failed"
             if f.retry_in is None:
                 then = "the step fails"
+            elif f.lost:
+                then = "running it again (its retries are not spent)"
             elif f.retry_in == 0:
-                then = "running it again"
+                then = "retrying now"
             else:
                 then = f"retrying in {f.retry_in:.3g}s"
             log.info("%s %s: %s: %s; %s", where, what, f.error.type, f.error.message, then)
