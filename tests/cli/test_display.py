@@ -67,3 +67,26 @@ def test_a_long_run_shows_what_matters_and_counts_the_rest(sqlite_url: str) -> N
     text = render(progress)
     assert sum(bool(re.match(r"s\d+ ", line)) for line in text.splitlines()) == 5
     assert "… 25 more steps (25 completed)" in text
+
+
+def test_a_step_waiting_to_retry_shows_its_last_error(sqlite_url: str) -> None:
+    from legato.store.base import ClaimRequest, StepResult
+
+    wf = legato.Workflow("cli_retrying")
+    wf.step("explode", load_workflow(target("failing")).tasks["flows.explode"], message="boom")
+    with legato.Client(sqlite_url) as client:
+        run_id = client.start(wf)
+        request = ClaimRequest("w", ("default",), ("flows.explode",), 1, 30)
+        [claimed] = client.store.report_and_claim([], request).claimed
+        error = legato.StepError("ValueError", "boom")
+        failed = StepResult(
+            claimed.step_run_id, run_id, "explode", 1, ok=False, error=error, retryable=True
+        )
+        client.store.report_and_claim([failed])
+        run = client.get(run_id)
+    assert run.steps["explode"].status is legato.StepStatus.QUEUED  # its retry waits
+    progress = RunProgress(run_id, "cli_retrying@1")
+    progress.update(run)
+    line = next(line for line in render(progress).splitlines() if line.startswith("explode"))
+    assert line.split()[1:4] == ["flows.explode", "queued", "1/2"]
+    assert "retrying after ValueError: boom" in line
