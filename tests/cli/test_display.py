@@ -72,8 +72,9 @@ def test_a_long_run_shows_what_matters_and_counts_the_rest(sqlite_url: str) -> N
 def test_a_step_waiting_to_retry_shows_its_last_error(sqlite_url: str) -> None:
     from legato.store.base import ClaimRequest, StepResult
 
+    load_workflow(target("failing"))  # registers the flows.* tasks
     wf = legato.Workflow("cli_retrying")
-    wf.step("explode", load_workflow(target("failing")).tasks["flows.explode"], message="boom")
+    wf.step("explode", "flows.explode", message="boom")
     with legato.Client(sqlite_url) as client:
         run_id = client.start(wf)
         request = ClaimRequest("w", ("default",), ("flows.explode",), 1, 30)
