@@ -16,6 +16,7 @@ from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
 from legato.define.validate import check_tasks
+from legato.durations import parse_duration
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import DefinitionError, ParamError, RunNotFoundError, WaitTimeout
@@ -26,7 +27,7 @@ from legato.payload import to_json
 from legato.store import Store, open_store
 from legato.store.base import NewRun
 
-__all__ = ["Client", "WorkflowLike", "unserved_note"]
+__all__ = ["Client", "WorkflowLike", "seconds_option", "unserved_note"]
 
 WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any]
 
@@ -123,6 +124,7 @@ class Client:
         **start_options: Any,
     ) -> Run:
         """Start a run and wait for it to finish (workers run elsewhere)."""
+        timeout = seconds_option(timeout, "timeout")
         run_id = self.start(workflow, params, **start_options)
         return self.wait(run_id, timeout=timeout)
 
@@ -178,7 +180,12 @@ class Client:
     def wait(
         self, run_id: str, *, timeout: float | None = None, poll_interval: float = 0.25
     ) -> Run:
-        """Block until the run finishes; raise :class:`WaitTimeout` after ``timeout`` seconds."""
+        """Block until the run finishes; raise :class:`WaitTimeout` after ``timeout`` seconds.
+
+        ``timeout`` is seconds or a duration (``"30s"``); ``None`` waits as long as it takes.
+        """
+        timeout = seconds_option(timeout, "timeout")
+        poll_interval = seconds_option(poll_interval, "poll_interval", allow_zero=False) or 0.25
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.005
         while True:
@@ -217,6 +224,14 @@ class Client:
         if unserved:
             text += "; " + unserved_note(unserved)
         return text
+
+
+def seconds_option(value: Any, name: str, *, allow_zero: bool = True) -> float | None:
+    """A number of seconds or a duration, checked: finite, not negative (not zero if asked)."""
+    try:
+        return parse_duration(value, field=name, allow_zero=allow_zero)
+    except ValueError as exc:
+        raise ParamError(str(exc)) from None
 
 
 def unserved_note(steps: list[StepRun]) -> str:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from legato.client import Client, WorkflowLike
+from legato.client import Client, WorkflowLike, seconds_option
 from legato.errors import WaitTimeout
 from legato.model.runs import Run
 from legato.worker.worker import TickResult, Worker
@@ -32,6 +32,7 @@ def run(
     ``timeout`` does the same and raises :class:`~legato.WaitTimeout`. Either
     way ``legato worker`` carries the run on.
     """
+    timeout = seconds_option(timeout, "timeout", allow_zero=False)
     with Client(url) as client:
         run_id = client.start(workflow, params, **start_options)
         return work_until_finished(client, run_id, concurrency=concurrency, timeout=timeout)
@@ -61,6 +62,7 @@ def work_until_finished(
         poll_interval=0.1,
         on_signal="interrupt",
     )
+    timeout = seconds_option(timeout, "timeout", allow_zero=False)
     deadline = None if timeout is None else time.monotonic() + timeout
     run_over = timed_out = False
 

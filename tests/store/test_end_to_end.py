@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 import legato
-from legato import Client, Run, RunStatus, Sequence, WaitTimeout, Worker, Workflow
+from legato import Client, ParamError, Run, RunStatus, Sequence, WaitTimeout, Worker, Workflow
 
 from .helpers import drive
 from .tasks import (
@@ -158,3 +158,17 @@ def test_legato_run_returns_after_steps_running_when_the_run_failed_have_finishe
         types = [(e.type, e.step_id) for e in client.history(run.id)]
     assert types.index(("run.failed", None)) < types.index(("step.completed", "slow"))
     assert ("step.started", "after") not in types
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, "soon"])
+def test_waits_refuse_a_timeout_that_is_no_duration(client: Client, bad: object) -> None:
+    wf = Workflow("waits")
+    wf.step("a", double, x=1)
+    run_id = client.start(wf)
+    with pytest.raises(ParamError, match="timeout"):
+        client.wait(run_id, timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(ParamError, match="timeout"):
+        legato.run(wf, url=client.url, timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(ParamError, match="timeout: a duration must be more than zero"):
+        legato.run(wf, url=client.url, timeout=0)
+    assert len(client.list_runs()) == 1  # refused before anything was started
