@@ -44,10 +44,21 @@ def test_upgrade_uses_legato_url_then_the_working_directory(
     legato: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert legato("db", "upgrade").exit_code == 0
-    assert (tmp_path / "legato.db").exists()
+    assert schema_version(tmp_path / "legato.db") == LATEST
     monkeypatch.setenv("LEGATO_URL", f"sqlite:///{tmp_path / 'from_env.db'}")
-    assert legato("db", "upgrade").exit_code == 0
-    assert (tmp_path / "from_env.db").exists()
+    result = legato("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    assert (
+        result.stdout.strip()
+        == f"upgraded sqlite:///{tmp_path / 'from_env.db'} to schema version {LATEST}"
+    )
+    assert schema_version(tmp_path / "from_env.db") == LATEST
+
+
+def schema_version(path: Path) -> int:
+    """The schema version of the file (opening refuses a file without the whole schema)."""
+    with Client(f"sqlite:///{path}", migrate=False) as client:
+        return client.store.schema_version()
 
 
 def test_upgrade_creates_a_fresh_postgres_database(legato: Invoke, empty_pg_url: str) -> None:

@@ -36,6 +36,8 @@ ALL_TASKS = (
     "store_suite.exits",
     "store_suite.fail_when_sibling_runs",
     "store_suite.outlive_the_run",
+    "store_suite.takes_a_while",
+    "store_suite.fails_first_call",
 )
 
 

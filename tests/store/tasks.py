@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 import pydantic
 
-from legato import Client, task
+from legato import Client, TaskRegistry, task
 
 _calls: dict[str, int] = {}
 _calls_lock = threading.Lock()
@@ -222,3 +223,57 @@ def huge_number() -> int:
 @task(name="store_suite.surrogate_error")
 def surrogate_error() -> None:
     raise ValueError("bad \udcff byte and a \x00 NUL")
+
+
+# -- work that takes a while, run by a worker that says who it is ---------------------
+
+#: (worker, started, ended) of each call of ``takes_a_while``, by key
+_spans: dict[str, list[tuple[str, float, float]]] = {}
+
+
+def spans(key: str) -> list[tuple[str, float, float]]:
+    """Each call of ``takes_a_while`` for ``key``: the worker that ran it, its start and end."""
+    with _calls_lock:
+        return list(_spans.get(key, []))
+
+
+def _take_a_while(key: str, seconds: float, worker: str) -> str:
+    with _calls_lock:
+        _calls[key] = _calls.get(key, 0) + 1
+    started = time.monotonic()
+    time.sleep(seconds)  # the work itself, not a wait for anything
+    with _calls_lock:
+        _spans.setdefault(key, []).append((worker, started, time.monotonic()))
+    return worker
+
+
+@task(name="store_suite.takes_a_while")
+def takes_a_while(key: str, seconds: float) -> str:
+    """Works for ``seconds``; returns who ran it (here: a worker on the default registry)."""
+    return _take_a_while(key, seconds, "default registry")
+
+
+def registry_for(worker_id: str) -> TaskRegistry:
+    """A registry whose ``store_suite.takes_a_while`` records ``worker_id`` as its runner.
+
+    A worker given this registry serves that one task, and each call it runs
+    returns (and records) ``worker_id``: what the task saw, to hold against
+    the worker the database recorded for the step.
+    """
+    registry = TaskRegistry()
+
+    def takes_a_while_here(key: str, seconds: float) -> str:
+        return _take_a_while(key, seconds, worker_id)
+
+    task(name="store_suite.takes_a_while", registry=registry)(takes_a_while_here)
+    return registry
+
+
+@task(name="store_suite.fails_first_call", retries=1, retry_delay=0)
+def fails_first_call(key: str) -> str:
+    """The first call for ``key`` always fails; the second (its one retry) succeeds."""
+    with _calls_lock:
+        n = _calls[key] = _calls.get(key, 0) + 1
+    if n == 1:
+        raise ConnectionError("the first call fails")
+    return f"succeeded on call {n}"

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from legato import Client, RetryPolicy, RunStatus, StepStatus, Worker, Workflow
+import threading
+import uuid
+from collections import Counter
 
-from .helpers import by_step, claim, drive, sql
-from .tasks import echo, noop, other_queue, urgent
+from legato import Client, RetryPolicy, RunStatus, StepStatus, Worker, Workflow
+from legato.worker.worker import TickResult
+
+from .helpers import by_step, claim, sql
+from .tasks import calls, echo, noop, other_queue, registry_for, spans, takes_a_while, urgent
 
 
 def fan(name: str = "fan", n: int = 5) -> Workflow:
@@ -76,22 +81,94 @@ def test_a_claimed_step_is_not_claimed_again(client: Client) -> None:
     assert {k: s.worker for k, s in steps.items()} == {"s0": "w1", "s1": "w1", "s2": "w2"}
 
 
-def test_two_workers_share_steps_without_overlap(client: Client) -> None:
-    run_id = client.start(fan(n=12))
-    one = Worker(client, worker_id="worker-one", concurrency=3)
-    two = Worker(client, worker_id="worker-two", concurrency=3)
+SHARED_STEPS = 24
+WORKERS = ("worker-one", "worker-two")
+
+
+def test_two_workers_share_steps_without_overlap(db_url: str) -> None:
+    """Two workers, each on a client of its own, in threads of their own, race for one
+    run's steps: every step runs once, both workers run some, at the same time, and the
+    database names the worker that really ran each one."""
+    key = f"shared-{uuid.uuid4().hex}"
+    wf = Workflow("shared")
+    keys = {f"s{i}": f"{key}/s{i}" for i in range(SHARED_STEPS)}
+    for step_id, step_key in keys.items():
+        wf.step(step_id, takes_a_while, key=step_key, seconds=0.05)
+    clients = {name: Client(db_url) for name in WORKERS}
+    workers = {
+        name: Worker(
+            clients[name],
+            worker_id=name,
+            concurrency=2,
+            poll_interval=0.05,
+            registry=registry_for(name),  # its calls return, and record, this name
+        )
+        for name in WORKERS
+    }
+    ticked = {name: threading.Event() for name in WORKERS}
+    claimed_by_ticks = dict.fromkeys(WORKERS, 0)
+    errors: list[BaseException] = []
+
+    def serve(name: str) -> None:
+        def until(tick: TickResult) -> bool:
+            claimed_by_ticks[name] += tick.claimed
+            ticked[name].set()
+            return False  # runs until stopped
+
+        try:
+            workers[name].run(until=until)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=serve, args=(n,), name=f"run-{n}", daemon=True) for n in WORKERS
+    ]
     try:
-        run = drive(client, run_id, one, two)
+        for thread in threads:
+            thread.start()
+        for name in WORKERS:  # both are in their loops before there is any work
+            assert ticked[name].wait(10), f"{name} never ticked"
+        with Client(db_url) as starting:
+            run_id = starting.start(wf)
+            run = starting.wait(run_id, timeout=60, poll_interval=0.01)
+            history = starting.history(run_id)
     finally:
-        one.close()
-        two.close()
-    assert run.status is RunStatus.COMPLETED
-    workers = [s.worker for s in run.steps.values()]
-    assert set(workers) <= {"worker-one", "worker-two"}
-    assert all(s.attempt == 1 for s in run.steps.values())  # nobody ran a step twice
-    started = [e for e in client.history(run_id) if e.type == "step.started"]
-    assert len(started) == 12
-    assert {e.actor for e in started} == set(workers)
+        for worker in workers.values():
+            worker.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+        for name in WORKERS:
+            workers[name].close()
+            clients[name].close()
+    assert not [t.name for t in threads if t.is_alive()], "a worker did not stop"
+    assert errors == []
+    assert run.status is RunStatus.COMPLETED, run
+
+    # Every step ran exactly once (the task's own count), as attempt 1, and the
+    # worker the database names for it is the one whose call returned.
+    for step_id, step in run.steps.items():
+        assert calls(keys[step_id]) == 1, step_id
+        [(ran_by, _, _)] = spans(keys[step_id])
+        assert step.worker == ran_by == step.output, step_id
+        assert [(a.number, a.status, a.worker) for a in step.attempts] == [(1, "completed", ran_by)]
+    started = [e for e in history if e.type == "step.started"]
+    assert sorted(e.step_id or "" for e in started) == sorted(keys)  # once per step
+    assert {e.step_id: (e.actor, e.attempt) for e in started} == {
+        step_id: (step.worker, 1) for step_id, step in run.steps.items()
+    }
+    assert Counter(e.step_id for e in history if e.type == "step.completed") == dict.fromkeys(
+        keys, 1
+    )
+
+    # Both did some of the work, by their own count and by the database's...
+    by_worker = Counter(step.worker for step in run.steps.values())
+    assert set(by_worker) == set(WORKERS), by_worker
+    assert claimed_by_ticks == dict(by_worker)
+    # ...and at the same time: some step of one overlapped some step of the other.
+    ran = [span for step_key in keys.values() for span in spans(step_key)]
+    one = [(start, end) for who, start, end in ran if who == WORKERS[0]]
+    two = [(start, end) for who, start, end in ran if who == WORKERS[1]]
+    assert any(a0 < b1 and b0 < a1 for a0, a1 in one for b0, b1 in two)
 
 
 def test_claim_sets_a_lease(client: Client) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from legato import Client, RunStatus, StepStatus, Worker, Workflow
 from legato.store.base import ClaimRequest
 
 from .helpers import ALL_TASKS, by_step, claim, drive, failed, ok, report
-from .tasks import add, echo, fail, fail_retried, noop, retried_once
+from .tasks import add, calls, echo, fail, fail_retried, fails_first_call, noop
 
 
 def diamond() -> Workflow:
@@ -347,13 +349,41 @@ def test_worker_retries_then_fails(client: Client, retries: int) -> None:
 
 
 def test_worker_runs_a_retried_step_to_completion(client: Client) -> None:
+    """The first attempt fails for sure; the worker retries it and the second completes."""
+    key = f"retried-{uuid.uuid4().hex}"
     wf = Workflow("once")
-    wf.step("a", retried_once)
+    wf.step("a", fails_first_call, key=key)  # one retry, no delay
     run_id = client.start(wf)
     worker = Worker(client, worker_id="w")
     try:
         run = drive(client, run_id, worker)
     finally:
         worker.close()
-    assert run.status is RunStatus.COMPLETED
-    assert run.steps["a"].output == "done"
+    assert run.status is RunStatus.COMPLETED, run
+    assert calls(key) == 2  # the task really ran twice
+    step = run.steps["a"]
+    assert step.output == "succeeded on call 2"
+    assert (step.attempt, step.max_attempts, step.failures, step.lost) == (2, 2, 1, 0)
+    assert step.error is None  # the retry's success clears the step's error
+    assert [(a.number, a.status, a.worker) for a in step.attempts] == [
+        (1, "failed", "w"),
+        (2, "completed", "w"),
+    ]
+    first, second = step.attempts
+    assert first.error is not None
+    assert (first.error.type, first.error.message) == ("ConnectionError", "the first call fails")
+    assert first.error.traceback is not None
+    assert "ConnectionError: the first call fails" in first.error.traceback
+    assert second.error is None
+    history = client.history(run_id)
+    assert [(e.type, e.attempt) for e in history if e.step_id == "a"] == [
+        ("step.queued", None),
+        ("step.started", 1),
+        ("step.retrying", 1),
+        ("step.started", 2),
+        ("step.completed", 2),
+    ]
+    [retrying] = [e for e in history if e.type == "step.retrying"]
+    assert retrying.details is not None and retrying.details["retry_in"] == 0.0
+    assert retrying.details["error"]["message"] == "the first call fails"
+    assert [e.type for e in history][-1] == "run.completed"

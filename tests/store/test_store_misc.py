@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
+import psycopg
 import pytest
 
-from legato import Client, LegatoError, StoreError, Workflow
+from legato import Client, LegatoError, RunStatus, StoreError, WaitTimeout, Worker, Workflow
 from legato.store.base import ClaimRequest
+from legato.worker.worker import TickResult
 
 from .helpers import ALL_TASKS, claim, failed, ok, report
 from .tasks import echo, noop
@@ -21,16 +24,26 @@ def chain() -> Workflow:
     return wf
 
 
+#: a wait far longer than any test here may take: only a wake-up ends it in time
+LONG = 30.0
+#: how soon a wake-up must end it
+PROMPT = 2.0
+
+
 class Waiter:
-    """Waits for work in its own thread, as a worker's listener does."""
+    """Waits for work in its own thread, as a worker's listener does.
+
+    Before the constructor returns it has connected (on PostgreSQL: LISTENed)
+    and forgotten any wake-up queued earlier; :meth:`wait` then starts one wait.
+    """
 
     def __init__(self, client: Client) -> None:
         self.client = client
         self.ready = threading.Event()
         self.go = threading.Event()
         self.woke: bool | None = None
-        self.elapsed = 0.0
-        self.timeout = 5.0
+        self.elapsed: float | None = None
+        self.timeout = 0.0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
         assert self.ready.wait(10)
@@ -40,33 +53,59 @@ class Waiter:
         while store.wait_for_work(0.01):  # connect, and forget anything queued earlier
             pass
         self.ready.set()
-        self.go.wait(10)
+        if not self.go.wait(60):
+            return
         started = time.monotonic()
         self.woke = store.wait_for_work(self.timeout)
         self.elapsed = time.monotonic() - started
 
-    def result(self, timeout: float) -> tuple[bool | None, float]:
+    def wait(self, timeout: float) -> None:
+        """Start waiting, for at most ``timeout`` seconds."""
         self.timeout = timeout
         self.go.set()
-        self.thread.join(timeout + 10)
+
+    def outcome(self, within: float) -> tuple[bool | None, float | None]:
+        """Whether the wait woke, and after how long; ``(None, None)`` while it still
+        waits ``within`` seconds from now."""
+        self.thread.join(within)
+        if self.thread.is_alive():
+            return None, None
         return self.woke, self.elapsed
+
+    def result(self, timeout: float) -> tuple[bool | None, float | None]:
+        self.wait(timeout)
+        return self.outcome(timeout + 10)
+
+
+def assert_woken_promptly(waiter: Waiter) -> None:
+    woke, elapsed = waiter.outcome(within=PROMPT + 1)
+    assert woke is not None, f"still waiting {PROMPT + 1}s later: nothing woke it"
+    assert woke is True and elapsed is not None and elapsed < PROMPT, (woke, elapsed)
 
 
 def test_new_work_wakes_a_waiting_worker(db_url: str) -> None:
     with Client(db_url) as waiting, Client(db_url) as starting:
         waiter = Waiter(waiting)
-        waiter.go.set()
+        waiter.wait(LONG)
         starting.start(chain())  # whether it already waits or not, the wake-up arrives
-        waiter.thread.join(10)
-        assert waiter.woke is True
-        assert waiter.elapsed < 4
+        assert_woken_promptly(waiter)
+
+
+def test_a_notify_on_the_channel_from_any_session_wakes_a_waiting_worker(pg_url: str) -> None:
+    """Workers LISTEN on ``legato_work``: a NOTIFY there from any session (another
+    process, another legato version, an operator) wakes them at once."""
+    with Client(pg_url) as waiting, psycopg.connect(pg_url, autocommit=True) as other:
+        waiter = Waiter(waiting)
+        waiter.wait(LONG)
+        other.execute("NOTIFY legato_work")  # the channel's name, as other processes send it
+        assert_woken_promptly(waiter)
 
 
 def test_waiting_without_work_times_out(db_url: str) -> None:
     with Client(db_url) as waiting:
         woke, elapsed = Waiter(waiting).result(0.3)
     assert woke is False
-    assert elapsed >= 0.25
+    assert elapsed is not None and elapsed >= 0.25
 
 
 def test_work_claimed_in_the_same_transaction_wakes_nobody(db_url: str) -> None:
@@ -90,9 +129,75 @@ def test_a_retry_queued_now_wakes_workers(db_url: str) -> None:
         working.start(wf)
         [a] = claim(working)
         waiter = Waiter(waiting)
+        waiter.wait(LONG)
         report(working, [failed(a)])
-        woke, elapsed = waiter.result(5)
-        assert woke is True and elapsed < 4
+        assert_woken_promptly(waiter)
+
+
+def listening(store: Any) -> threading.Event:
+    """Set once ``store.wait_for_work`` has returned once: from then on it is listening.
+
+    It wraps the store's own method and changes nothing it does. After one
+    call the PostgreSQL store holds a connection that LISTENs (notifications
+    queue up on it between calls), and the SQLite store has noted the wake-up
+    generation that any later wake-up changes.
+    """
+    ready = threading.Event()
+    real = store.wait_for_work
+
+    def wait_for_work(timeout: float) -> bool:
+        try:
+            return bool(real(timeout))
+        finally:
+            ready.set()
+
+    store.wait_for_work = wait_for_work
+    return ready
+
+
+def test_a_worker_that_polls_rarely_claims_new_work_at_once(db_url: str) -> None:
+    """With ``poll_interval=30`` only a wake-up lets the worker claim in time: LISTEN/NOTIFY
+    on PostgreSQL, the in-process wake-up on SQLite (the run is started by another client)."""
+    wf = Workflow("woken_worker")
+    wf.step("a", echo, x="woken")
+    with Client(db_url) as serving, Client(db_url) as starting:
+        ready = listening(serving.store)
+        worker = Worker(serving, worker_id="sleeper", poll_interval=LONG)
+        ticked = threading.Event()
+        errors: list[BaseException] = []
+
+        def until(tick: TickResult) -> bool:
+            ticked.set()
+            return False
+
+        def serve() -> None:
+            try:
+                worker.run(until=until)
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=serve, name="run-sleeper", daemon=True)
+        thread.start()
+        try:
+            # Its first tick found nothing; it now sleeps up to 30 s, listening.
+            assert ticked.wait(10), "the worker never ticked"
+            assert ready.wait(10), "the worker never waited for work"
+            began = time.monotonic()
+            run_id = starting.start(wf)
+            try:
+                run = starting.wait(run_id, timeout=PROMPT, poll_interval=0.01)
+            except WaitTimeout:
+                pytest.fail(f"the worker did not run new work within {PROMPT}s: not woken")
+            took = time.monotonic() - began
+        finally:
+            worker.stop()
+            thread.join(10)
+            worker.close()
+    assert not thread.is_alive(), "the worker did not stop"
+    assert errors == []
+    assert took < PROMPT
+    assert run.status is RunStatus.COMPLETED
+    assert (run.steps["a"].worker, run.steps["a"].output) == ("sleeper", "woken")
 
 
 def test_get_spec_by_hash(client: Client) -> None:

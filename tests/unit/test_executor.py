@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,9 +61,17 @@ async def async_exit() -> None:
     raise SystemExit(5)
 
 
+#: keys of the ``async_slow`` calls that were cancelled
+cancelled: set[str] = set()
+
+
 @task(name="unit.exec.async_slow", registry=registry)
-async def async_slow() -> None:
-    await asyncio.sleep(30)
+async def async_slow(key: str = "") -> None:
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        cancelled.add(key)
+        raise
 
 
 def claimed(
@@ -168,10 +178,18 @@ def test_an_unresolved_call_fails_without_running(executor: Executor) -> None:
 
 
 def test_an_async_call_over_its_timeout_is_cancelled(executor: Executor) -> None:
-    result = run(executor, claimed(async_slow, timeout=0.05), async_slow)
+    key = uuid.uuid4().hex
+    began = time.monotonic()
+    result = run(executor, claimed(async_slow, timeout=0.05, key=key), async_slow)
+    assert time.monotonic() - began < 10  # not the call's 30 s
     assert not result.ok and result.error is not None
     assert result.error.type == "StepTimeoutError"
     assert result.error.message == "step 's' ran longer than its timeout of 0.05s"
+    # The coroutine itself was cancelled, not left running on the loop.
+    deadline = time.monotonic() + 5
+    while key not in cancelled:
+        assert time.monotonic() < deadline, "the timed-out coroutine was never cancelled"
+        time.sleep(0.005)
 
 
 def test_system_exit_in_a_task_is_its_failure(executor: Executor) -> None:

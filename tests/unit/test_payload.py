@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import decimal
+import enum
 import json
 from typing import Any
 
@@ -96,9 +97,21 @@ def test_tuples_become_lists() -> None:
     assert text == '{"t":[1,[2,3]]}'
 
 
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+class Count(int):
+    pass
+
+
 def test_bool_and_int_subclasses_stay_numbers() -> None:
-    plain, _ = to_json([True, 0, 2**70], what=WHAT)
-    assert plain == [True, 0, 2**70]
+    """Booleans stay booleans; an int subclass (an IntEnum, say) becomes a plain int."""
+    plain, text = to_json([True, False, 0, 2**70, Level.HIGH, Count(5)], what=WHAT)
+    assert plain == [True, False, 0, 2**70, 3, 5]
+    assert [type(v) for v in plain] == [bool, bool, int, int, int, int]  # True == 1 otherwise
+    assert text == f"[true,false,0,{2**70},3,5]"
+    assert loads(text) == plain
 
 
 class Point(pydantic.BaseModel):
