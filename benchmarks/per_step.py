@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import legato
+from legato.define.builder import StepRef
 from legato.worker.worker import TickResult
 
 PG_ADMIN = os.environ.get("LEGATO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -45,7 +46,7 @@ def chain(n: int) -> legato.Workflow:
 def layered_dag(layers: int, width: int) -> legato.Workflow:
     """``layers`` x ``width`` steps; each step needs two steps of the layer before."""
     wf = legato.Workflow(f"dag_{layers}x{width}")
-    previous: list[legato.define.builder.StepRef] = []
+    previous: list[StepRef] = []
     for layer in range(layers):
         current = []
         for i in range(width):

@@ -142,7 +142,9 @@ def _sqlite_params(query: str) -> set[str]:
 
 
 def _pg_params(query: str) -> set[str]:
-    return set(re.findall(r"%\(([a-z_][a-z0-9_]*)\)s", query))
+    """Bound parameters, and the ``{name}`` literals the store writes into the statement."""
+    bound = set(re.findall(r"%\(([a-z_][a-z0-9_]*)\)s", query))
+    return bound | set(re.findall(r"\{([a-z_]+)\}", query))
 
 
 def test_both_dialects_define_the_same_queries() -> None:

@@ -1,6 +1,8 @@
 -- legato queries (PostgreSQL). Each block starts with "-- name: <name>"; the
 -- SQLite file defines the same names with the same parameters. Time comes
 -- from legato_now(); the :now parameter the SQLite file uses is ignored here.
+-- A `{name}` placeholder is a whole number written into the statement as a
+-- literal (psycopg's sql.Literal), where the planner must see the value.
 --
 -- Row locks follow one order, set out in legato/store/reporting.py: a
 -- transaction that changes a run's steps first locks the run row
@@ -77,7 +79,10 @@ FOR NO KEY UPDATE SKIP LOCKED;
 
 -- The best `limit` steps of each queue served, each found through the claim
 -- index (an `= ANY(queues)` test would make PostgreSQL sort every queued
--- step), then the best `limit` of those. The claimed steps' runs are marked
+-- step), then the best `limit` of those. `{limit}` is written into the
+-- statement as a literal (one prepared statement per batch size): with a
+-- LIMIT parameter PostgreSQL's generic plan guesses a tenth of the queued
+-- steps, so it would plan the statement afresh on every claim. The claimed steps' runs are marked
 -- started in the same statement, skipping a run whose row is locked: it is
 -- being started by another claim, or finished.
 -- name: claim_steps
@@ -89,10 +94,10 @@ WITH picked AS (
           AND s.task = ANY(%(tasks)s::text[])
           AND s.available_at <= legato_now()
         ORDER BY s.priority DESC, s.id
-        LIMIT %(limit)s
+        LIMIT {limit}
         FOR UPDATE SKIP LOCKED) AS c
     ORDER BY c.priority DESC, c.id
-    LIMIT %(limit)s
+    LIMIT {limit}
 ), claimed AS (
     UPDATE step_runs s
     SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
@@ -122,7 +127,7 @@ WITH picked AS (
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND available_at <= legato_now()
     ORDER BY priority DESC, id
-    LIMIT %(limit)s
+    LIMIT {limit}
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE step_runs s

@@ -9,6 +9,8 @@ touching the same run is retried, never surfaced.
 
 from __future__ import annotations
 
+import functools
+import re
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,6 +27,7 @@ from legato.store.sql import SQLStore
 try:
     import psycopg
     from psycopg import errors as pg_errors
+    from psycopg import sql
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -43,27 +46,44 @@ class _Retry(StoreError):
     """The transaction lost a deadlock or serialisation race; run it again."""
 
 
+_LITERAL = re.compile(r"\{([a-z_]+)\}")
+
+
 class _PgTx(Tx):
     def __init__(self, cur: psycopg.Cursor[Any], queries: dict[str, str]) -> None:
         super().__init__()
         self.cur = cur
         self.queries = queries
 
+    def _statement(self, query: str, params: dict[str, Any]) -> Any:
+        """The query, with its ``{name}`` placeholders filled in as integer literals."""
+        text = self.queries[query]
+        names = set(_LITERAL.findall(text))
+        if not names:
+            return text
+        values = {name: int(params.pop(name)) for name in names}
+        return _composed(text, tuple(sorted(values.items())))
+
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
-        self.cur.execute(self.queries[query], params)
+        self.cur.execute(self._statement(query, params), params)
         return self.cur.fetchone() if self.cur.description else None
 
     def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
-        self.cur.execute(self.queries[query], params)
+        self.cur.execute(self._statement(query, params), params)
         return self.cur.fetchall()
 
     def run(self, query: str, /, **params: Any) -> int:
-        self.cur.execute(self.queries[query], params)
+        self.cur.execute(self._statement(query, params), params)
         return self.cur.rowcount
 
     def many(self, query: str, rows: list[dict[str, Any]]) -> None:
         if rows:
             self.cur.executemany(self.queries[query], rows)
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(text: str, values: tuple[tuple[str, int], ...]) -> sql.Composed:
+    return sql.SQL(text).format(**{name: sql.Literal(value) for name, value in values})
 
 
 class PostgresStore(SQLStore):
