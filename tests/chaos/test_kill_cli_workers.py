@@ -109,11 +109,14 @@ def test_sigkilled_cli_workers_lose_no_run_and_repeat_only_what_was_in_flight(
             wait_until(lambda: len(read_log(log)) > 20, 60, what="the workers to get going")
             killed: list[CliWorker] = []
             for _ in range(KILLS):
+                # The victim is a worker that is serving: it holds attempts in flight.
                 victim = alive.pop(rng.randrange(len(alive)))
                 victim.kill()
                 killed.append(victim)
+                due = time.monotonic() + 1.0  # one kill a second
                 alive.append(spawn())
-                time.sleep(1.0)  # the pace of the kills, not a wait for anything
+                wait_until(alive[-1].serving, 60, what="the replacement to start")
+                wait_until(lambda due=due: time.monotonic() >= due, 5, what="the next kill")
 
             def all_done() -> bool:
                 failed = client.list_runs(status="failed", limit=1)

@@ -5,6 +5,7 @@ so the tests, the command and worker processes agree on task names (``flows.*``)
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -49,6 +50,15 @@ def nap(seconds: float) -> float:
     return seconds
 
 
+@legato.task
+def until_exists(path: str, limit: float = 120) -> str:
+    """Returns once ``path`` exists (or gives up after ``limit`` seconds)."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "there" if os.path.exists(path) else "gave up"
+
+
 etl = legato.Workflow("cli_etl", version="1.0.0")
 extracted = etl.step("extract", extract, source=etl.param("source", type="str"))
 counted = etl.step("count", count, rows=extracted.output["rows"])
@@ -79,6 +89,10 @@ slow = legato.Workflow("cli_slow")
 napped = slow.step("first", nap, seconds=slow.param("seconds", 0.5, type="float"))
 then = slow.step("second", nap, seconds=slow.param("seconds"), needs=[napped])
 slow.outputs(total="${{ steps.first.output + steps.second.output }}")
+
+gated = legato.Workflow("cli_gated")  # its first step runs until a file appears
+opened = gated.step("first", until_exists, path=gated.param("path", type="str"))
+gated.outputs(first=opened.output, second=gated.step("second", nap, seconds=0.01).output)
 
 moved = legato.Workflow("cli_moved")  # a step on a queue its task does not name
 seconds = moved.param("seconds", 0.01, type="float")

@@ -181,14 +181,15 @@ def test_ctrl_c_leaves_the_run_for_a_worker_to_finish(
 
 
 def test_timeout_exits_124_at_once_and_the_hint_carries_the_run_on(
-    run_cli: RunCli, spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str
+    run_cli: RunCli, spawn: Callable[..., subprocess.Popen[str]], sqlite_url: str, tmp_path: Path
 ) -> None:
+    gate = tmp_path / "open"
     began = time.monotonic()
     result = run_cli(
-        "run", target("slow"), "-p", "seconds=2", "--timeout", "0.5", "--url", sqlite_url
+        "run", target("gated"), "-p", f"path={gate}", "--timeout", "0.5", "--url", sqlite_url
     )
     assert result.returncode == 124, result.stderr
-    assert time.monotonic() - began < 20  # not held open by the step still sleeping
+    assert time.monotonic() - began < 20  # its step runs on, for ever: it must not hold the exit
     assert "still running after 0.5s" in result.stderr
     with Client(sqlite_url) as client:
         [run] = client.list_runs()
@@ -197,12 +198,13 @@ def test_timeout_exits_124_at_once_and_the_hint_carries_the_run_on(
         # Handed back at once, not left to its 30 s lease: queued, neither failed nor lost.
         assert (first.status, first.lost, first.failures) == ("queued", 0, 0)
         assert [a.status for a in first.attempts] == ["released"]
+        gate.touch()
         began = time.monotonic()
         spawn(*_hint(result.stderr))
         finished = client.wait(run.id, timeout=60)
         assert time.monotonic() - began < 25  # far less than the lease it no longer waits for
     assert finished.status is RunStatus.COMPLETED
-    assert finished.outputs == {"total": 4.0}
+    assert finished.outputs == {"first": "there", "second": 0.01}
     assert [a.status for a in finished.steps["first"].attempts] == ["released", "completed"]
 
 

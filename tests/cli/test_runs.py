@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from legato import Client
+from legato.store.base import NewRun
 
 from .helpers import Invoke, assert_usage_error, stored_runs, target
 
@@ -163,25 +164,29 @@ def test_show_an_unknown_run(legato: Invoke, db_url: str, run_id: str, expected:
 
 
 def test_show_takes_a_unique_prefix_of_the_id(
-    legato: Invoke, db_url: str, two_runs: dict[str, str]
+    legato: Invoke, db_url: str, flows: ModuleType
 ) -> None:
-    failed = two_runs["failed"]
     # Ids begin with the time they were made, so runs made together share a
-    # prefix: the shortest unique one is one character past what they share.
-    shared = 0
-    while failed[shared] == two_runs["completed"][shared]:
-        shared += 1
-    unique = failed[: max(shared + 1, 8)]
-    for prefix in (unique, unique.upper(), failed[:30]):
+    # prefix; these two share their first 14 characters.
+    ids = ["01a2b3c4-d5e6-7000-8000-000000000001", "01a2b3c4-d5e6-7fff-8000-000000000002"]
+    with Client(db_url) as client:
+        for run_id in ids:
+            new = NewRun(spec=flows.etl.spec, params={"source": run_id}, steps=[], run_id=run_id)
+            assert client.store.create_run(new) == (run_id, True)
+    for prefix in ("01a2b3c4-d5e6-70", "01A2B3C4-D5E6-70", ids[0]):
         result = legato("runs", "show", prefix, "--url", db_url)
         assert result.exit_code == 0, result.output
-        assert failed in result.stdout and "cli_failing@1" in result.stdout
-    if shared >= 8:
+        assert ids[0] in result.stdout and ids[1] not in result.stdout
+    for prefix in ("01a2b3c4", "01a2b3c4-d5e6-7"):
         assert_usage_error(
-            legato("runs", "show", failed[:shared], "--url", db_url),
-            f"run id {failed[:shared]!r} is ambiguous: it begins several runs",
+            legato("runs", "show", prefix, "--url", db_url),
+            f"run id {prefix!r} is ambiguous: it begins several runs ({ids[0]}, {ids[1]})",
             "give more of the id",
         )
+    assert_usage_error(
+        legato("runs", "show", "01a2b3c5", "--url", db_url),
+        "no run has an id starting with '01a2b3c5'",
+    )
 
 
 def test_show_says_when_no_live_worker_serves_a_queued_step(

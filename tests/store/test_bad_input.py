@@ -93,9 +93,7 @@ def test_a_stored_policy_that_cannot_be_read_fails_the_step(client: Client, work
     assert step.error.message.startswith("step 'p': its stored retry policy cannot be read")
 
 
-def test_a_policy_unreadable_when_the_task_fails_is_not_retried(
-    client: Client, worker: Worker
-) -> None:
+def test_a_policy_unreadable_when_the_task_fails_is_not_retried(client: Client) -> None:
     wf = Workflow("policy_late")
     wf.step("p", surrogate_error, retry=3)
     run_id = client.start(wf)

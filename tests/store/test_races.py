@@ -11,6 +11,7 @@ both ways round.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -99,7 +100,15 @@ class Second:
     def assert_blocked(self, url: str) -> None:
         """It is waiting for the first transaction: on a row lock, or SQLite's write lock."""
         if url.startswith("sqlite"):
+            # It reached BEGIN IMMEDIATE while the first holds the write lock (a
+            # probe cannot take it), so it queues behind the first until it commits.
             assert self.queued_for_write.wait(10)
+            probe = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=0)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    probe.execute("BEGIN IMMEDIATE")
+            finally:
+                probe.close()
             assert not self.done.is_set()
             return
         deadline = time.monotonic() + 10
@@ -251,10 +260,16 @@ def test_a_claim_beside_a_finishing_run_takes_nothing_it_cancels(
     assert statuses(first, run_id)["d"] == "cancelled"
 
 
-def test_a_claim_that_commits_before_the_failure_runs_its_step_to_the_end(
+def test_a_claim_beside_a_failure_goes_wholly_before_or_wholly_after_it(
     two: tuple[Client, Client], db_url: str
 ) -> None:
-    """The claim is ordered before the failure: d started in a running run, and may finish."""
+    """Held before it locks anything, a failure lets a claim through on PostgreSQL.
+
+    The claim then comes first: d started while its run still ran, and its
+    result is recorded when it finishes. On SQLite writers take turns, so the
+    failure, which began first, goes first and the claim finds d cancelled.
+    Either way nothing starts after the failure commits.
+    """
     first, second = two
     run_id, steps = start_pair(first)
     failing = Held(first, "runs_locked", lambda: report(first, [failed(steps["b"])]))
@@ -387,6 +402,7 @@ def test_a_heartbeat_never_waits_for_a_report(two: tuple[Client, Client], db_url
         held.release()
         assert beat.wait() == 1  # a had completed by then
     else:
+        assert beat.done.wait(5), "a heartbeat waited for a report"
         assert beat.wait() == 1  # b renewed; a, locked by the report, skipped
         held.release()
 
