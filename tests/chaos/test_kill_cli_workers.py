@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,10 @@ def chain() -> Workflow:
     assert previous is not None
     wf.outputs(total=previous.output)
     return wf
+
+
+def _past(moment: float) -> bool:
+    return time.monotonic() >= moment
 
 
 class CliWorker:
@@ -116,7 +121,7 @@ def test_sigkilled_cli_workers_lose_no_run_and_repeat_only_what_was_in_flight(
                 due = time.monotonic() + 1.0  # one kill a second
                 alive.append(spawn())
                 wait_until(alive[-1].serving, 60, what="the replacement to start")
-                wait_until(lambda due=due: time.monotonic() >= due, 5, what="the next kill")
+                wait_until(partial(_past, due), 5, what="the time of the next kill")
 
             def all_done() -> bool:
                 failed = client.list_runs(status="failed", limit=1)
