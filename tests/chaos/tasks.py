@@ -78,3 +78,10 @@ def add_one(log: str, url: str, run: str, step: str, x: int, hold: float = 0.0) 
         time.sleep(hold)
     _record("end", log, run, step, attempt)
     return x + 1
+
+
+@task(name="chaos.kills_its_worker", max_lost_attempts=2)
+def kills_its_worker(log: str, url: str, run: str, step: str) -> None:
+    """SIGKILLs the worker process running it, every time (a segfault, an OOM kill)."""
+    _record("start", log, run, step, current_attempt(url, run, step))
+    os.kill(os.getpid(), 9)
