@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -313,6 +313,21 @@ class Tx(abc.ABC):
 
     def __init__(self) -> None:
         self._unclaimed: set[tuple[str, str]] = set()
+        self._after_commit: list[Callable[[], None]] = []
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once this transaction has committed (never if it rolls back).
+
+        What a transaction learns may be kept in memory only through this, so
+        a rollback can never leave memory disagreeing with the database.
+        """
+        self._after_commit.append(callback)
+
+    def committed(self) -> None:
+        """Called by the store after a successful commit."""
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
 
     def queued(self, run_id: str, step_id: str) -> None:
         """A step became claimable in this transaction."""

@@ -109,6 +109,9 @@ class Report:
             run_id = self.store._id(row["id"]) or ""
             self.runs[run_id] = RunStatus(row["status"])
             locked.add(run_id)
+        started = [r for r in locked if self.runs[r] is not RunStatus.PENDING]
+        if started:
+            self.tx.after_commit(lambda: self.store.remember_started(started))
         return locked
 
     def _active(self, run_id: str) -> bool:
@@ -418,26 +421,30 @@ class Report:
             raise ValueError("a claim for every queue must name its run tree (root_run_id)")
         params = {
             "worker": claim.worker_id,
-            "queues": self.store._list(claim.queues),
             "tasks": self.store._list(claim.tasks),
             "limit": claim.limit,
             "lease": float(claim.lease),
             "now": self.store.clock.now(),
         }
         if claim.root_run_id is not None:
-            rows = self.tx.all("claim_tree_steps", root=claim.root_run_id, **params)
+            rows = self.tx.all(
+                "claim_tree_steps",
+                root=claim.root_run_id,
+                queues=self.store._list(claim.queues),
+                **params,
+            )
+        elif claim.queues is not None and len(claim.queues) == 1:
+            rows = self.tx.all("claim_queue_steps", queue=claim.queues[0], **params)
         else:
-            rows = self.tx.all("claim_steps", **params)
+            rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
         if not rows:
             return []
         rows.sort(key=lambda r: (-r["priority"], r["id"]))
         run_ids = list(dict.fromkeys(self.store._id(r["run_id"]) or "" for r in rows))
-        if self.store.claim_starts_runs:
-            started = [self.store._id(r["run_id"]) or "" for r in rows if r["run_started"]]
-            for run_id in dict.fromkeys(started):
-                self.events.append(self.store.event(run_id, "run.started"))
-        else:
-            self._start_runs(run_ids)
+        fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
+        fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
+        if fresh:
+            self._start_runs(fresh)
         contexts = self.store.load_contexts(self.tx, run_ids)
         outputs: dict[str, dict[str, Any]] = {}
         claimed = []
@@ -457,13 +464,18 @@ class Report:
         return claimed
 
     def _start_runs(self, run_ids: list[str]) -> None:
+        """Mark these runs started if they are pending (a run row locked elsewhere is skipped)."""
+        started = []
         for row in self.tx.all(
             "start_runs", ids=self.store._list(run_ids), now=self.store.clock.now()
         ):
             run_id = self.store._id(row["id"]) or ""
+            started.append(run_id)
             if run_id in self.runs:
                 self.runs[run_id] = RunStatus.RUNNING
             self.events.append(self.store.event(run_id, "run.started"))
+        if started:
+            self.tx.after_commit(lambda: self.store.remember_started(started))
 
     def _claimed(
         self,

@@ -6,8 +6,9 @@ reading them live in this module; the worker's hot path (results, sweeps,
 hand-backs, claims) is :mod:`legato.store.reporting`.
 
 Caches hold only what never changes once written (a spec by its hash, a
-run's params and metadata), so a transaction that rolls back cannot leave
-them disagreeing with the database; no cached value ever decides a write.
+run's params and metadata) or what a committed transaction saw (a run has
+started), filled after the commit, so a transaction that rolls back cannot
+leave them disagreeing with the database.
 """
 
 from __future__ import annotations
@@ -58,8 +59,6 @@ class SQLStore(Store):
     """:class:`Store` over named queries; subclasses supply the database."""
 
     dialect: str
-    #: the dialect's claim statements mark claimed runs started themselves
-    claim_starts_runs = False
 
     def __init__(self, *, clock: Clock | None = None, max_payload_bytes: int | None = None) -> None:
         self.clock = clock or Clock()
@@ -68,6 +67,9 @@ class SQLStore(Store):
         )
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
         self._runs: OrderedDict[str, RunContext] = OrderedDict()
+        #: runs a committed transaction saw started (a run never becomes pending
+        #: again), so claims need not mark them started once more
+        self._started: OrderedDict[str, None] = OrderedDict()
         self._cache_lock = threading.Lock()  # workers in several threads may share a store
         #: named points inside transactions where tests interleave two of them
         self.checkpoints: dict[str, Callable[[], None]] = {}
@@ -328,6 +330,17 @@ class SQLStore(Store):
         return workers
 
     # -- caches and helpers ---------------------------------------------------
+
+    def known_started(self, run_id: str) -> bool:
+        return run_id in self._started
+
+    def remember_started(self, run_ids: Sequence[str]) -> None:
+        """Called after a commit that saw these runs started."""
+        with self._cache_lock:
+            for run_id in run_ids:
+                self._started[run_id] = None
+            while len(self._started) > 4096:
+                self._started.popitem(last=False)
 
     def outputs(self, tx: Tx, run_id: str, step_ids: frozenset[str] | set[str]) -> dict[str, Any]:
         if not step_ids:

@@ -77,14 +77,32 @@ SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO K
 SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
 FOR NO KEY UPDATE SKIP LOCKED;
 
--- The best `limit` steps of each queue served, each found through the claim
--- index (an `= ANY(queues)` test would make PostgreSQL sort every queued
--- step), then the best `limit` of those. `{limit}` is written into the
--- statement as a literal (one prepared statement per batch size): with a
--- LIMIT parameter PostgreSQL's generic plan guesses a tenth of the queued
--- steps, so it would plan the statement afresh on every claim. The claimed steps' runs are marked
--- started in the same statement, skipping a run whose row is locked: it is
--- being started by another claim, or finished.
+-- One queue served (the usual worker): its best `limit` steps, through the
+-- claim index. `{limit}` is written into the statement as a literal (one
+-- prepared statement per batch size): with a LIMIT parameter PostgreSQL's
+-- generic plan guesses a tenth of the queued steps, so it would plan the
+-- statement afresh on every claim.
+-- name: claim_queue_steps
+WITH picked AS (
+    SELECT id FROM step_runs
+    WHERE status = 'queued' AND queue = %(queue)s
+      AND task = ANY(%(tasks)s::text[])
+      AND available_at <= legato_now()
+    ORDER BY priority DESC, id
+    LIMIT {limit}
+    FOR UPDATE SKIP LOCKED)
+UPDATE step_runs s
+SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
+    lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
+    started_at = legato_now(), finished_at = NULL
+FROM picked
+WHERE s.id = picked.id AND s.status = 'queued'
+RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
+          s.inputs, s.priority;
+
+-- Several queues: the best `limit` steps of each, each queue read through the
+-- claim index (an `= ANY(queues)` test would make PostgreSQL sort every
+-- queued step), then the best `limit` of those.
 -- name: claim_steps
 WITH picked AS (
     SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
@@ -97,27 +115,15 @@ WITH picked AS (
         LIMIT {limit}
         FOR UPDATE SKIP LOCKED) AS c
     ORDER BY c.priority DESC, c.id
-    LIMIT {limit}
-), claimed AS (
-    UPDATE step_runs s
-    SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
-        lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-        started_at = legato_now(), finished_at = NULL
-    FROM picked
-    WHERE s.id = picked.id AND s.status = 'queued'
-    RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry,
-              s.timeout, s.inputs, s.priority
-), started AS (
-    UPDATE runs r SET status = 'running', started_at = legato_now(), updated_at = legato_now()
-    WHERE r.id IN (
-        SELECT l.id FROM runs l
-        WHERE l.id IN (SELECT run_id FROM claimed) AND l.status = 'pending'
-        ORDER BY l.id
-        FOR NO KEY UPDATE SKIP LOCKED)
-      AND r.status = 'pending'
-    RETURNING r.id
-)
-SELECT claimed.*, claimed.run_id IN (SELECT id FROM started) AS run_started FROM claimed;
+    LIMIT {limit})
+UPDATE step_runs s
+SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
+    lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
+    started_at = legato_now(), finished_at = NULL
+FROM picked
+WHERE s.id = picked.id AND s.status = 'queued'
+RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
+          s.inputs, s.priority;
 
 -- name: claim_tree_steps
 WITH picked AS (
@@ -128,28 +134,20 @@ WITH picked AS (
       AND available_at <= legato_now()
     ORDER BY priority DESC, id
     LIMIT {limit}
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE step_runs s
-    SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
-        lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-        started_at = legato_now(), finished_at = NULL
-    FROM picked
-    WHERE s.id = picked.id AND s.status = 'queued'
-    RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry,
-              s.timeout, s.inputs, s.priority
-), started AS (
-    UPDATE runs r SET status = 'running', started_at = legato_now(), updated_at = legato_now()
-    WHERE r.id IN (
-        SELECT l.id FROM runs l
-        WHERE l.id IN (SELECT run_id FROM claimed) AND l.status = 'pending'
-        ORDER BY l.id
-        FOR NO KEY UPDATE SKIP LOCKED)
-      AND r.status = 'pending'
-    RETURNING r.id
-)
-SELECT claimed.*, claimed.run_id IN (SELECT id FROM started) AS run_started FROM claimed;
+    FOR UPDATE SKIP LOCKED)
+UPDATE step_runs s
+SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
+    lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
+    started_at = legato_now(), finished_at = NULL
+FROM picked
+WHERE s.id = picked.id AND s.status = 'queued'
+RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
+          s.inputs, s.priority;
 
+-- Runs of claimed steps not yet known to have started. A run row locked by
+-- another transaction is skipped, not waited for: it is being started by
+-- another claim, or finished; a run still pending when a result of it is
+-- reported is started then.
 -- name: start_runs
 UPDATE runs SET status = 'running', started_at = legato_now(), updated_at = legato_now()
 WHERE id IN (

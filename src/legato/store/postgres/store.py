@@ -88,7 +88,6 @@ def _composed(text: str, values: tuple[tuple[str, int], ...]) -> sql.Composed:
 
 class PostgresStore(SQLStore):
     dialect = "postgres"
-    claim_starts_runs = True
 
     def __init__(
         self,
@@ -147,6 +146,7 @@ class PostgresStore(SQLStore):
                 yield tx
                 if tx.wakes_workers:
                     cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            tx.committed()  # leaving the block committed
         except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
             raise _Retry() from exc
         except (psycopg.OperationalError, PoolTimeout) as exc:

@@ -64,6 +64,19 @@ SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDE
 -- name: lock_runs_nowait
 SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
+-- name: claim_queue_steps
+UPDATE step_runs
+SET status = 'running', attempt = attempt + 1, worker_id = :worker,
+    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL
+WHERE status = 'queued' AND id IN (
+    SELECT id FROM step_runs
+    WHERE status = 'queued' AND queue = :queue
+      AND task IN (SELECT value FROM json_each(:tasks))
+      AND available_at <= :now
+    ORDER BY priority DESC, id
+    LIMIT :limit)
+RETURNING id, run_id, step_id, task, attempt, max_attempts, retry, timeout, inputs, priority;
+
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
 -- name: claim_steps

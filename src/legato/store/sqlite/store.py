@@ -178,6 +178,7 @@ class SQLiteStore(SQLStore):
             if isinstance(exc, sqlite3.OperationalError) and _passing(exc):
                 raise DatabaseUnavailableError(f"SQLite commit failed: {exc}") from None
             raise StoreError(f"SQLite commit failed: {exc}") from None
+        tx.committed()
         if tx.wakes_workers:
             self._wakeup.notify()
 
