@@ -154,3 +154,22 @@ def _placeholder(claimed: Any) -> Any:
     from legato.worker.worker import _Running
 
     return _Running(claimed, Future(), None)
+
+
+@pytest.mark.parametrize("kind", ["set", "nan", "big"])
+def test_an_output_json_cannot_carry_spends_no_retries(db_url: str, kind: str) -> None:
+    from .tasks import bad_output
+
+    with Client(db_url, max_payload_bytes=500) as client:
+        worker = Worker(client, worker_id="gate")
+        try:
+            wf = Workflow("unretried")
+            wf.step("out", bad_output, kind=kind, retry={"max_attempts": 3, "delay": 0})
+            run = drive(client, client.start(wf), worker)
+        finally:
+            worker.close()
+    step = run.steps["out"]
+    assert (step.status, step.attempt, step.failures) == (StepStatus.FAILED, 1, 1)
+    assert step.error is not None and step.error.type == "PayloadError"
+    assert step.inputs == {"kind": kind}  # the attempt's inputs are on record
+    assert [(a.number, a.status) for a in step.attempts] == [(1, "failed")]
