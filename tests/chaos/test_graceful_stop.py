@@ -94,8 +94,8 @@ def test_a_step_that_outlives_the_grace_period_is_handed_back(
         sent = terminate(worker)
         assert worker.wait(timeout=20) == 0
         assert time.monotonic() - sent < 15
-        assert "grace period of 0.5s is over with 1 steps still running" in worker.stderr()
-        assert "handed 1 running steps back to the queue" in worker.stderr()
+        assert "grace period of 0.5s is over with 1 step still running" in worker.stderr()
+        assert "handed 1 running step back to the queue" in worker.stderr()
         step = client.get(run_id).steps["hold"]
         assert (step.status, step.attempt, step.lost, step.failures) == ("queued", 1, 0, 0)
 
@@ -124,7 +124,7 @@ def test_a_second_sigterm_hands_back_at_once(
         assert worker.wait(timeout=20) == 130
         assert time.monotonic() - sent < 15  # not the 60 s grace
         assert "worker stopped at once" in worker.stderr()
-        assert "handed 1 running steps back to the queue" in worker.stderr()
+        assert "handed 1 running step back to the queue" in worker.stderr()
 
         release.touch()
         procs.worker(db_url, lease=120)

@@ -21,7 +21,7 @@ from legato.client import Client
 from legato.config import Settings
 from legato.define.tasks import default_registry
 from legato.errors import ConfigError
-from legato.worker.worker import Worker
+from legato.worker.worker import Worker, steps
 
 __all__ = ["worker"]
 
@@ -101,8 +101,8 @@ def worker(
         runner.run()
     except KeyboardInterrupt:
         log.warning(
-            "worker stopped at once; %d running steps were handed back to the queue",
-            runner.handed_back,
+            "worker stopped at once; %s handed back to the queue",
+            steps(runner.handed_back, "running step"),
         )
         code = EXIT_INTERRUPTED
     finally:

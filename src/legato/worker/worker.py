@@ -262,10 +262,10 @@ class Worker:
                         break
                     if time.monotonic() >= grace_deadline:
                         log.warning(
-                            "grace period of %ss is over with %d steps still running; "
+                            "grace period of %ss is over with %s still running; "
                             "handing them back",
                             self.shutdown_grace,
-                            len(self._running),
+                            steps(len(self._running)),
                         )
                         break
                 # Everything claimable was claimed into free slots in that tick, so
@@ -452,8 +452,8 @@ class Worker:
         self._log_failures(outcome.failures)
         if outcome.released:
             log.warning(
-                "handed %d running steps back to the queue: %s",
-                outcome.released,
+                "handed %s back to the queue: %s",
+                steps(outcome.released, "running step"),
                 ", ".join(entry.claimed.label for entry in entries),
             )
 
@@ -569,6 +569,11 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def steps(n: int, noun: str = "step") -> str:
+    """``1 step``, ``2 steps``: counts in log lines read as sentences."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _check_seconds(name: str, value: object, *, minimum: float) -> None:
