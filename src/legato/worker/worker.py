@@ -262,8 +262,7 @@ class Worker:
                         break
                     if time.monotonic() >= grace_deadline:
                         log.warning(
-                            "grace period of %ss is over with %s still running; "
-                            "handing them back",
+                            "grace period of %ss is over with %s still running; handing them back",
                             self.shutdown_grace,
                             steps(len(self._running)),
                         )
