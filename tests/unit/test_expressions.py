@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from legato.define.expressions import (
+from legato.errors import TemplateError
+from legato.expressions import (
     MAX_RENDERED_CHARS,
     MAX_SOURCE_CHARS,
     References,
@@ -15,7 +16,6 @@ from legato.define.expressions import (
     has_expressions,
     references,
 )
-from legato.errors import TemplateError
 
 
 def ctx() -> dict[str, Any]:

@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from legato.define.expressions import evaluate
 from legato.errors import LegatoError, TemplateError
+from legato.expressions import evaluate
 from legato.model.graph import Graph
 from legato.model.spec import DEFAULT_MAX_LOST_ATTEMPTS, RetryPolicy, StepSpec
 from legato.model.states import RunStatus, StepStatus

@@ -38,7 +38,7 @@ class Graph:
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> Graph:
-        from legato.define.expressions import references
+        from legato.expressions import references
 
         steps = {s.id: s for s in spec.steps}
         position = {s.id: i for i, s in enumerate(spec.steps)}

@@ -320,7 +320,7 @@ def _type_problem(name: str, expected: str, value: Any) -> str | None:
 
 
 def _reference_problems(spec: WorkflowSpec) -> list[str]:
-    from legato.define.expressions import references
+    from legato.expressions import references
 
     problems: list[str] = []
     ids: set[str] = set()
@@ -352,9 +352,9 @@ def _reference_problems(spec: WorkflowSpec) -> list[str]:
             elif dep == step.id:
                 problems.append(f"{where} needs itself")
         if isinstance(step.inputs, str):
-            from legato.define.expressions import _WHOLE
+            from legato.expressions import is_whole_expression
 
-            if not _WHOLE.match(step.inputs):
+            if not is_whole_expression(step.inputs):
                 problems.append(
                     f"{where}: inputs given as text must be one ${{{{ ... }}}} expression "
                     "yielding a mapping"

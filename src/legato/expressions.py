@@ -1,5 +1,9 @@
 """``${{ ... }}`` expressions, evaluated in Jinja2's immutable sandbox.
 
+The language every definition front end shares; it sits below the spec
+(``legato.model`` uses it to find references) and depends on nothing else of
+legato's but its errors.
+
 A string that is exactly one expression keeps the expression's native type
 (``"${{ steps.a.output }}"`` yields the list itself); any other string with
 expressions in it is rendered as text. Evaluation cannot reach dunder
@@ -28,6 +32,7 @@ __all__ = [
     "References",
     "evaluate",
     "has_expressions",
+    "is_whole_expression",
     "references",
 ]
 
@@ -98,6 +103,11 @@ _env = _Env(
     autoescape=False,
     keep_trailing_newline=True,
 )
+
+
+def is_whole_expression(text: str) -> bool:
+    """True if ``text`` is exactly one ``${{ ... }}`` expression (it keeps its native type)."""
+    return _WHOLE.match(text) is not None
 
 
 def has_expressions(value: Any) -> bool:
