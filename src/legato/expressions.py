@@ -29,6 +29,7 @@ from legato.errors import TemplateError
 
 __all__ = [
     "CONTEXTS",
+    "STATUS_FUNCTIONS",
     "References",
     "evaluate",
     "has_expressions",
@@ -36,8 +37,12 @@ __all__ = [
     "references",
 ]
 
-#: Names an expression may start from.
-CONTEXTS = ("params", "steps", "run", "vars")
+#: Names an expression may start from. ``item`` and ``index`` exist inside a
+#: map's items, ``iteration`` inside a loop's body.
+CONTEXTS = ("params", "steps", "run", "vars", "item", "index", "iteration")
+
+#: Status functions a step's ``when`` may call, as in GitHub Actions.
+STATUS_FUNCTIONS = ("always", "success", "failure", "cancelled")
 
 MAX_SOURCE_CHARS = 10_000
 MAX_RENDERED_CHARS = 1_000_000
@@ -129,6 +134,8 @@ class References:
     params: frozenset[str] = frozenset()
     roots: frozenset[str] = frozenset()
     whole_params: bool = False  # ``${{ params }}`` reads every param
+    #: status functions called (``success``, ``failure``, ...)
+    functions: frozenset[str] = frozenset()
 
     def __or__(self, other: References) -> References:
         return References(
@@ -136,6 +143,7 @@ class References:
             self.params | other.params,
             self.roots | other.roots,
             self.whole_params or other.whole_params,
+            self.functions | other.functions,
         )
 
 
@@ -177,7 +185,11 @@ def _string_references(text: str) -> References:
                     "so dependencies are known before the run"
                 )
             (steps if inner.name == "steps" else params).add(key)
+    functions: set[str] = set()
     for name in tree.find_all(nodes.Name):
+        if name.name in STATUS_FUNCTIONS:
+            functions.add(name.name)
+            continue
         if name.name not in CONTEXTS:
             raise TemplateError(
                 f"expression {text!r}: unknown name {name.name!r}; "
@@ -190,7 +202,9 @@ def _string_references(text: str) -> References:
             raise TemplateError(
                 f"expression {text!r}: use steps.<id>.output, not the whole steps context"
             )
-    return References(frozenset(steps), frozenset(params), frozenset(roots), whole_params)
+    return References(
+        frozenset(steps), frozenset(params), frozenset(roots), whole_params, frozenset(functions)
+    )
 
 
 def _static_key(node: nodes.Getattr | nodes.Getitem) -> str | None:

@@ -169,21 +169,25 @@ def test_step_options_are_written_to_the_spec() -> None:
     wf.step("c", noarg, retry=RetryPolicy(max_attempts=2, jitter=False))
     wf.step("d", anykw, inputs={"a": 1, "retry": "not an option"})
     spec = wf.spec
-    assert spec.step("a").retry == RetryPolicy(max_attempts=3)
-    assert (spec.step("a").timeout, spec.step("a").queue, spec.step("a").priority) == (
+    assert spec.task_step("a").retry == RetryPolicy(max_attempts=3)
+    assert (
+        spec.task_step("a").timeout,
+        spec.task_step("a").queue,
+        spec.task_step("a").priority,
+    ) == (
         90.0,
         "fast",
         0,
     )
-    assert spec.step("b").retry == RetryPolicy(max_attempts=4, backoff="fixed", delay=3)
-    assert spec.step("c").retry == RetryPolicy(max_attempts=2, jitter=False)
-    assert spec.step("d").inputs == {"a": 1, "retry": "not an option"}
+    assert spec.task_step("b").retry == RetryPolicy(max_attempts=4, backoff="fixed", delay=3)
+    assert spec.task_step("c").retry == RetryPolicy(max_attempts=2, jitter=False)
+    assert spec.task_step("d").inputs == {"a": 1, "retry": "not an option"}
 
 
 def test_task_name_strings_are_allowed() -> None:
     wf = Workflow("byname")
     wf.step("a", "some.registered.task", x=1)
-    assert wf.spec.step("a").task == "some.registered.task"
+    assert wf.spec.task_step("a").task == "some.registered.task"
     assert wf.tasks == {}
 
 
@@ -406,7 +410,7 @@ def test_sequence_first_task_takes_params_later_ones_the_previous_output() -> No
         "flag": {"type": "bool", "required": False, "default": False},
     }
     assert spec.extra_params is False
-    first, second, third, fourth = spec.steps
+    first, second, third, fourth = (spec.task_step(s.id) for s in spec.steps)
     assert first.inputs == "${{ params }}" and first.args == [] and first.needs == []
     assert second.args == ["${{ steps.load.output }}"] and second.needs == ["load"]
     assert third.args == [] and third.inputs == {} and third.needs == ["transform"]
@@ -425,8 +429,8 @@ def test_sequence_first_task_with_kwargs_accepts_extra_params() -> None:
 def test_sequence_first_task_without_arguments() -> None:
     spec = Sequence("seq_none", [noarg, tuned]).spec
     assert spec.params == {}
-    assert spec.steps[0].inputs == {}
-    assert spec.steps[1].args == ["${{ steps.noarg.output }}"]
+    assert spec.task_step("noarg").inputs == {}
+    assert spec.task_step("tuned").args == ["${{ steps.noarg.output }}"]
 
 
 def test_sequence_param_types_from_annotations() -> None:

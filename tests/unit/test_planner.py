@@ -101,7 +101,7 @@ def test_plan_new_run_queues_roots_and_counts_remaining_dependencies() -> None:
         ("d", 3, StepStatus.WAITING, 2),
     ]
     assert {r.task for r in rows} == {T}
-    assert all(r.policy == StepPolicy.of(diamond().step(r.step_id), DEFAULTS[T]) for r in rows)
+    assert all(r.policy == StepPolicy.of(diamond().task_step(r.step_id), DEFAULTS[T]) for r in rows)
 
 
 def test_plan_new_run_with_several_roots() -> None:

@@ -146,7 +146,7 @@ def test_bad_step_numbers_name_the_step_and_field(step: dict[str, Any], message:
 
 def test_zero_retry_delays_are_allowed() -> None:
     spec = parse([{"id": "a", "task": T, "retry": {"delay": 0, "max_delay": "0s"}}])
-    assert spec.step("a").retry == RetryPolicy(delay=0, max_delay=0)
+    assert spec.task_step("a").retry == RetryPolicy(delay=0, max_delay=0)
 
 
 @pytest.mark.parametrize(
@@ -294,7 +294,7 @@ def test_bad_expressions_are_definition_problems() -> None:
     )
     assert err.problems == [
         "step 'a' inputs: expression \"${{ open('f') }}\": unknown name 'open'; "
-        "expressions start from one of params, steps, run, vars"
+        "expressions start from one of params, steps, run, vars, item, index, iteration"
     ]
 
 
@@ -501,10 +501,10 @@ def test_to_json_keeps_the_order_literals_were_written_in() -> None:
 def test_step_lookup_and_label() -> None:
     spec = WorkflowSpec.parse(rich_spec())
     assert spec.label == "etl@2.1"
-    assert spec.step("shape").args == ["${{ steps.load.output }}"]
-    assert spec.step("load").retry == RetryPolicy(max_attempts=3, backoff="linear", delay=2)
+    assert spec.task_step("shape").args == ["${{ steps.load.output }}"]
+    assert spec.task_step("load").retry == RetryPolicy(max_attempts=3, backoff="linear", delay=2)
     with pytest.raises(KeyError):
-        spec.step("ghost")
+        spec.task_step("ghost")
 
 
 def test_spec_is_frozen() -> None:

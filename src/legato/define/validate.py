@@ -20,16 +20,17 @@ def check_tasks(
     extra = extra or {}
     found: dict[str, Task] = {}
     missing: list[str] = []
-    for step in spec.steps:
-        if step.task in found:
+    for step in spec.task_calls():
+        name = step.task or ""
+        if name in found:
             continue
-        task = extra.get(step.task)
-        if task is None and step.task in registry:
-            task = registry.get(step.task)
+        task = extra.get(name)
+        if task is None and name in registry:
+            task = registry.get(name)
         if task is None:
-            missing.append(f"step {step.id!r} calls task {step.task!r}, which is not registered")
+            missing.append(f"step {step.id!r} calls task {name!r}, which is not registered")
         else:
-            found[step.task] = task
+            found[name] = task
     if missing:
         known = ", ".join(registry.names()[:10]) or "none"
         raise UnknownTaskError(
@@ -44,8 +45,8 @@ def check_tasks(
 def check_calls(spec: WorkflowSpec, tasks: Mapping[str, Task]) -> None:
     """Each step's arguments must bind to its task's signature (where it is known)."""
     problems = []
-    for step in spec.steps:
-        task = tasks.get(step.task)
+    for step in spec.task_calls():
+        task = tasks.get(step.task or "")
         if task is None or isinstance(step.inputs, str):
             continue  # inputs computed at run time are checked when the call is made
         args = [_PLACEHOLDER] * len(step.args)

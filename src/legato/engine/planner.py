@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from legato.errors import LegatoError, TemplateError
+from legato.errors import DefinitionError, LegatoError, TemplateError
 from legato.expressions import evaluate
 from legato.model.graph import Graph
-from legato.model.spec import DEFAULT_MAX_LOST_ATTEMPTS, RetryPolicy, StepSpec
+from legato.model.spec import DEFAULT_MAX_LOST_ATTEMPTS, RetryPolicy, StepSpec, TaskStep
 from legato.model.states import RunStatus, StepStatus
 
 __all__ = [
@@ -78,6 +78,8 @@ def plan_new_run(graph: Graph, defaults: Mapping[str, TaskDefaults]) -> list[New
     rows = []
     for position, step_id in enumerate(graph.order):
         step = graph.steps[step_id]
+        if not isinstance(step, TaskStep):
+            raise DefinitionError(f"step {step_id!r}: {step.kind} steps cannot run yet")
         deps = len(graph.deps[step_id])
         rows.append(
             NewStep(

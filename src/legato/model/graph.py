@@ -1,73 +1,204 @@
-"""The dependency graph of a spec, computed once per spec and cached by the worker.
+"""The dependency graphs of a spec: one per scope, computed once per spec and cached.
 
-Dependencies are a step's ``needs`` plus every step its inputs read (a data
-reference is a dependency). The graph gives each step's successors and the
-remaining-dependency count it starts with, which is all the hot path needs:
-completing a step touches its successors only.
+A scope is the run's top level, a map's items, a loop's body or a switch's
+branch. Within a scope, a step waits for its ``needs`` and for every step of
+the scope its expressions read (a data reference is a dependency). A step
+deep inside a compound that reads a step of an outer scope makes the
+compound at that scope wait for it, so whatever a step reads has finished
+before its scope starts. The graphs give each step its successors and the
+count of dependencies it starts with: finishing a step touches its
+successors only.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from legato.errors import CycleError
+from legato.model.steps import LoopStep, MapStep, Step
 
 if TYPE_CHECKING:
-    from legato.model.spec import StepSpec, WorkflowSpec
+    from legato.model.spec import WorkflowSpec
 
-__all__ = ["Graph"]
+__all__ = ["TOP", "Graph", "ScopeGraph", "StepInfo", "walk"]
+
+#: the name of the run's own scope
+TOP = ""
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Where a step sits: its scope, and the compounds around it."""
+
+    step: Step
+    #: the scope it belongs to: ``""``, a map or loop id, or ``<switch>:case:<name>``
+    scope: str
+    #: the compound steps around it, outermost first
+    chain: tuple[str, ...]
+    #: the map and loop steps among ``chain``: each repeats it, once per item or iteration
+    repeats: tuple[str, ...]
+
+    @property
+    def parent(self) -> str | None:
+        return self.chain[-1] if self.chain else None
+
+
+@dataclass(frozen=True)
+class ScopeGraph:
+    """The steps of one scope with their dependencies."""
+
+    name: str
+    steps: tuple[str, ...]
+    #: step id -> ids it waits for, in spec order
+    deps: dict[str, tuple[str, ...]]
+    #: step id -> ids that wait for it, in spec order
+    successors: dict[str, tuple[str, ...]]
+    #: a topological order (stable: spec order where free to choose)
+    order: tuple[str, ...]
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return tuple(s for s in self.order if not self.deps[s])
+
+    @property
+    def sinks(self) -> tuple[str, ...]:
+        return tuple(s for s in self.order if not self.successors[s])
 
 
 @dataclass(frozen=True)
 class Graph:
     #: not compared: the spec caches its graph, so comparing it back would recurse
     spec: WorkflowSpec = field(compare=False, repr=False)
-    steps: dict[str, StepSpec]
-    #: step id -> ids it waits for (needs + data references), in spec order
-    deps: dict[str, tuple[str, ...]]
-    #: step id -> ids that wait for it, in spec order
-    successors: dict[str, tuple[str, ...]]
-    #: step id -> ids whose outputs its inputs read
+    #: every step of every scope, by id
+    steps: dict[str, Step]
+    info: dict[str, StepInfo]
+    scopes: dict[str, ScopeGraph]
+    #: step id -> ids of the steps its expressions read (any scope)
     reads: dict[str, frozenset[str]]
+    #: step id -> whether its expressions read ``vars``
+    reads_vars: dict[str, bool]
     #: steps whose outputs the workflow outputs read
     output_reads: frozenset[str]
-    #: a topological order (stable: spec order where free to choose)
-    order: tuple[str, ...]
+    #: step id -> ids it waits for (within its scope), every scope's steps
+    deps: dict[str, tuple[str, ...]]
+    #: step id -> ids that wait for it (within its scope), every scope's steps
+    successors: dict[str, tuple[str, ...]]
+
+    # -- the top-level view (what plain task workflows use) -------------------------
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return self.scopes[TOP].order
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        return self.scopes[TOP].roots
+
+    def scope_of(self, step_id: str) -> ScopeGraph:
+        return self.scopes[self.info[step_id].scope]
 
     @classmethod
     def of(cls, spec: WorkflowSpec) -> Graph:
         from legato.expressions import references
 
-        steps = {s.id: s for s in spec.steps}
-        position = {s.id: i for i, s in enumerate(spec.steps)}
+        info = {i.step.id: i for i in walk(spec.steps)}
+        steps = {step_id: i.step for step_id, i in info.items()}
+        members: dict[str, list[str]] = {}
+        for step_id, i in info.items():
+            members.setdefault(i.scope, []).append(step_id)
+        members.setdefault(TOP, [])
+        for step in steps.values():
+            for scope in step.scopes:
+                members.setdefault(scope, [])
         reads: dict[str, frozenset[str]] = {}
-        deps: dict[str, tuple[str, ...]] = {}
-        for step in spec.steps:
-            read = references(step.inputs).steps | references(step.args).steps
-            reads[step.id] = frozenset(read)
-            merged = dict.fromkeys(step.needs)
-            merged.update(dict.fromkeys(sorted(read & position.keys(), key=position.__getitem__)))
-            deps[step.id] = tuple(merged)
-        successors: dict[str, list[str]] = {s.id: [] for s in spec.steps}
-        for step in spec.steps:
-            for dep in deps[step.id]:
-                successors[dep].append(step.id)
-        order = _topological_order(spec.name, [s.id for s in spec.steps], deps, successors)
+        reads_vars: dict[str, bool] = {}
+        wanted: dict[str, dict[str, None]] = {step_id: {} for step_id in steps}
+        for step_id, i in info.items():
+            outer = _refs(references, i.step.expressions())
+            inner = _refs(references, i.step.inner_expressions())
+            item = _refs(references, _item_expressions(i.step))
+            reads[step_id] = frozenset((outer | inner | item).steps)
+            reads_vars[step_id] = "vars" in (outer | inner | item).roots
+            for need in i.step.needs:
+                wanted[step_id][need] = None
+            for read in sorted((outer | item).steps):
+                _depend(info, step_id, read, wanted)
+            for read in sorted(inner.steps):
+                # The compound's own scopes finish before these are read: only
+                # what lies outside it is a dependency.
+                if step_id not in info.get(read, i).chain:
+                    _depend(info, step_id, read, wanted)
+        scopes = {}
+        for name, ids in members.items():
+            position = {s: n for n, s in enumerate(ids)}
+            deps = {s: tuple(d for d in wanted[s] if d in position and d != s) for s in ids}
+            successors: dict[str, list[str]] = {s: [] for s in ids}
+            for s in ids:
+                for d in deps[s]:
+                    successors[d].append(s)
+            order = _topological_order(spec.name, ids, deps, successors)
+            scopes[name] = ScopeGraph(
+                name=name,
+                steps=tuple(ids),
+                deps=deps,
+                successors={k: tuple(v) for k, v in successors.items()},
+                order=order,
+            )
         return cls(
             spec=spec,
             steps=steps,
-            deps=deps,
-            successors={k: tuple(v) for k, v in successors.items()},
+            info=info,
+            scopes=scopes,
             reads=reads,
+            reads_vars=reads_vars,
             output_reads=references(spec.outputs).steps,
-            order=order,
+            deps={k: v for g in scopes.values() for k, v in g.deps.items()},
+            successors={k: v for g in scopes.values() for k, v in g.successors.items()},
         )
 
-    @property
-    def roots(self) -> tuple[str, ...]:
-        return tuple(step_id for step_id in self.order if not self.deps[step_id])
+
+def walk(steps: list[Step], scope: str = TOP, chain: tuple[Step, ...] = ()) -> Iterator[StepInfo]:
+    """Every step at every depth, outer scopes first, with where it sits."""
+    ids = tuple(s.id for s in chain)
+    repeats = tuple(s.id for s in chain if isinstance(s, MapStep | LoopStep))
+    for step in steps:
+        yield StepInfo(step=step, scope=scope, chain=ids, repeats=repeats)
+    for step in steps:
+        for name, inner in step.scopes.items():
+            yield from walk(inner, name, (*chain, step))
+
+
+def _item_expressions(step: Step) -> dict[str, Any]:
+    return step.item_expressions() if isinstance(step, MapStep) and step.task else {}
+
+
+def _refs(references: Any, fields: dict[str, Any]) -> Any:
+    from legato.expressions import References
+
+    found = References()
+    for value in fields.values():
+        found = found | references(value)
+    return found
+
+
+def _depend(
+    info: dict[str, StepInfo], step_id: str, read: str, wanted: dict[str, dict[str, None]]
+) -> None:
+    """Make ``step_id`` (or the compound around it in ``read``'s scope) wait for ``read``."""
+    target = info.get(read)
+    if target is None:
+        return  # reported by the spec's checks
+    holder = step_id
+    while info[holder].scope != target.scope:
+        parent = info[holder].parent
+        if parent is None:
+            return  # not in an enclosing scope: reported by the spec's checks
+        holder = parent
+    if holder != read:
+        wanted[holder][read] = None
 
 
 def _topological_order(

@@ -12,21 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from legato.durations import parse_duration
-from legato.errors import DefinitionError, ParamError, TemplateError
+from legato.errors import DefinitionError, ParamError
+from legato.model.steps import (
+    KINDS,
+    STEP_ID_PATTERN,
+    MapStep,
+    RetryPolicy,
+    Step,
+    TaskStep,
+    check_name,
+)
 
 if TYPE_CHECKING:
     from legato.model.graph import Graph
@@ -38,7 +39,9 @@ __all__ = [
     "VERSION_PATTERN",
     "ParamSpec",
     "RetryPolicy",
+    "Step",
     "StepSpec",
+    "TaskStep",
     "WorkflowSpec",
     "check_max_lost_attempts",
     "check_priority",
@@ -48,10 +51,8 @@ __all__ = [
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 VERSION_PATTERN = re.compile(r"^[a-zA-Z0-9._-]+$")
-STEP_ID_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 ParamType = Literal["any", "str", "int", "float", "bool", "list", "dict"]
-Backoff = Literal["fixed", "linear", "exponential"]
 
 
 #: RetryPolicy.max_attempts allows at most 1000 attempts: the first and 999 retries
@@ -83,48 +84,8 @@ def check_max_lost_attempts(value: Any) -> int:
     return value
 
 
-def _whole_number(value: Any) -> Any:
-    """Refuse ``True``/``False`` where a count or a priority belongs (pydantic reads 1/0)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a whole number, got {value!r}")
-    return value
-
-
-def _check_name(kind: str, value: str, pattern: re.Pattern[str], shape: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
-        raise ValueError(f"{kind} {value!r} must match {pattern.pattern} ({shape})")
-    if "__" in value:
-        raise ValueError(
-            f"{kind} {value!r} must not contain '__' (reserved as the display separator)"
-        )
-    return value
-
-
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RetryPolicy(_Model):
-    """How often and how soon a failed attempt is tried again."""
-
-    max_attempts: int = Field(default=1, ge=1, le=1000)
-    backoff: Backoff = "exponential"
-    delay: float = Field(default=1.0, ge=0)
-    max_delay: float = Field(default=300.0, ge=0)
-    jitter: bool = True
-    #: exception type names that are retried (``"ConnectionError"`` or
-    #: ``"mypkg.errors.Flaky"``); empty means every exception is retried.
-    retry_on: tuple[str, ...] = ()
-
-    @field_validator("max_attempts", mode="before")
-    @classmethod
-    def _attempts(cls, value: Any) -> Any:
-        return _whole_number(value)
-
-    @field_validator("delay", "max_delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any, info: ValidationInfo) -> Any:
-        return parse_duration(value, field=info.field_name or "retry delay")
 
 
 class ParamSpec(_Model):
@@ -136,41 +97,8 @@ class ParamSpec(_Model):
     description: str | None = None
 
 
-class StepSpec(_Model):
-    """One node of the graph: a task call with its inputs and policies."""
-
-    id: str
-    kind: Literal["task"] = "task"
-    task: str
-    #: positional arguments (templated)
-    args: list[Any] = Field(default_factory=list)
-    #: keyword arguments (templated), or one whole expression yielding a mapping
-    inputs: dict[str, Any] | str = Field(default_factory=dict)
-    needs: list[str] = Field(default_factory=list)
-    retry: RetryPolicy | None = None
-    timeout: float | None = Field(default=None, gt=0)
-    queue: str | None = None
-    priority: int | None = Field(default=None, ge=0, le=9)
-    #: how many times the step's worker may be lost (killed, stuck, cut off)
-    #: before the step fails; apart from ``retry``, which the task's own errors spend
-    max_lost_attempts: int | None = Field(default=None, ge=1, le=1000)
-    description: str | None = None
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        return _check_name("step id", value, STEP_ID_PATTERN, "letters, digits, '_' and '-'")
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _timeout(cls, value: Any) -> Any:
-        # A timeout of zero would not mean "no timeout": leave it out for that.
-        return parse_duration(value, field="timeout", allow_zero=False)
-
-    @field_validator("priority", "max_lost_attempts", mode="before")
-    @classmethod
-    def _priority(cls, value: Any) -> Any:
-        return _whole_number(value)
+#: the task step, by the name it had when it was the only kind
+StepSpec = TaskStep
 
 
 class WorkflowSpec(_Model):
@@ -182,20 +110,18 @@ class WorkflowSpec(_Model):
     params: dict[str, ParamSpec] = Field(default_factory=dict)
     #: accept params that are not declared (a Sequence whose first task takes ``**kwargs``)
     extra_params: bool = False
-    steps: list[StepSpec]
+    steps: list[Step]
     outputs: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return _check_name(
-            "workflow name", value, NAME_PATTERN, "lowercase letters, digits and '_'"
-        )
+        return check_name("workflow name", value, NAME_PATTERN, "lowercase letters, digits and '_'")
 
     @field_validator("version")
     @classmethod
     def _version(cls, value: str) -> str:
-        return _check_name(
+        return check_name(
             "workflow version", value, VERSION_PATTERN, "letters, digits, '.', '_' and '-'"
         )
 
@@ -211,7 +137,7 @@ class WorkflowSpec(_Model):
                 else cls.model_validate(data)
             )
         except ValidationError as exc:
-            problems = format_validation_error(exc, step_ids=_step_ids(data))
+            problems = format_validation_error(exc, data=data)
             raise DefinitionError.from_problems(source, problems) from None
         spec.check()
         return spec
@@ -249,11 +175,24 @@ class WorkflowSpec(_Model):
     def label(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def step(self, step_id: str) -> StepSpec:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+    def step(self, step_id: str) -> Step:
+        """The step with this id, at any depth."""
+        return self.graph.steps[step_id]
+
+    def task_calls(self) -> list[TaskStep | MapStep]:
+        """Every step that calls a task (task steps, and maps calling one per item), any depth."""
+        return [
+            step
+            for step in self.graph.steps.values()
+            if isinstance(step, TaskStep) or (isinstance(step, MapStep) and step.task)
+        ]
+
+    def task_step(self, step_id: str) -> TaskStep:
+        """The task step with this id; a ``KeyError`` for a step of another kind."""
+        step = self.step(step_id)
+        if not isinstance(step, TaskStep):
+            raise KeyError(f"step {step_id!r} is a {step.kind} step, not a task step")
+        return step
 
     # -- validation ---------------------------------------------------------
 
@@ -320,91 +259,67 @@ def _type_problem(name: str, expected: str, value: Any) -> str | None:
 
 
 def _reference_problems(spec: WorkflowSpec) -> list[str]:
-    from legato.expressions import references
+    from legato.model.checks import spec_problems
 
-    problems: list[str] = []
-    ids: set[str] = set()
-    for step in spec.steps:
-        if step.id in ids:
-            problems.append(f"duplicate step id {step.id!r}")
-        ids.add(step.id)
-    if not spec.steps:
-        problems.append("a workflow needs at least one step")
-
-    def check_refs(where: str, value: Any) -> set[str]:
-        try:
-            refs = references(value)
-        except TemplateError as exc:
-            problems.append(f"{where}: {exc}")
-            return set()
-        for step_id in sorted(refs.steps - ids):
-            problems.append(f"{where} refers to unknown step {step_id!r}")
-        if not spec.extra_params:
-            for param in sorted(refs.params - set(spec.params)):
-                problems.append(f"{where} refers to unknown param {param!r}")
-        return set(refs.steps)
-
-    for step in spec.steps:
-        where = f"step {step.id!r}"
-        for dep in step.needs:
-            if dep not in ids:
-                problems.append(f"{where} needs unknown step {dep!r}")
-            elif dep == step.id:
-                problems.append(f"{where} needs itself")
-        if isinstance(step.inputs, str):
-            from legato.expressions import is_whole_expression
-
-            if not is_whole_expression(step.inputs):
-                problems.append(
-                    f"{where}: inputs given as text must be one ${{{{ ... }}}} expression "
-                    "yielding a mapping"
-                )
-        own = check_refs(f"{where} inputs", step.inputs) | check_refs(f"{where} args", step.args)
-        if step.id in own:
-            problems.append(f"{where} refers to its own output")
-    for key, value in spec.outputs.items():
-        check_refs(f"output {key!r}", value)
-    return problems
+    return spec_problems(spec)
 
 
-def _step_ids(data: Any) -> list[str | None]:
-    """The step ids as written, so field errors can name a step by id, not by position."""
+def _location(loc: tuple[int | str, ...], data: Any) -> str:
+    """``step 'load' timeout`` rather than ``steps.0.task.timeout``, at any depth.
+
+    Walks the data as written along pydantic's path: an item of a list that
+    has an ``id`` is a step and is named by it, and the kind tag pydantic puts
+    after a step's position is left out.
+    """
     if isinstance(data, str | bytes):
         try:
             data = json.loads(data)
         except ValueError:
-            return []
-    steps = data.get("steps") if isinstance(data, Mapping) else None
-    if not isinstance(steps, list):
-        return []
-    return [
-        step.get("id") if isinstance(step, Mapping) and isinstance(step.get("id"), str) else None
-        for step in steps
-    ]
+            data = None
+    named: str | None = None
+    parts: list[str] = []
+    node: Any = data
+    i = 0
+    while i < len(loc):
+        part = loc[i]
+        child = _get(node, part)
+        if isinstance(part, int) and isinstance(child, Mapping):
+            j = i + 1
+            if j < len(loc) and loc[j] in KINDS:
+                j += 1  # the union's tag, which pydantic puts after a step's position
+            if isinstance(child.get("id"), str) and j < len(loc) and loc[j] != "id":
+                named, parts, node, i = child["id"], [], child, j
+                continue
+            parts.append(str(part))
+            node, i = child, j
+            continue
+        parts.append(str(part))
+        node = child
+        i += 1
+    path = ".".join(parts)
+    if named is not None:
+        return f"step {named!r} {path}".rstrip()
+    return path or "(top level)"
 
 
-def _location(loc: tuple[int | str, ...], step_ids: Sequence[str | None]) -> str:
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    if len(loc) < 3 or loc[0] != "steps" or not isinstance(loc[1], int) or loc[2] == "id":
-        return path
-    step_id = step_ids[loc[1]] if loc[1] < len(step_ids) else None
-    if step_id is None:
-        return path
-    return f"step {step_id!r} " + ".".join(str(p) for p in loc[2:])
+def _get(node: Any, key: int | str) -> Any:
+    if isinstance(node, Mapping):
+        return node.get(key)
+    if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        return node[key]
+    return None
 
 
-def format_validation_error(
-    exc: ValidationError, *, step_ids: Sequence[str | None] = ()
-) -> list[str]:
+def format_validation_error(exc: ValidationError, *, data: Any = None) -> list[str]:
     """Turn pydantic's errors into lines naming the field path and what was wrong.
 
-    ``step_ids`` (the ids of the steps validated, in order) lets a step's field
-    be named ``step 'load' timeout`` rather than ``steps.0.timeout``.
+    ``data`` (what was validated) lets a step's field be named ``step 'load'
+    timeout`` rather than ``steps.0.timeout``.
     """
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
-        path = _location(loc, step_ids)
+        path = _location(loc, data)
         message = err["msg"].removeprefix("Value error, ")
         if loc:
             # Checks that name their field already (durations do) need not name it twice.
@@ -413,8 +328,12 @@ def format_validation_error(
             message = "unknown field"
         elif err["type"] == "missing":
             message = "required field is missing"
+        elif err["type"] == "union_tag_invalid":
+            found_kind = err.get("ctx", {}).get("tag")
+            message = f"unknown step kind {found_kind!r}; expected one of {', '.join(KINDS)}"
         found = err.get("input")
-        suffix = "" if err["type"] in ("missing", "value_error") else f" (found {found!r})"
+        quiet = ("missing", "value_error", "union_tag_invalid")
+        suffix = "" if err["type"] in quiet else f" (found {found!r})"
         if isinstance(found, dict | list) and len(repr(found)) > 80:
             suffix = ""
         lines.append(f"{path}: {message}{suffix}")

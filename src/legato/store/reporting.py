@@ -34,7 +34,7 @@ from legato.engine.planner import (
 from legato.engine.retry import RetryDecision, decide_retry
 from legato.model.graph import Graph
 from legato.model.runs import StepError
-from legato.model.spec import RetryPolicy
+from legato.model.spec import RetryPolicy, TaskStep
 from legato.model.states import RunStatus, StepStatus
 from legato.payload import child_path, dumps, to_json
 from legato.store.base import (
@@ -544,6 +544,7 @@ class Report:
         context = self.store.context(self.tx, run_id)
         graph = self.store.graph(self.tx, spec_hash)
         step = graph.steps[row["step_id"]]
+        assert isinstance(step, TaskStep)
         outputs = outputs_cache.setdefault(run_id, {})
         missing = graph.reads[step.id] - outputs.keys()
         if missing:

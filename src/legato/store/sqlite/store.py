@@ -137,7 +137,7 @@ class SQLiteStore(SQLStore):
                     uri=not self._create,
                 )
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
+                _set_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA foreign_keys=ON")
@@ -264,6 +264,20 @@ class SQLiteStore(SQLStore):
 
     def _check_schema(self) -> None:
         check_schema_version(self.url, self.schema_version(), len(migration_files("sqlite")))
+
+
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode. Switching needs a moment alone with the file, which SQLite does not
+    wait for (no busy handler), so a connection opened while another migrates retries."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not _passing(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _passing(exc: sqlite3.OperationalError) -> bool:

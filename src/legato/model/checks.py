@@ -1,0 +1,202 @@
+"""The checks a spec passes beyond its fields: ids, scopes, references, each kind's shape.
+
+Every problem is collected, so one pass reports them all; the spec raises one
+:class:`~legato.errors.DefinitionError` listing them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from legato.errors import DefinitionError, TemplateError
+from legato.expressions import STATUS_FUNCTIONS, is_whole_expression, references
+from legato.model.graph import TOP, StepInfo, walk
+from legato.model.steps import (
+    LoopStep,
+    MapStep,
+    SignalStep,
+    SleepStep,
+    Step,
+    SubWorkflowStep,
+    SwitchStep,
+    TaskStep,
+)
+
+if TYPE_CHECKING:
+    from legato.model.spec import WorkflowSpec
+
+__all__ = ["spec_problems"]
+
+
+def spec_problems(spec: WorkflowSpec) -> list[str]:
+    problems: list[str] = []
+    if not spec.steps:
+        problems.append("a workflow needs at least one step")
+    infos: dict[str, StepInfo] = {}
+    for info in walk(spec.steps):
+        if info.step.id in infos:
+            problems.append(f"duplicate step id {info.step.id!r}")
+        else:
+            infos[info.step.id] = info
+    for info in infos.values():
+        problems += _step_problems(spec, info, infos)
+    for key, value in spec.outputs.items():
+        problems += _reference_problems(spec, f"output {key!r}", value, TOP, infos, ())
+    return problems
+
+
+def _step_problems(spec: WorkflowSpec, info: StepInfo, infos: dict[str, StepInfo]) -> list[str]:
+    step = info.step
+    where = f"step {step.id!r}"
+    problems: list[str] = []
+    for dep in step.needs:
+        if dep == step.id:
+            problems.append(f"{where} needs itself")
+        elif dep not in infos:
+            problems.append(f"{where} needs unknown step {dep!r}")
+        elif infos[dep].scope != info.scope:
+            problems.append(
+                f"{where} needs step {dep!r}, which is in another scope; a step can need "
+                "only steps beside it (its compound step can need the others)"
+            )
+    problems += _shape_problems(step, where)
+    chain = info.chain
+    for name, value in step.expressions().items():
+        problems += _reference_problems(
+            spec, f"{where} {name}", value, info.scope, infos, chain, own=step.id
+        )
+    if isinstance(step, MapStep) and step.task:
+        for name, value in step.item_expressions().items():
+            problems += _reference_problems(
+                spec,
+                f"{where} {name}",
+                value,
+                info.scope,
+                infos,
+                (*chain, step.id),
+                own=step.id,
+            )
+    for name, value in step.inner_expressions().items():
+        problems += _reference_problems(
+            spec, f"{where} {name}", value, info.scope, infos, (*chain, step.id), inner=step.id
+        )
+    for name, value in _non_condition_fields(step).items():
+        try:
+            used = references(value).functions
+        except TemplateError:
+            continue
+        if used:
+            problems.append(
+                f"{where} {name}: {', '.join(sorted(used))}() can only be used in a step's when"
+            )
+    return problems
+
+
+def _non_condition_fields(step: Step) -> dict[str, Any]:
+    fields = {k: v for k, v in step.expressions().items() if k != "when"}
+    fields.update(step.inner_expressions())
+    return fields
+
+
+def _shape_problems(step: Step, where: str) -> list[str]:
+    problems: list[str] = []
+    inputs = step.inputs if isinstance(step, TaskStep | MapStep) else None
+    if isinstance(inputs, str) and not is_whole_expression(inputs):
+        problems.append(
+            f"{where}: inputs given as text must be one ${{{{ ... }}}} expression "
+            "yielding a mapping"
+        )
+    if isinstance(step, MapStep):
+        if bool(step.task) == bool(step.steps):
+            problems.append(
+                f"{where}: a map calls a task per item or runs steps per item, "
+                "give exactly one of task and steps"
+            )
+        if step.steps and (step.args or step.inputs or step.retry or step.timeout):
+            problems.append(
+                f"{where}: args, inputs, retry and timeout belong to a map's task; a map "
+                "with steps gives them to its steps"
+            )
+        if step.task and step.output is not None:
+            problems.append(
+                f"{where}: output belongs to a map with steps; a task's output is its item's output"
+            )
+    if isinstance(step, LoopStep) and not step.steps:
+        problems.append(f"{where}: a loop needs at least one step")
+    if isinstance(step, SwitchStep):
+        if not step.cases:
+            problems.append(f"{where}: a switch needs at least one case")
+        for name, steps in step.cases.items():
+            if not steps:
+                problems.append(f"{where}: case {name!r} has no steps")
+    if isinstance(step, SubWorkflowStep):
+        if (step.workflow is None) == (step.spec is None):
+            problems.append(f"{where}: name the workflow or give its spec, exactly one")
+        if step.spec is not None:
+            from legato.model.spec import WorkflowSpec
+
+            try:
+                WorkflowSpec.parse(step.spec, source=f"{where} spec")
+            except DefinitionError as exc:
+                problems.extend(f"{where} spec: {p}" for p in exc.problems)
+    if isinstance(step, SleepStep) and (step.duration is None) == (step.until is None):
+        problems.append(f"{where}: a sleep takes a duration or an until, exactly one")
+    if isinstance(step, SignalStep) and step.on_timeout == "default" and step.timeout is None:
+        problems.append(f"{where}: on_timeout='default' needs a timeout")
+    return problems
+
+
+def _reference_problems(
+    spec: WorkflowSpec,
+    where: str,
+    value: Any,
+    scope: str,
+    infos: dict[str, StepInfo],
+    chain: tuple[str, ...],
+    *,
+    own: str | None = None,
+    inner: str | None = None,
+) -> list[str]:
+    """References in ``value``, written in ``scope`` inside the compounds ``chain``."""
+    try:
+        refs = references(value)
+    except TemplateError as exc:
+        return [f"{where}: {exc}"]
+    problems: list[str] = []
+    visible = _visible_scopes(scope, chain, infos)
+    for step_id in sorted(refs.steps):
+        target = infos.get(step_id)
+        if target is None:
+            problems.append(f"{where} refers to unknown step {step_id!r}")
+        elif step_id == own:
+            problems.append(f"step {own!r} refers to its own output")
+        elif inner is not None and inner in target.chain:
+            if target.chain[-1] != inner:
+                problems.append(
+                    f"{where} refers to step {step_id!r}, which is deeper inside; refer to "
+                    "the compound step around it"
+                )
+        elif target.scope not in visible:
+            problems.append(
+                f"{where} refers to step {step_id!r}, which is inside another step; refer "
+                "to that step's output instead"
+            )
+    if not spec.extra_params:
+        for param in sorted(refs.params - set(spec.params)):
+            problems.append(f"{where} refers to unknown param {param!r}")
+    kinds = {infos[c].step.kind for c in chain if c in infos}
+    if {"item", "index"} & refs.roots and "map" not in kinds:
+        problems.append(f"{where}: item and index exist only inside a map")
+    if "iteration" in refs.roots and "loop" not in kinds:
+        problems.append(f"{where}: iteration exists only inside a loop")
+    unknown = refs.functions - set(STATUS_FUNCTIONS)
+    if unknown:
+        problems.append(f"{where}: unknown functions {sorted(unknown)}")
+    return problems
+
+
+def _visible_scopes(scope: str, chain: tuple[str, ...], infos: dict[str, StepInfo]) -> set[str]:
+    """The scopes whose steps a step in ``scope`` may read: its own and the enclosing ones."""
+    visible = {scope, TOP}
+    visible.update(infos[c].scope for c in chain if c in infos)
+    return visible
