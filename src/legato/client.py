@@ -15,11 +15,17 @@ from typing import Any
 from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
-from legato.define.validate import check_tasks
+from legato.define.validate import known_tasks
 from legato.durations import parse_duration
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
-from legato.errors import DefinitionError, ParamError, RunNotFoundError, WaitTimeout
+from legato.errors import (
+    DefinitionError,
+    ParamError,
+    RunNotFoundError,
+    UnknownTaskError,
+    WaitTimeout,
+)
 from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
 from legato.model.states import StepStatus
@@ -27,7 +33,7 @@ from legato.payload import to_json
 from legato.store import Store, open_store
 from legato.store.base import NewRun
 
-__all__ = ["Client", "WorkflowLike", "seconds_option", "unserved_note"]
+__all__ = ["Client", "WorkflowLike", "seconds_option", "task_defaults", "unserved_note"]
 
 WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any]
 
@@ -95,13 +101,13 @@ class Client:
         A repeated ``idempotency_key`` returns the first run's id and starts nothing.
         """
         spec, extra_tasks = _as_spec(workflow)
-        tasks = check_tasks(spec, self.registry, extra_tasks)
+        defaults = self.task_defaults_for(spec, extra_tasks)
         bound = spec.bind_params(dict(params or {}))
         plain_params, _ = to_json(
             bound, what=f"params of {spec.label}", max_bytes=self.settings.max_payload_bytes
         )
         tag_values = _tags(tags)
-        steps = plan_new_run(spec.graph, {name: _defaults(task) for name, task in tasks.items()})
+        steps = plan_new_run(spec.graph, defaults)
         run_id, _ = self.store.create_run(
             NewRun(
                 spec=spec,
@@ -114,6 +120,51 @@ class Client:
             )
         )
         return run_id
+
+    def task_defaults_for(
+        self, spec: WorkflowSpec, extra: Mapping[str, Task] | None = None
+    ) -> dict[str, TaskDefaults]:
+        """The defaults of every task the spec calls: from the code where this process has
+        it, else as the workers that have it recorded them.
+
+        A task neither is known here nor was ever registered by a worker is an
+        error naming it: a run of it could only wait.
+        """
+        tasks, missing = known_tasks(spec, self.registry, extra)
+        defaults = {name: task_defaults(task) for name, task in tasks.items()}
+        if missing:
+            recorded = self.store.recorded_task_defaults(sorted(missing))
+            defaults.update(recorded)
+            unknown = {name: where for name, where in missing.items() if name not in recorded}
+            if unknown:
+                raise UnknownTaskError(
+                    f"workflow {spec.label}: "
+                    + "; ".join(
+                        f"step {where!r} calls task {name!r}, which is not registered here "
+                        "and no worker has registered it"
+                        for name, where in sorted(unknown.items())
+                    )
+                    + f" (registered here: {', '.join(self.registry.names()[:10]) or 'none'}; "
+                    "import the module that defines it, or start a worker that does)"
+                )
+        return defaults
+
+    def signal(
+        self, run_id: str, name: str, payload: Any = None, *, sent_by: str | None = None
+    ) -> str:
+        """Send the run a signal: the step waiting for ``name`` completes with ``payload``.
+
+        A signal sent before any step waits for it is kept for the first that does.
+        Returns the key of the step it completed, or ``"kept"``. A signal to an
+        unknown or finished run is an error.
+        """
+        return self.store.signal(self.resolve_run_id(run_id), name, payload, sent_by=sent_by)
+
+    def update_variables(
+        self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Merge ``values`` into the run's variables (``vars`` in expressions); return them."""
+        return self.store.update_variables(self.resolve_run_id(run_id), values, actor=actor)
 
     def execute(
         self,
@@ -259,7 +310,8 @@ def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
     )
 
 
-def _defaults(task: Task) -> TaskDefaults:
+def task_defaults(task: Task) -> TaskDefaults:
+    """What a registered task gives the steps that call it."""
     return TaskDefaults(
         retry=task.retry,
         timeout=task.timeout,

@@ -111,12 +111,11 @@ def test_completing_a_step_costs_the_same_in_small_and_large_runs(client: Client
         assert small[what]["queries"] == large[what]["queries"], what
         assert len(small[what]["statements"]) == len(large[what]["statements"]), what
     queries = [name for name, _ in large["complete"]["queries"]]
-    # The run row is locked first (its status decides what a completion may do).
+    # No lock and no write on the run's row: the step, its successor, one counter row.
     assert queries == [
-        "lock_runs",
         "complete_step",
         "release_successors",
-        "count_done",
+        "decrement_counter",
         "insert_event",
     ]
     assert len(large["complete"]["queries"]) <= 6

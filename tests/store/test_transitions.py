@@ -130,9 +130,29 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
             "now": now,
         }
     ],
-    "release_successors": lambda run_id, step, now: [
-        {"run_id": run_id, "step_ids": [s.value for s in StepStatus], "now": now}
+    "queue_instance": lambda run_id, step, now: [{"id": step, "now": now}],
+    "skip_instance": lambda run_id, step, now: [{"id": step, "error": None, "now": now}],
+    "begin_instance": lambda run_id, step, now: [{"id": step, "inputs": None, "now": now}],
+    "suspend_instance": lambda run_id, step, now: [
+        {
+            "id": step,
+            "wake_at": None,
+            "delay": 5.0,
+            "waiting_for": "timer",
+            "child_run_id": None,
+            "inputs": None,
+            "new_attempt": 0,
+            "failed": 0,
+            "now": now,
+        }
     ],
+    "complete_instance": lambda run_id, step, now: [
+        {"id": step, "output": "1", "inputs": None, "now": now}
+    ],
+    "fail_instance": lambda run_id, step, now: [
+        {"id": step, "error": ERROR, "failed": 1, "inputs": None, "now": now}
+    ],
+    "cancel_scope": lambda run_id, step, now: [{"run_id": run_id, "scope": "", "now": now}],
     "cancel_unstarted": lambda run_id, step, now: [{"run_id": run_id, "now": now}],
     "complete_step": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "output": "1", "inputs": "{}", "now": now}

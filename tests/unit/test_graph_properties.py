@@ -13,7 +13,6 @@ from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import CycleError
 from legato.model.graph import Graph
 from legato.model.spec import RetryPolicy, WorkflowSpec
-from legato.model.states import StepStatus
 
 T = "unit.t"
 DEFAULTS = {T: TaskDefaults(retry=RetryPolicy(), timeout=None, queue="default", priority=0)}
@@ -57,7 +56,7 @@ def test_counters_release_every_step_exactly_once(steps: list[dict[str, Any]], r
     graph = Graph.of(WorkflowSpec.parse({"name": "g", "steps": steps}))
     rows = plan_new_run(graph, DEFAULTS)
     remaining = {r.step_id: r.deps_remaining for r in rows}
-    ready = [r.step_id for r in rows if r.status is StepStatus.QUEUED]
+    ready = [r.step_id for r in rows if r.deps_remaining == 0]
     assert ready == list(graph.roots)
     released: list[str] = list(ready)
     done: set[str] = set()

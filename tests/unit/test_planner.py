@@ -9,16 +9,19 @@ import pytest
 from legato.engine.planner import (
     StepPolicy,
     TaskDefaults,
+    condition_holds,
     expression_context,
     plan_new_run,
     resolve_call,
     resolve_outputs,
-    run_status_after_completion,
+    shard_of,
+    shards_for,
+    truthy,
 )
 from legato.errors import TemplateError
 from legato.model.graph import Graph
 from legato.model.spec import RetryPolicy, StepSpec, WorkflowSpec
-from legato.model.states import RunStatus, StepStatus
+from legato.model.states import StepStatus
 
 T = "unit.t"
 
@@ -92,28 +95,30 @@ def test_topological_order_follows_dependencies_then_spec_order() -> None:
 # -- plan_new_run -------------------------------------------------------------------
 
 
-def test_plan_new_run_queues_roots_and_counts_remaining_dependencies() -> None:
+def test_plan_new_run_creates_every_top_level_instance_waiting_on_its_dependencies() -> None:
     rows = plan_new_run(Graph.of(diamond()), DEFAULTS)
-    assert [(r.step_id, r.position, r.status, r.deps_remaining) for r in rows] == [
-        ("a", 0, StepStatus.QUEUED, 0),
-        ("b", 1, StepStatus.WAITING, 1),
+    assert [(r.key, r.position, r.status, r.deps_remaining) for r in rows] == [
+        ("a", 0, StepStatus.WAITING, 0),  # ready at once: the store decides it in the same
+        ("b", 1, StepStatus.WAITING, 1),  # transaction (a task is queued)
         ("c", 2, StepStatus.WAITING, 1),
         ("d", 3, StepStatus.WAITING, 2),
     ]
-    assert {r.task for r in rows} == {T}
+    assert {(r.task, r.scope, r.kind) for r in rows} == {(T, "", "task")}
     assert all(r.policy == StepPolicy.of(diamond().task_step(r.step_id), DEFAULTS[T]) for r in rows)
 
 
 def test_plan_new_run_with_several_roots() -> None:
     spec = spec_of({"id": "a", "task": T}, {"id": "b", "task": T}, {"id": "c", "task": T})
     rows = plan_new_run(Graph.of(spec), DEFAULTS)
-    assert [r.status for r in rows] == [StepStatus.QUEUED] * 3
     assert [r.deps_remaining for r in rows] == [0, 0, 0]
 
 
-def test_plan_new_run_needs_defaults_for_every_task() -> None:
-    with pytest.raises(KeyError):
-        plan_new_run(Graph.of(diamond()), {})
+def test_a_task_without_known_defaults_leaves_them_to_the_worker() -> None:
+    [row] = plan_new_run(Graph.of(spec_of({"id": "a", "task": T, "priority": 4})), {})
+    assert row.policy == StepPolicy(
+        retry=None, timeout=None, queue="default", priority=4, max_lost_attempts=None
+    )
+    assert row.policy is not None and not row.policy.resolved
 
 
 # -- StepPolicy -----------------------------------------------------------------------
@@ -142,6 +147,7 @@ def test_step_policy_step_overrides_win_including_zero_priority() -> None:
 def test_step_policy_mixes_overrides_and_defaults_field_by_field() -> None:
     step = StepSpec(id="s", task=T, priority=9)
     policy = StepPolicy.of(step, DEFAULTS[T])
+    assert policy.retry is not None
     assert (policy.retry.max_attempts, policy.timeout, policy.queue, policy.priority) == (
         3,
         10.0,
@@ -215,7 +221,43 @@ def test_resolve_outputs() -> None:
     assert outputs == {"r": {"done": True}, "first": [1]}
 
 
-def test_run_status_after_completion() -> None:
-    assert run_status_after_completion(2, 3) is None
-    assert run_status_after_completion(3, 3) is RunStatus.COMPLETED
-    assert run_status_after_completion(4, 3) is RunStatus.COMPLETED
+def test_conditions_default_to_success_and_status_functions_say_otherwise() -> None:
+    step = StepSpec(id="s", task=T)
+    assert condition_holds(step, {}, ["completed", "completed"])
+    assert not condition_holds(step, {}, ["completed", "skipped"])
+    assert not condition_holds(step, {}, ["failed"])
+    when = StepSpec(id="s", task=T, when="${{ params.go }}")
+    assert condition_holds(when, {"params": {"go": True}}, ["completed"])
+    assert not condition_holds(when, {"params": {"go": True}}, ["failed"])  # success() implied
+    for text, statuses, expected in [
+        ("${{ always() }}", ["failed", "skipped"], True),
+        ("${{ failure() }}", ["completed", "failed"], True),
+        ("${{ failure() }}", ["completed"], False),
+        ("${{ cancelled() }}", ["cancelled"], True),
+        ("${{ success() and params.go }}", ["completed"], False),
+        ("${{ not failure() }}", ["skipped"], True),
+    ]:
+        step = StepSpec(id="s", task=T, when=text)
+        assert condition_holds(step, {"params": {"go": False}}, statuses) is expected, text
+
+
+def test_truthy_reads_text_as_people_write_it() -> None:
+    assert [truthy(v) for v in ("false", "False ", "0", "", "no", "null", "yes", "1")] == [
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert truthy([1]) and not truthy([]) and not truthy(None)
+
+
+def test_shards_spread_large_scopes_and_keep_small_ones_on_one_row() -> None:
+    assert shards_for(3) == 1 and shards_for(63) == 1 and shards_for(64) == 16
+    keys = [f"m[{i}]" for i in range(1000)]
+    assert {shard_of(k, 1) for k in keys} == {0}
+    assert {shard_of(k, 16) for k in keys} == set(range(16))
+    assert shard_of("m[7]", 16) == shard_of("m[7]", 16)

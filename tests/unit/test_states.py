@@ -35,6 +35,10 @@ ALLOWED_STEP = {
     (S.WAITING, S.QUEUED),
     (S.WAITING, S.SKIPPED),
     (S.WAITING, S.CANCELLED),
+    (S.WAITING, S.RUNNING),  # a compound (map, loop, switch) opening its scope
+    (S.WAITING, S.SUSPENDED),  # a sleep, a signal wait, a sub-workflow
+    (S.WAITING, S.COMPLETED),  # set_vars, or a signal already kept
+    (S.WAITING, S.FAILED),  # a decision that failed (for_each gave no list)
     (S.QUEUED, S.RUNNING),
     (S.QUEUED, S.CANCELLED),
     (S.RUNNING, S.COMPLETED),
@@ -107,7 +111,7 @@ def test_forbidden_run_transitions(old: str, new: str) -> None:
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("waiting", "running"),  # must be queued first
+        ("queued", "suspended"),  # a task in the queue is taken by a worker first
         ("queued", "completed"),  # must run first
         ("completed", "queued"),
         ("failed", "running"),

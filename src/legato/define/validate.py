@@ -8,9 +8,32 @@ from legato.define.tasks import Task, TaskRegistry
 from legato.errors import DefinitionError, UnknownTaskError
 from legato.model.spec import WorkflowSpec
 
-__all__ = ["check_calls", "check_tasks"]
+__all__ = ["check_calls", "check_tasks", "known_tasks"]
 
 _PLACEHOLDER = object()
+
+
+def known_tasks(
+    spec: WorkflowSpec, registry: TaskRegistry, extra: Mapping[str, Task] | None = None
+) -> tuple[dict[str, Task], dict[str, str]]:
+    """The tasks of the spec this process has (their calls checked against their
+    signatures), and the others: name -> the first step calling it."""
+    extra = extra or {}
+    found: dict[str, Task] = {}
+    missing: dict[str, str] = {}
+    for step in spec.task_calls():
+        name = step.task or ""
+        if name in found or name in missing:
+            continue
+        task = extra.get(name)
+        if task is None and name in registry:
+            task = registry.get(name)
+        if task is None:
+            missing[name] = step.id
+        else:
+            found[name] = task
+    check_calls(spec, found)
+    return found, missing
 
 
 def check_tasks(

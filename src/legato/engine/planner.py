@@ -1,32 +1,46 @@
-"""Pure decisions: what a new run's steps look like, what a step's call is, what a
-finished step does to its run. No database handle here; stores apply these
-decisions inside their transactions.
+"""Pure decisions: what an unfolding run's instances look like, what a step that has
+become ready does, what a finished scope outputs. No database handle here; the
+store applies these decisions inside its transactions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import math
+import zlib
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from legato.errors import DefinitionError, LegatoError, TemplateError
-from legato.expressions import evaluate
+from legato.expressions import evaluate, references
 from legato.model.graph import Graph
-from legato.model.spec import DEFAULT_MAX_LOST_ATTEMPTS, RetryPolicy, StepSpec, TaskStep
-from legato.model.states import RunStatus, StepStatus
+from legato.model.instances import Place
+from legato.model.spec import DEFAULT_MAX_LOST_ATTEMPTS, RetryPolicy, StepSpec
+from legato.model.states import StepStatus
+from legato.model.steps import LoopStep, MapStep, SleepStep, Step, TaskStep, TerminateStep
 
 __all__ = [
     "DEFAULT_MAX_LOST_ATTEMPTS",
+    "NewInstance",
     "NewStep",
     "ResolvedCall",
     "StepPolicy",
     "TaskDefaults",
+    "condition_holds",
     "expression_context",
+    "items_of",
+    "loop_continues",
     "plan_new_run",
+    "plan_scope",
     "resolve_call",
     "resolve_inputs",
     "resolve_outputs",
-    "run_status_after_completion",
+    "scope_output",
+    "shard_of",
+    "shards_for",
+    "truthy",
+    "wake_time",
 ]
 
 
@@ -43,15 +57,26 @@ class TaskDefaults:
 
 @dataclass(frozen=True)
 class StepPolicy:
-    retry: RetryPolicy
+    """A task call's policies. ``None`` fields are the task's defaults, not known where
+    the run was started (no task code there): the worker that claims it fills them in."""
+
+    retry: RetryPolicy | None
     timeout: float | None
     queue: str
     priority: int
-    max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS
+    max_lost_attempts: int | None = DEFAULT_MAX_LOST_ATTEMPTS
 
     @classmethod
-    def of(cls, step: StepSpec, defaults: TaskDefaults) -> StepPolicy:
+    def of(cls, step: TaskStep | MapStep, defaults: TaskDefaults | None) -> StepPolicy:
         lost = step.max_lost_attempts
+        if defaults is None:
+            return cls(
+                retry=step.retry,
+                timeout=step.timeout,
+                queue=step.queue or "default",
+                priority=step.priority if step.priority is not None else 0,
+                max_lost_attempts=lost,
+            )
         return cls(
             retry=step.retry or defaults.retry,
             timeout=step.timeout if step.timeout is not None else defaults.timeout,
@@ -60,38 +85,85 @@ class StepPolicy:
             max_lost_attempts=lost if lost is not None else defaults.max_lost_attempts,
         )
 
+    @property
+    def resolved(self) -> bool:
+        return self.retry is not None and self.max_lost_attempts is not None
+
 
 @dataclass(frozen=True)
-class NewStep:
-    """A step row as a new run starts."""
+class NewInstance:
+    """A step instance row as it is created (waiting, unless a decision says otherwise)."""
 
+    key: str
     step_id: str
-    task: str
+    scope: str
+    kind: str
     position: int
-    status: StepStatus
     deps_remaining: int
-    policy: StepPolicy
+    task: str | None = None
+    policy: StepPolicy | None = None
+    idx: int | None = None
+    item: Any = None
+    status: StepStatus = StepStatus.WAITING
 
 
-def plan_new_run(graph: Graph, defaults: Mapping[str, TaskDefaults]) -> list[NewStep]:
-    """Every step of a new run: roots queued, the rest waiting on a counter."""
+#: the instance rows of a run as it starts, by their former name
+NewStep = NewInstance
+
+
+def plan_scope(
+    graph: Graph,
+    scope: str,
+    place: Place,
+    scope_key: str,
+    defaults: Mapping[str, TaskDefaults],
+    position: int = 0,
+) -> list[NewInstance]:
+    """The instances of every step of ``scope`` at ``place``, all waiting on their counters."""
     rows = []
-    for position, step_id in enumerate(graph.order):
+    for offset, step_id in enumerate(graph.scopes[scope].order):
         step = graph.steps[step_id]
-        if not isinstance(step, TaskStep):
-            raise DefinitionError(f"step {step_id!r}: {step.kind} steps cannot run yet")
-        deps = len(graph.deps[step_id])
+        task = step.task if isinstance(step, TaskStep) else None
+        policy = None
+        if isinstance(step, TaskStep):
+            policy = StepPolicy.of(step, defaults.get(step.task))
         rows.append(
-            NewStep(
+            NewInstance(
+                key=place.key(step_id),
                 step_id=step_id,
-                task=step.task,
-                position=position,
-                status=StepStatus.QUEUED if deps == 0 else StepStatus.WAITING,
-                deps_remaining=deps,
-                policy=StepPolicy.of(step, defaults[step.task]),
+                scope=scope_key,
+                kind=step.kind,
+                position=position + offset if scope == "" else position,
+                deps_remaining=len(graph.deps[step_id]),
+                task=task,
+                policy=policy,
             )
         )
     return rows
+
+
+def plan_new_run(graph: Graph, defaults: Mapping[str, TaskDefaults]) -> list[NewInstance]:
+    """The run's top-level instances, waiting on their dependencies; roots have none."""
+    return plan_scope(graph, "", Place(), "", defaults)
+
+
+def shards_for(count: int) -> int:
+    """How many counter rows a scope of ``count`` instances gets.
+
+    One for small scopes; a large one is spread over 16, so workers finishing
+    its instances at once rarely wait for the same counter row.
+    """
+    return 1 if count < 64 else 16
+
+
+def shard_of(key: str, shards: int) -> int:
+    return 0 if shards == 1 else zlib.crc32(key.encode("utf-8")) % shards
+
+
+# -- contexts and conditions --------------------------------------------------------------
+
+
+_NOT_GIVEN: Any = object()
 
 
 def expression_context(
@@ -99,14 +171,141 @@ def expression_context(
     outputs: Mapping[str, Any],
     run: Mapping[str, Any],
     variables: Mapping[str, Any] | None = None,
+    *,
+    statuses: Mapping[str, str] | None = None,
+    item: Any = _NOT_GIVEN,
+    index: int | None = None,
+    iteration: int | None = None,
 ) -> dict[str, Any]:
-    """The names an expression can read: ``params``, ``steps.<id>.output``, ``run``, ``vars``."""
-    return {
+    """What an expression can read: ``params``, ``steps.<id>.output`` and ``.status``,
+    ``run``, ``vars``, and inside a map ``item``/``index``, inside a loop ``iteration``."""
+    steps: dict[str, dict[str, Any]] = {s: {"output": out} for s, out in outputs.items()}
+    for step_id, status in (statuses or {}).items():
+        steps.setdefault(step_id, {"output": None})["status"] = status
+    context: dict[str, Any] = {
         "params": params,
-        "steps": {step_id: {"output": out} for step_id, out in outputs.items()},
+        "steps": steps,
         "run": run,
         "vars": variables or {},
     }
+    if item is not _NOT_GIVEN:
+        context["item"] = item
+        context["index"] = index
+    if iteration is not None:
+        context["iteration"] = iteration
+    return context
+
+
+def truthy(value: Any) -> bool:
+    """A condition's value: text reads as people write it (``"false"``, ``"0"`` are false)."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "false", "0", "no", "none", "null")
+    return bool(value)
+
+
+def status_functions(dep_statuses: Iterable[str]) -> dict[str, Callable[[], bool]]:
+    """``success()``, ``failure()``, ``cancelled()``, ``always()`` over a step's dependencies."""
+    statuses = list(dep_statuses)
+    return {
+        "always": lambda: True,
+        "success": lambda: all(s == StepStatus.COMPLETED for s in statuses),
+        "failure": lambda: any(s == StepStatus.FAILED for s in statuses),
+        "cancelled": lambda: any(s == StepStatus.CANCELLED for s in statuses),
+    }
+
+
+def condition_holds(step: Step, context: Mapping[str, Any], dep_statuses: Iterable[str]) -> bool:
+    """Whether a ready step runs: its ``when``, or by default every dependency completed.
+
+    As in GitHub Actions, a condition that calls no status function also needs
+    ``success()``; ``always()``, ``failure()`` or ``cancelled()`` say otherwise.
+    """
+    functions = status_functions(dep_statuses)
+    if step.when is None:
+        return functions["success"]()
+    value = truthy(evaluate(step.when, {**context, **functions}))
+    if not references(step.when).functions:
+        value = value and functions["success"]()
+    return value
+
+
+# -- kinds ------------------------------------------------------------------------------------
+
+
+def items_of(step: MapStep, value: Any) -> list[Any]:
+    """A map's items: its ``for_each`` must give a list."""
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise TemplateError(
+        f"step {step.id!r}: for_each must give a list, got {type(value).__name__} {value!r}"[:500]
+    )
+
+
+def wake_time(step: SleepStep, context: Mapping[str, Any], now: float) -> float:
+    """When a sleep ends, as seconds since the epoch."""
+    if step.duration is not None:
+        raw = evaluate(step.duration, context) if isinstance(step.duration, str) else step.duration
+        from legato.durations import parse_duration
+
+        try:
+            seconds = parse_duration(raw, field=f"step {step.id!r} duration")
+        except ValueError as exc:
+            raise TemplateError(str(exc)) from None
+        return now + (seconds or 0.0)
+    value = evaluate(step.until, context)
+    return _timestamp(step.id, value)
+
+
+def _timestamp(step_id: str, value: Any) -> float:
+    if isinstance(value, bool):
+        raise TemplateError(f"step {step_id!r}: until must give a time, got {value!r}")
+    if isinstance(value, int | float) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                raise TemplateError(
+                    f"step {step_id!r}: until {value!r} has no time zone; give one "
+                    "(e.g. 2026-12-01T09:00:00+00:00)"
+                )
+            return moment.timestamp()
+    raise TemplateError(
+        f"step {step_id!r}: until must give an ISO 8601 time or seconds since the epoch, "
+        f"got {value!r}"
+    )
+
+
+def terminate_outcome(
+    step: TerminateStep, context: Mapping[str, Any]
+) -> tuple[str, str | None, dict[str, Any]]:
+    """A terminate step's status, reason and outputs."""
+    reason = evaluate(step.reason, context) if step.reason is not None else None
+    outputs = evaluate(step.outputs, context)
+    return step.status, None if reason is None else str(reason), outputs
+
+
+def loop_continues(step: LoopStep, iteration: int, done: bool) -> bool | None:
+    """After ``iteration``: ``False`` the loop is done, ``True`` another one, ``None`` out of
+    iterations before ``until`` held."""
+    if done:
+        return False
+    if iteration + 1 >= step.max_iterations:
+        return None
+    return True
+
+
+def scope_output(sinks: tuple[str, ...], outputs: Mapping[str, Any]) -> Any:
+    """What a scope outputs by default: its last step's output (all last steps' by id)."""
+    if len(sinks) == 1:
+        return outputs.get(sinks[0])
+    return {s: outputs.get(s) for s in sinks}
+
+
+# -- task calls ---------------------------------------------------------------------------------
 
 
 def resolve_call(step: StepSpec, context: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
@@ -149,7 +348,7 @@ class ResolvedCall:
 
 
 def resolve_inputs(
-    step: StepSpec,
+    step: TaskStep | MapStep,
     context: Mapping[str, Any],
     gate: Callable[[Any, str], Any] | None = None,
 ) -> ResolvedCall:
@@ -204,6 +403,8 @@ def resolve_outputs(graph: Graph, context: Mapping[str, Any]) -> dict[str, Any]:
     return evaluate(graph.spec.outputs, context)
 
 
-def run_status_after_completion(steps_done: int, steps_total: int) -> RunStatus | None:
-    """A run completes when its last step does; ``None`` means it keeps running."""
-    return RunStatus.COMPLETED if steps_done >= steps_total else None
+def check_runnable(graph: Graph) -> None:
+    """Refuse what the engine cannot run (nothing, today): kept as the one place to say so."""
+    for step in graph.steps.values():
+        if isinstance(step, MapStep) and step.task and step.steps:
+            raise DefinitionError(f"step {step.id!r}: a map has a task or steps, not both")

@@ -136,6 +136,23 @@ class StepRun:
     #: inputs that could not be resolved for the latest attempt, by name
     input_errors: dict[str, str] = field(default_factory=dict)
     attempts: tuple[Attempt, ...] = ()
+    #: the step's kind: ``task``, ``switch``, ``map``, ... or ``item`` (a map's item
+    #: with steps of its own) and ``iteration`` (a loop's)
+    kind: str = "task"
+    #: the spec step this is an instance of (``step_id`` is the instance: ``fetch[3]``)
+    spec_step: str = ""
+    #: the instance that holds it (``""``: the run itself)
+    scope: str = ""
+    #: its item's index in a map, or its iteration's number in a loop
+    index: int | None = None
+    #: its map item's value
+    item: Any = None
+    #: what a suspended step waits for: ``timer``, ``signal:<name>``, ``run:<id>``, ``retry``
+    waiting_for: str | None = None
+    #: when a suspended step's timer fires
+    wake_at: datetime | None = None
+    #: the child run of a sub-workflow step
+    child_run_id: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -165,8 +182,11 @@ class Run:
     steps_total: int
     steps_done: int
     variables: dict[str, Any] = field(default_factory=dict)
-    #: step id -> step run, in the workflow's order; empty when fetched without steps
+    #: instance key -> step run, in the workflow's order; empty when fetched without steps
     steps: dict[str, StepRun] = field(default_factory=dict)
+    #: the step of the parent run this run is the sub-workflow of
+    parent_step: str | None = None
+    root_run_id: str | None = None
 
     @property
     def finished(self) -> bool:

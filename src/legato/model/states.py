@@ -71,6 +71,12 @@ STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset(
         (StepStatus.WAITING, StepStatus.QUEUED),
         (StepStatus.WAITING, StepStatus.SKIPPED),
         (StepStatus.WAITING, StepStatus.CANCELLED),
+        # kinds no worker runs: a compound opens its scope (running), a sleep or a
+        # wait suspends, set_vars completes at once, a decision that fails fails
+        (StepStatus.WAITING, StepStatus.RUNNING),
+        (StepStatus.WAITING, StepStatus.SUSPENDED),
+        (StepStatus.WAITING, StepStatus.COMPLETED),
+        (StepStatus.WAITING, StepStatus.FAILED),
         (StepStatus.QUEUED, StepStatus.RUNNING),
         (StepStatus.QUEUED, StepStatus.CANCELLED),
         (StepStatus.RUNNING, StepStatus.COMPLETED),

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from legato.engine.clock import Clock
-from legato.engine.planner import NewStep
+from legato.engine.planner import NewInstance, TaskDefaults
 from legato.model.runs import Event, Run, StepError
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus
@@ -51,12 +51,15 @@ class NewRun:
 
     spec: WorkflowSpec
     params: dict[str, Any]
-    steps: list[NewStep]
+    #: the run's top-level instances (``plan_new_run``)
+    steps: list[NewInstance]
     tags: dict[str, str] = field(default_factory=dict)
     created_by: str | None = None
     correlation_id: str | None = None
     idempotency_key: str | None = None
     parent_run_id: str | None = None
+    #: the key of the parent run's step this run is the sub-workflow of
+    parent_step: str | None = None
     root_run_id: str | None = None
     run_id: str = field(default_factory=new_run_id)
 
@@ -71,9 +74,11 @@ class ClaimRequest:
     lease: float
     #: only steps of this run tree (an embedded ``legato.run``)
     root_run_id: str | None = None
-    #: also reclaim expired leases in this transaction
+    #: also reclaim expired leases and fire due timers in this transaction
     sweep: bool = False
     sweep_limit: int = 100
+    #: the defaults of the claimer's tasks, for steps of runs started without the code
+    defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -271,6 +276,25 @@ class Store(abc.ABC):
         commit succeeded but whose answer was lost lets its lease lapse. The
         worker's own registration (if any) is renewed too.
         """
+
+    @abc.abstractmethod
+    def signal(self, run_id: str, name: str, payload: Any, *, sent_by: str | None = None) -> str:
+        """Send a signal: it completes the step waiting for it (returning its key), or is kept
+        for the next step of the run to wait for it (returning ``"kept"``)."""
+
+    @abc.abstractmethod
+    def update_variables(
+        self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None
+    ) -> dict[str, Any]:
+        """Merge ``values`` into the run's variables; return them all."""
+
+    @abc.abstractmethod
+    def recorded_task_defaults(self, tasks: Sequence[str]) -> dict[str, TaskDefaults]:
+        """The defaults workers recorded for these tasks (those known), by name."""
+
+    @abc.abstractmethod
+    def register_task_defaults(self, defaults: Mapping[str, TaskDefaults]) -> None:
+        """Record task defaults for processes that start runs without the tasks' code."""
 
     @abc.abstractmethod
     def register_worker(self, info: WorkerInfo, lease: float) -> None:

@@ -1,22 +1,12 @@
-"""The worker's hot path in one transaction: results, hand-backs, sweeps, claims.
+"""A worker's batch in one transaction: results, hand-backs, sweeps, timers, claims.
 
 :class:`Report` applies what one :meth:`SQLStore.report_and_claim` call
-carries. The decisions (retry or not, after how long; is the run over) come
-from :mod:`legato.engine`; this module applies them with guarded writes.
-
-Lock order (PostgreSQL; SQLite runs one writer at a time):
-
-1. The rows of the runs whose steps this transaction changes, first and in
-   id order (``lock_runs``, ``FOR NO KEY UPDATE``). Runs the sweep adds are
-   taken with ``SKIP LOCKED``: a busy run is swept next time.
-2. Then step rows of those runs only.
-
-Whatever a run's status becomes (failed, completed) is decided while its row
-is held, so a retry cannot be queued beside a failure that commits at the
-same moment, and finishing a run cannot deadlock with completing a step.
-Claims and heartbeats lock only rows they get without waiting (``SKIP
-LOCKED``), so they never wait on anyone and can close no cycle. Inserting an
-event takes ``KEY SHARE`` on its run row, which ``NO KEY UPDATE`` never blocks.
+carries, through the :class:`~legato.store.unit.Unit` it is (the lock order
+is set out there). Runs of failed attempts, hand-backs and lease sweeps are
+locked first: what they decide (retry or not, fail the run) depends on the
+run still going. A completed attempt locks nothing of its run: it releases
+its successors and counts its scope down, and only the one that finishes
+the run takes the run's row.
 """
 
 from __future__ import annotations
@@ -24,18 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from legato.engine.planner import (
-    ResolvedCall,
-    expression_context,
-    resolve_inputs,
-    resolve_outputs,
-    run_status_after_completion,
-)
+from legato.engine.planner import ResolvedCall, TaskDefaults, resolve_inputs
 from legato.engine.retry import RetryDecision, decide_retry
-from legato.model.graph import Graph
+from legato.model.instances import place_of
 from legato.model.runs import StepError
-from legato.model.spec import RetryPolicy, TaskStep
+from legato.model.spec import RetryPolicy
 from legato.model.states import RunStatus, StepStatus
+from legato.model.steps import MapStep, TaskStep
 from legato.payload import child_path, dumps, to_json
 from legato.store.base import (
     AttemptFailure,
@@ -46,21 +31,21 @@ from legato.store.base import (
     StepResult,
     Tx,
 )
+from legato.store.progress import Inst
 from legato.store.sql import SQLStore
+from legato.store.unit import Unit
 
 __all__ = ["Report"]
 
+#: timers fired per sweep
+_TIMER_LIMIT = 100
 
-class Report:
-    """One ``report_and_claim`` transaction: what it holds, writes and decides."""
 
-    def __init__(self, store: SQLStore, tx: Tx) -> None:
-        self.store = store
-        self.tx = tx
-        self.events: list[dict[str, Any]] = []
-        self.outcome = ReportOutcome()
-        #: status of every run this transaction holds locked
-        self.runs: dict[str, RunStatus] = {}
+class Report(Unit):
+    """One ``report_and_claim`` transaction."""
+
+    def __init__(self, store: SQLStore, tx: Tx, hints: set[str] | None = None) -> None:
+        super().__init__(store, tx, hints)
 
     def apply(
         self,
@@ -69,133 +54,55 @@ class Report:
         release: Sequence[AttemptRef],
         worker_id: str | None,
     ) -> ReportOutcome:
-        by_run: dict[str, list[StepResult]] = {}
-        for result in results:
-            by_run.setdefault(result.run_id, []).append(result)
-        releases: dict[str, list[AttemptRef]] = {}
-        for ref in release:
-            releases.setdefault(ref.run_id, []).append(ref)
-        self._lock_runs(sorted(by_run.keys() | releases.keys()))
+        failing = {r.run_id for r in results if not r.ok}
+        handing_back = {ref.run_id for ref in release}
+        self.lock_runs(failing | handing_back | self.hints)
         self.store.checkpoint("runs_locked")
-        for run_id in sorted(by_run):
-            if run_id not in self.runs:
-                self.outcome.stale.extend(by_run[run_id])  # no such run (deleted)
-                continue
-            self._apply_results(run_id, by_run[run_id])
-        for run_id in sorted(releases):
-            if run_id in self.runs:
-                for ref in releases[run_id]:
-                    self._release(ref, worker_id or "")
+        completed = [r for r in results if r.ok]
+        self._start_if_pending({r.run_id for r in completed})
+        for result in sorted(results, key=lambda r: (r.run_id, r.step_id)):
+            if result.ok:
+                self._complete(result)
+            elif self._fail_attempt(result):
+                self.outcome.accepted += 1
+            else:
+                self.outcome.stale.append(result)
+        for ref in release:
+            self._release(ref, worker_id or "")
         if claim is not None:
             if claim.sweep:
                 self.outcome.reclaimed = self._sweep(claim.sweep_limit)
+                self._fire_timers(claim.root_run_id)
             self.outcome.claimed = self._claim(claim)
         self.store.checkpoint("before_commit")
-        if self.events:
-            self.tx.many("insert_event", self.events)
+        self.flush_events()
         return self.outcome
 
-    # -- locking ----------------------------------------------------------------
+    # -- results ----------------------------------------------------------------------
 
-    def _lock_runs(self, run_ids: list[str], *, wait: bool = True) -> set[str]:
-        wanted = [r for r in run_ids if r not in self.runs]
-        if not wanted:
-            return set()
-        rows = self.tx.all(
-            "lock_runs" if wait else "lock_runs_nowait", ids=self.store._list(wanted)
+    def _start_if_pending(self, run_ids: set[str]) -> None:
+        """A run with a step reported has started, even if the claim that should have
+        said so was rolled back or skipped its busy run row."""
+        unknown = sorted(r for r in run_ids if not self.store.known_started(r))
+        if unknown:
+            self._start_runs(unknown)
+
+    def _complete(self, result: StepResult) -> None:
+        row = self.tx.one(
+            "complete_step",
+            id=result.step_run_id,
+            attempt=result.attempt,
+            output=result.output_json,
+            inputs=result.inputs_json,
+            now=self.store.clock.now(),
         )
-        locked = set()
-        for row in rows:
-            run_id = self.store._id(row["id"]) or ""
-            self.runs[run_id] = RunStatus(row["status"])
-            locked.add(run_id)
-        started = [r for r in locked if self.runs[r] is not RunStatus.PENDING]
-        if started:
-            self.tx.after_commit(lambda: self.store.remember_started(started))
-        return locked
-
-    def _active(self, run_id: str) -> bool:
-        return not self.runs[run_id].finished
-
-    # -- results ------------------------------------------------------------------
-
-    def _apply_results(self, run_id: str, results: list[StepResult]) -> None:
-        if self.runs[run_id] is RunStatus.PENDING:
-            # A step of it ran, so it has started, even if the claim that should
-            # have said so was rolled back or skipped its busy run row.
-            self._start_runs([run_id])
-        completed = 0
-        graph: Graph | None = None
-        for result in sorted(results, key=lambda r: r.step_id):
-            if not result.ok:
-                if self._fail_attempt(result):
-                    self.outcome.accepted += 1
-                else:
-                    self.outcome.stale.append(result)
-                continue
-            changed = self.tx.run(
-                "complete_step",
-                id=result.step_run_id,
-                attempt=result.attempt,
-                output=result.output_json,
-                inputs=result.inputs_json,
-                now=self.store.clock.now(),
-            )
-            if not changed:
-                self.outcome.stale.append(result)
-                continue
-            self.outcome.accepted += 1
-            completed += 1
-            self.events.append(
-                self.store.event(
-                    run_id, "step.completed", step_id=result.step_id, attempt=result.attempt
-                )
-            )
-            if not self._active(run_id):
-                continue  # a step that outlived its run: recorded, and nothing follows it
-            graph = graph or self.store.graph(
-                self.tx, self.store.context(self.tx, run_id).spec_hash
-            )
-            successors = graph.successors[result.step_id]
-            if successors:
-                rows = self.tx.all(
-                    "release_successors",
-                    run_id=run_id,
-                    step_ids=self.store._list(list(successors)),
-                    now=self.store.clock.now(),
-                )
-                for row in rows:
-                    if row["status"] == StepStatus.QUEUED:
-                        self.events.append(
-                            self.store.event(run_id, "step.queued", step_id=row["step_id"])
-                        )
-                        self.tx.queued(run_id, row["step_id"])
-        if completed:
-            counts = self.tx.one(
-                "count_done", run_id=run_id, n=completed, now=self.store.clock.now()
-            )
-            assert counts is not None
-            if self._active(run_id) and run_status_after_completion(
-                counts["steps_done"], counts["steps_total"]
-            ):
-                graph = graph or self.store.graph(
-                    self.tx, self.store.context(self.tx, run_id).spec_hash
-                )
-                self._complete_run(run_id, graph)
-
-    def _complete_run(self, run_id: str, graph: Graph) -> None:
-        context = self.store.context(self.tx, run_id)
-        try:
-            reads = self.store.outputs(self.tx, run_id, graph.output_reads)
-            outputs = resolve_outputs(graph, expression_context(context.params, reads, context.run))
-            _, outputs_json = to_json(
-                outputs, what="run outputs", max_bytes=self.store.max_payload_bytes
-            )
-        except Exception as exc:  # whatever the outputs raise fails the run, not the worker
-            error = StepError.of(exc)
-            self._finish_run(run_id, RunStatus.FAILED, error=error)
+        if row is None:
+            self.outcome.stale.append(result)
             return
-        self._finish_run(run_id, RunStatus.COMPLETED, outputs_json=outputs_json)
+        self.outcome.accepted += 1
+        self.event(result.run_id, "step.completed", step_id=row["key"], attempt=result.attempt)
+        inst = Inst.of(result.run_id, {**row, "id": result.step_run_id})
+        self.progress.finished(inst, StepStatus.COMPLETED)
 
     def _fail_attempt(self, result: StepResult) -> bool:
         row = self.tx.one("running_step", id=result.step_run_id, attempt=result.attempt)
@@ -211,7 +118,7 @@ class Report:
                 message=f"{error.message} (not retried: {policy})",
                 traceback=error.traceback,
             )
-        elif self._active(result.run_id):  # never queue a step again in a finished run
+        elif self.active(result.run_id):  # never queue a step again in a finished run
             decision = decide_retry(policy, failures, result.retryable)
         error_json = dumps(error.to_json())
         params = {
@@ -223,6 +130,7 @@ class Report:
             "now": self.store.clock.now(),
         }
         details: dict[str, Any] = {"error": error.to_json()}
+        key = row["key"]
         if decision.retry:
             self.tx.run("retry_step", delay=float(decision.delay), **params)
             details["retry_in"] = round(decision.delay, 3)
@@ -230,18 +138,32 @@ class Report:
                 soonest = self.outcome.next_retry_in
                 self.outcome.next_retry_in = min(decision.delay, soonest or decision.delay)
             else:
-                self.tx.queued(result.run_id, result.step_id)
-            self._record_failure(result, error, "step.retrying", details, retry_in=decision.delay)
+                self.tx.queued(result.run_id, key)
+            self._record_failure(
+                result.run_id,
+                key,
+                result.attempt,
+                error,
+                "step.retrying",
+                details,
+                retry_in=decision.delay,
+            )
             return True
-        self.tx.run("fail_step", lost=row["lost"], **params)
-        self._record_failure(result, error, "step.failed", details, retry_in=None)
-        if self._active(result.run_id):
-            self._finish_run(result.run_id, RunStatus.FAILED, error=error.at_step(result.step_id))
+        failed = self.tx.one("fail_step", lost=row["lost"], **params)
+        self._record_failure(
+            result.run_id, key, result.attempt, error, "step.failed", details, retry_in=None
+        )
+        if failed is not None:
+            self.progress.failed(
+                Inst.of(result.run_id, {**failed, "id": result.step_run_id}), error.at_step(key)
+            )
         return True
 
     def _record_failure(
         self,
-        ref: StepResult | AttemptRef,
+        run_id: str,
+        key: str,
+        attempt: int,
         error: StepError,
         kind: str,
         details: dict[str, Any],
@@ -250,49 +172,12 @@ class Report:
         lost: bool = False,
         actor: str | None = None,
     ) -> None:
-        self.events.append(
-            self.store.event(
-                ref.run_id,
-                kind,
-                step_id=ref.step_id,
-                attempt=ref.attempt,
-                actor=actor,
-                details=details,
-            )
-        )
+        self.event(run_id, kind, step_id=key, attempt=attempt, actor=actor, details=details)
         self.outcome.failures.append(
-            AttemptFailure(ref.run_id, ref.step_id, ref.attempt, error, retry_in, lost=lost)
+            AttemptFailure(run_id, key, attempt, error, retry_in, lost=lost)
         )
 
-    def _finish_run(
-        self,
-        run_id: str,
-        status: RunStatus,
-        *,
-        outputs_json: str | None = None,
-        error: StepError | None = None,
-    ) -> None:
-        changed = self.tx.one(
-            "finish_run",
-            run_id=run_id,
-            status=status.value,
-            outputs=outputs_json,
-            error=None if error is None else dumps(error.to_json()),
-            now=self.store.clock.now(),
-        )
-        if changed is None:
-            return
-        self.runs[run_id] = status
-        if status is not RunStatus.COMPLETED:
-            for row in self.tx.all("cancel_unstarted", run_id=run_id, now=self.store.clock.now()):
-                self.events.append(
-                    self.store.event(run_id, "step.cancelled", step_id=row["step_id"])
-                )
-        details = {"error": error.to_json()} if error else None
-        self.events.append(self.store.event(run_id, f"run.{status.value}", details=details))
-        self.outcome.finished_runs[run_id] = status
-
-    # -- hand-backs and lost workers ------------------------------------------------
+    # -- hand-backs and lost workers ------------------------------------------------------
 
     def _release(self, ref: AttemptRef, worker_id: str) -> None:
         changed = self.tx.run(
@@ -305,23 +190,15 @@ class Report:
         if not changed:
             return
         self.outcome.released += 1
-        self.events.append(
-            self.store.event(
-                ref.run_id,
-                "step.released",
-                step_id=ref.step_id,
-                attempt=ref.attempt,
-                actor=worker_id,
-            )
+        self.event(
+            ref.run_id, "step.released", step_id=ref.step_id, attempt=ref.attempt, actor=worker_id
         )
-        if self._active(ref.run_id):
+        if self.active(ref.run_id):
             self.tx.queued(ref.run_id, ref.step_id)
             return
         # Its run finished while it ran: handed back, it will not run again.
         for row in self.tx.all("cancel_unstarted", run_id=ref.run_id, now=self.store.clock.now()):
-            self.events.append(
-                self.store.event(ref.run_id, "step.cancelled", step_id=row["step_id"])
-            )
+            self.event(ref.run_id, "step.cancelled", step_id=row["key"])
 
     def _sweep(self, limit: int) -> int:
         candidates = self.tx.all("expired_steps", limit=limit, now=self.store.clock.now())
@@ -329,7 +206,7 @@ class Report:
             return 0
         self.store.checkpoint("sweep_candidates")
         run_ids = sorted({self.store._id(c["run_id"]) or "" for c in candidates})
-        self._lock_runs(run_ids, wait=False)
+        self.lock_runs(run_ids, wait=False)
         swept = 0
         for candidate in candidates:
             run_id = self.store._id(candidate["run_id"]) or ""
@@ -347,29 +224,32 @@ class Report:
         return swept
 
     def _lose(self, run_id: str, row: dict[str, Any]) -> None:
-        ref = AttemptRef(row["id"], run_id, row["step_id"], row["attempt"])
+        key, attempt = row["key"], row["attempt"]
         lost = row["lost"] + 1
-        budget = row["max_lost"]
+        budget = row["max_lost"] or 3
         worker = row["worker_id"]
         stopped = (
             f"worker {worker} stopped renewing its lease (killed, stuck or cut off from the "
             "database)"
         )
-        params = {"id": ref.step_run_id, "attempt": ref.attempt, "lost": lost}
+        params = {"id": row["id"], "attempt": attempt, "lost": lost}
         now = self.store.clock.now()
         details: dict[str, Any] = {"lost": lost, "max_lost_attempts": budget}
-        if not self._active(run_id):
+        sweeper = "lease-sweeper"
+        if not self.active(run_id):
             error = StepError("LeaseExpired", f"{stopped} after its run had finished")
             self.tx.run("abandon_step", error=dumps(error.to_json()), now=now, **params)
             details["error"] = error.to_json()
             self._record_failure(
-                ref,
+                run_id,
+                key,
+                attempt,
                 error,
                 "step.cancelled",
                 details,
                 retry_in=None,
                 lost=True,
-                actor="lease-sweeper",
+                actor=sweeper,
             )
             return
         if lost >= budget:
@@ -379,10 +259,9 @@ class Report:
                 f"{stopped}; its worker was lost {times}, the most its lost-attempt budget "
                 f"allows (max_lost_attempts={budget}), so the step fails",
             )
-            error_json = dumps(error.to_json())
-            self.tx.run(
+            failed = self.tx.one(
                 "fail_step",
-                error=error_json,
+                error=dumps(error.to_json()),
                 inputs=None,
                 failures=row["failures"],
                 now=now,
@@ -390,15 +269,20 @@ class Report:
             )
             details["error"] = error.to_json()
             self._record_failure(
-                ref,
+                run_id,
+                key,
+                attempt,
                 error,
                 "step.failed",
                 details,
                 retry_in=None,
                 lost=True,
-                actor="lease-sweeper",
+                actor=sweeper,
             )
-            self._finish_run(run_id, RunStatus.FAILED, error=error.at_step(ref.step_id))
+            if failed is not None:
+                self.progress.failed(
+                    Inst.of(run_id, {**failed, "id": row["id"]}), error.at_step(key)
+                )
             return
         error = StepError(
             "LeaseExpired",
@@ -408,11 +292,26 @@ class Report:
         self.tx.run("lose_step", error=dumps(error.to_json()), now=now, **params)
         details["error"] = error.to_json()
         self._record_failure(
-            ref, error, "step.lost", details, retry_in=0.0, lost=True, actor="lease-sweeper"
+            run_id,
+            key,
+            attempt,
+            error,
+            "step.lost",
+            details,
+            retry_in=0.0,
+            lost=True,
+            actor=sweeper,
         )
-        self.tx.queued(run_id, ref.step_id)
+        self.tx.queued(run_id, key)
 
-    # -- claims -----------------------------------------------------------------------
+    def _fire_timers(self, root: str | None) -> None:
+        """Sleeps that end, waits that time out and retries that fall due, any run's."""
+        rows = self.tx.all("due_timers", limit=_TIMER_LIMIT, root=root, now=self.store.clock.now())
+        for row in rows:
+            run_id = self.store._id(row["run_id"]) or ""
+            self.progress.fire_timer(Inst.of(run_id, row), row["waiting_for"])
+
+    # -- claims ----------------------------------------------------------------------------
 
     def _claim(self, claim: ClaimRequest) -> list[ClaimedStep]:
         if claim.limit <= 0 or not claim.tasks or claim.queues == ():
@@ -445,23 +344,42 @@ class Report:
         fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
         if fresh:
             self._start_runs(fresh)
-        contexts = self.store.load_contexts(self.tx, run_ids)
-        outputs: dict[str, dict[str, Any]] = {}
+        self.store.load_contexts(self.tx, run_ids)
         claimed = []
         for row in rows:
             run_id = self.store._id(row["run_id"]) or ""
-            self.tx.claimed(run_id, row["step_id"])
-            self.events.append(
-                self.store.event(
-                    run_id,
-                    "step.started",
-                    step_id=row["step_id"],
-                    attempt=row["attempt"],
-                    actor=claim.worker_id,
-                )
+            self.tx.claimed(run_id, row["key"])
+            if row["retry"] is None:
+                row = self._fill_policy(row, claim.defaults.get(row["task"]))
+            self.event(
+                run_id,
+                "step.started",
+                step_id=row["key"],
+                attempt=row["attempt"],
+                actor=claim.worker_id,
             )
-            claimed.append(self._claimed(row, run_id, contexts[run_id].spec_hash, outputs))
+            claimed.append(self._claimed(row, run_id))
         return claimed
+
+    def _fill_policy(self, row: dict[str, Any], defaults: TaskDefaults | None) -> dict[str, Any]:
+        """A run started without the task's code: this worker's task supplies the defaults."""
+        if defaults is None:
+            return row
+        retry = defaults.retry.model_dump_json()
+        self.tx.run(
+            "fill_policy",
+            id=row["id"],
+            retry=retry,
+            max_attempts=defaults.retry.max_attempts,
+            max_lost=row["max_lost"] or defaults.max_lost_attempts,
+            timeout=defaults.timeout,
+        )
+        return {
+            **row,
+            "retry": retry,
+            "max_attempts": defaults.retry.max_attempts,
+            "timeout": row["timeout"] if row["timeout"] is not None else defaults.timeout,
+        }
 
     def _start_runs(self, run_ids: list[str]) -> None:
         """Mark these runs started if they are pending (a run row locked elsewhere is skipped)."""
@@ -473,17 +391,11 @@ class Report:
             started.append(run_id)
             if run_id in self.runs:
                 self.runs[run_id] = RunStatus.RUNNING
-            self.events.append(self.store.event(run_id, "run.started"))
+            self.event(run_id, "run.started")
         if started:
             self.tx.after_commit(lambda: self.store.remember_started(started))
 
-    def _claimed(
-        self,
-        row: dict[str, Any],
-        run_id: str,
-        spec_hash: str,
-        outputs_cache: dict[str, dict[str, Any]],
-    ) -> ClaimedStep:
+    def _claimed(self, row: dict[str, Any], run_id: str) -> ClaimedStep:
         """The claimed attempt with its call resolved; nothing here may raise.
 
         Whatever cannot be resolved (an input, the stored policy, the spec)
@@ -508,23 +420,23 @@ class Report:
             call = ResolvedCall(stored.get("args", []), stored.get("kwargs", {}), {})
         else:
             try:
-                call = self._resolve(row, run_id, spec_hash, outputs_cache)
+                call = self._resolve(row, run_id)
             except Exception as exc:  # the spec or the run's context cannot be read
                 problem = f"its inputs cannot be resolved: {StepError.of(exc)}"
         resolve_error = None
         if problem is not None:
-            resolve_error = StepError("StepSetupError", f"step {row['step_id']!r}: {problem}")
+            resolve_error = StepError("StepSetupError", f"step {row['key']!r}: {problem}")
         elif call is not None and call.errors:
             resolve_error = StepError(
-                call.error_type or "TemplateError", call.error_message(row["step_id"])
+                call.error_type or "TemplateError", call.error_message(row["key"])
             )
         return ClaimedStep(
             step_run_id=row["id"],
             run_id=run_id,
-            step_id=row["step_id"],
+            step_id=row["key"],
             task=row["task"],
             attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
+            max_attempts=row["max_attempts"] or policy.max_attempts,
             retry=policy,
             timeout=timeout,
             priority=row["priority"],
@@ -534,41 +446,41 @@ class Report:
             input_errors={} if call is None else call.errors,
         )
 
-    def _resolve(
-        self,
-        row: dict[str, Any],
-        run_id: str,
-        spec_hash: str,
-        outputs_cache: dict[str, dict[str, Any]],
-    ) -> ResolvedCall:
-        context = self.store.context(self.tx, run_id)
-        graph = self.store.graph(self.tx, spec_hash)
+    def _resolve(self, row: dict[str, Any], run_id: str) -> ResolvedCall:
+        graph = self.progress.graph(run_id)
         step = graph.steps[row["step_id"]]
-        assert isinstance(step, TaskStep)
-        outputs = outputs_cache.setdefault(run_id, {})
-        missing = graph.reads[step.id] - outputs.keys()
-        if missing:
-            outputs.update(self.store.outputs(self.tx, run_id, missing))
-        ctx = expression_context(context.params, outputs, context.run)
+        key = row["key"]
+        if isinstance(step, MapStep):
+            # An item of a map calling its task: the item is on the row.
+            place = place_of(row["scope"])[0]
+            context, _ = self.progress.context(run_id, step.id, place)
+            context["item"] = self.store._json(row["item"])
+            context["index"] = row["idx"]
+        else:
+            assert isinstance(step, TaskStep)
+            context, _ = self.progress.context(run_id, step.id, place_of(key)[0])
 
         def gate(value: Any, name: str) -> Any:
             # Resolved inputs are stored with the attempt, so they pass the JSON
             # gate too (``params.d.items()`` is no JSON); this also copies them.
             if name.startswith("args["):
-                what, path = f"step {step.id!r} args", "$" + name.removeprefix("args")
+                what, path = f"step {key!r} args", "$" + name.removeprefix("args")
             elif name == "inputs" and isinstance(step.inputs, str):
-                what, path = f"step {step.id!r} inputs", "$"
+                what, path = f"step {key!r} inputs", "$"
             else:
-                what, path = f"step {step.id!r} inputs", child_path("$", name)
+                what, path = f"step {key!r} inputs", child_path("$", name)
             plain, _ = to_json(value, what=what, max_bytes=None, path=path)
             return plain
 
-        return resolve_inputs(step, ctx, gate)
+        return resolve_inputs(step, context, gate)
 
 
 def _stored_policy(store: SQLStore, row: dict[str, Any]) -> RetryPolicy | str:
     """The step's retry policy as stored, or why it cannot be read."""
+    raw = row.get("retry")
+    if raw is None:
+        return RetryPolicy()  # the task's defaults were never known here: no retries
     try:
-        return RetryPolicy.model_validate(store._json(row["retry"]))
+        return RetryPolicy.model_validate(store._json(raw))
     except Exception as exc:
         return f"its stored retry policy cannot be read ({type(exc).__name__}: {exc})"

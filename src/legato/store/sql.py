@@ -15,21 +15,30 @@ from __future__ import annotations
 
 import abc
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from legato.engine.clock import Clock
-from legato.errors import IdempotencyConflictError, LegatoError, RunNotFoundError
+from legato.engine.planner import TaskDefaults
+from legato.errors import (
+    ConflictError,
+    DefinitionError,
+    IdempotencyConflictError,
+    LegatoError,
+    RunNotFoundError,
+    StoreError,
+)
 from legato.model.graph import Graph
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
-from legato.model.spec import WorkflowSpec
+from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus, StepStatus
-from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
+from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads, to_json
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
@@ -41,9 +50,28 @@ from legato.store.base import (
     WorkerInfo,
 )
 
-__all__ = ["RunContext", "SQLStore"]
+if TYPE_CHECKING:
+    from legato.store.unit import Unit
+
+__all__ = ["RunContext", "SQLStore", "TransactionRetry"]
+
+T = TypeVar("T")
+
+#: tries of a transaction that lost a lock race before its error is raised
+_TRIES = 8
+
+
+class TransactionRetry(StoreError):
+    """The transaction found a run's row locked, or lost a deadlock: run it again.
+
+    The unit has noted the runs it needed, and the next try locks them first.
+    """
+
 
 _UUID_TEMPLATE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+#: rows that only hold a scope (a map item with steps, a loop iteration): not counted as steps
+_SCOPE_ROWS = ("item", "iteration")
+_SETTLED = ("completed", "skipped")
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,9 @@ class RunContext:
     spec_hash: str
     params: dict[str, Any]
     run: dict[str, Any]
+    root_run_id: str = ""
+    parent_run_id: str | None = None
+    parent_step: str | None = None
 
 
 class SQLStore(Store):
@@ -67,12 +98,16 @@ class SQLStore(Store):
         )
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
         self._runs: OrderedDict[str, RunContext] = OrderedDict()
+        self._shards: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._defaults: dict[str, tuple[TaskDefaults, float]] = {}
         #: runs a committed transaction saw started (a run never becomes pending
         #: again), so claims need not mark them started once more
         self._started: OrderedDict[str, None] = OrderedDict()
         self._cache_lock = threading.Lock()  # workers in several threads may share a store
         #: named points inside transactions where tests interleave two of them
         self.checkpoints: dict[str, Callable[[], None]] = {}
+        #: transactions run again after a lock race (PostgreSQL: NOWAIT, deadlock)
+        self.conflict_retries = 0
 
     # -- dialect hooks --------------------------------------------------------
 
@@ -95,6 +130,20 @@ class SQLStore(Store):
         """A list parameter (SQLite: JSON text; PostgreSQL: an array)."""
         return None if values is None else dumps(list(values))
 
+    def retrying(self, work: Callable[[set[str]], T]) -> T:
+        """Run ``work(hints)`` (one transaction) until it does not lose a lock race.
+
+        ``hints`` gathers the runs a try found locked; the next try takes them first.
+        """
+        hints: set[str] = set()
+        for attempt in range(_TRIES):
+            try:
+                return work(hints)
+            except TransactionRetry:
+                self.conflict_retries += 1
+                time.sleep(0.002 * (attempt + 1))
+        return work(hints)
+
     def checkpoint(self, name: str) -> None:
         """Run the test hook registered for this point of a transaction, if any."""
         hook = self.checkpoints.get(name)
@@ -104,82 +153,101 @@ class SQLStore(Store):
     # -- runs -----------------------------------------------------------------
 
     def create_run(self, new: NewRun) -> tuple[str, bool]:
-        spec = new.spec
-        root = new.root_run_id or new.run_id
+        return self.retrying(lambda hints: self._create_run(new, hints))
+
+    def _create_run(self, new: NewRun, hints: set[str]) -> tuple[str, bool]:
+        from legato.store.unit import Unit
+
         with self._transaction() as tx:
             if new.idempotency_key is not None:  # a repeat writes nothing, not even its spec
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 if existing is not None:
                     return self._repeat_of(existing, new), False
-            tx.run(
-                "insert_spec",
-                hash=spec.content_hash,
-                name=spec.name,
-                version=spec.version,
-                spec=spec.to_json(),
-                now=self.clock.now(),
-            )
-            row = tx.one(
-                "insert_run",
-                id=new.run_id,
-                workflow_name=spec.name,
-                workflow_version=spec.version,
-                spec_hash=spec.content_hash,
-                params=dumps(new.params),
-                tags=dumps(new.tags),
-                created_by=new.created_by,
-                correlation_id=new.correlation_id,
-                idempotency_key=new.idempotency_key,
-                parent_run_id=new.parent_run_id,
-                root_run_id=root,
-                steps_total=len(new.steps),
-                now=self.clock.now(),
-            )
-            if row is None:  # another transaction took the key since we looked
+            unit = Unit(self, tx, hints)
+            if not self._insert_run(unit, new):  # another transaction took the key since
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 assert existing is not None
                 return self._repeat_of(existing, new), False
-            now = self.clock.now()
-            tx.many(
-                "insert_step",
-                [
-                    {
-                        "run_id": new.run_id,
-                        "root_run_id": root,
-                        "step_id": s.step_id,
-                        "task": s.task,
-                        "position": s.position,
-                        "status": s.status.value,
-                        "deps_remaining": s.deps_remaining,
-                        "max_attempts": s.policy.retry.max_attempts,
-                        "retry": s.policy.retry.model_dump_json(),
-                        "timeout": s.policy.timeout,
-                        "queue": s.policy.queue,
-                        "priority": s.policy.priority,
-                        "max_lost": s.policy.max_lost_attempts,
-                        "now": now,
-                    }
-                    for s in new.steps
-                ],
-            )
-            events = [
-                self.event(
-                    new.run_id,
-                    "run.created",
-                    actor=new.created_by,
-                    details={"workflow": spec.label, "hash": spec.content_hash},
-                )
-            ]
-            events += [
-                self.event(new.run_id, "step.queued", step_id=s.step_id)
-                for s in new.steps
-                if s.status is StepStatus.QUEUED
-            ]
-            tx.many("insert_event", events)
-            for s in new.steps:
-                if s.status is StepStatus.QUEUED:
-                    tx.queued(new.run_id, s.step_id)
+            unit.flush_events()
         return new.run_id, True
+
+    def create_child_run(
+        self,
+        unit: Unit,
+        spec: WorkflowSpec,
+        params: dict[str, Any],
+        *,
+        parent_run_id: str,
+        parent_step: str,
+        root_run_id: str,
+        created_by: str | None,
+    ) -> str:
+        """A sub-workflow's run, started in the parent's transaction."""
+        from legato.engine.planner import plan_new_run
+
+        graph = spec.graph
+        new = NewRun(
+            spec=spec,
+            params=params,
+            steps=plan_new_run(graph, self.known_defaults(unit.tx, graph)),
+            created_by=created_by,
+            parent_run_id=parent_run_id,
+            parent_step=parent_step,
+            root_run_id=root_run_id,
+        )
+        self._insert_run(unit, new)
+        return new.run_id
+
+    def _insert_run(self, unit: Unit, new: NewRun) -> bool:
+        """The spec, the run, its first instances and counters; then what is ready runs."""
+        from legato.model.instances import Place
+
+        spec, tx = new.spec, unit.tx
+        root = new.root_run_id or new.run_id
+        tx.run(
+            "insert_spec",
+            hash=spec.content_hash,
+            name=spec.name,
+            version=spec.version,
+            spec=spec.to_json(),
+            now=self.clock.now(),
+        )
+        row = tx.one(
+            "insert_run",
+            id=new.run_id,
+            workflow_name=spec.name,
+            workflow_version=spec.version,
+            spec_hash=spec.content_hash,
+            params=dumps(new.params),
+            tags=dumps(new.tags),
+            created_by=new.created_by,
+            correlation_id=new.correlation_id,
+            idempotency_key=new.idempotency_key,
+            parent_run_id=new.parent_run_id,
+            parent_step=new.parent_step,
+            root_run_id=root,
+            now=self.clock.now(),
+        )
+        if row is None:
+            return False
+        with self._cache_lock:
+            self._graphs.setdefault(spec.content_hash, spec.graph)
+        unit.event(
+            new.run_id,
+            "run.created",
+            actor=new.created_by,
+            details={
+                "workflow": spec.label,
+                "hash": spec.content_hash,
+                **(
+                    {"parent_run": new.parent_run_id, "parent_step": new.parent_step}
+                    if new.parent_run_id
+                    else {}
+                ),
+            },
+        )
+        unit.progress.open_scope(new.run_id, "", Place(), "", 0, rows=list(new.steps))
+        return True
 
     def _repeat_of(self, existing: dict[str, Any], new: NewRun) -> str:
         """The first run's id, if ``new`` asks for the same run; else a conflict."""
@@ -204,8 +272,15 @@ class SQLStore(Store):
             row = tx.one("get_run", id=run_id)
             if row is None:
                 raise RunNotFoundError(f"no run with id {run_id!r}")
-            steps = tx.all("get_steps", run_id=run_id) if with_steps else []
-        return self._run_from_row(row, steps)
+            if with_steps:
+                steps = tx.all("get_steps", run_id=run_id)
+                counted = [s for s in steps if s["kind"] not in _SCOPE_ROWS]
+                total = len(counted)
+                done = sum(1 for s in counted if s["status"] in _SETTLED)
+            else:
+                steps = []
+                total, done = self._counts(tx, [run_id]).get(run_id, (0, 0))
+        return self._run_from_row(row, steps, total, done)
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         text = prefix.strip().lower()
@@ -230,7 +305,18 @@ class SQLStore(Store):
             raise ValueError(f"limit must be 0 or more, got {limit}")
         with self._transaction(write=False) as tx:
             rows = tx.all("list_runs", status=status, workflow=workflow, limit=int(limit))
-        return [self._run_from_row(row, []) for row in rows]
+            counts = self._counts(tx, [self._id(row["id"]) or "" for row in rows])
+        return [
+            self._run_from_row(row, [], *counts.get(self._id(row["id"]) or "", (0, 0)))
+            for row in rows
+        ]
+
+    def _counts(self, tx: Tx, run_ids: list[str]) -> dict[str, tuple[int, int]]:
+        """Steps (instances, not scope rows) and those settled (completed or skipped), by run."""
+        if not run_ids:
+            return {}
+        rows = tx.all("step_counts", ids=self._list(run_ids))
+        return {self._id(r["run_id"]) or "": (int(r["total"]), int(r["done"] or 0)) for r in rows}
 
     def run_events(self, run_id: str) -> list[Event]:
         run_id = self._check_run_id(run_id)
@@ -265,12 +351,23 @@ class SQLStore(Store):
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
     ) -> ReportOutcome:
-        from legato.store.reporting import Report
-
         if release and worker_id is None:
             raise ValueError("releasing attempts needs the worker_id that holds them")
+        return self.retrying(lambda hints: self._report(hints, results, claim, release, worker_id))
+
+    def _report(
+        self,
+        hints: set[str],
+        results: Sequence[StepResult],
+        claim: ClaimRequest | None,
+        release: Sequence[AttemptRef],
+        worker_id: str | None,
+    ) -> ReportOutcome:
+        """One try; ``hints`` are runs to lock first (a try before found them locked)."""
+        from legato.store.reporting import Report
+
         with self._transaction() as tx:
-            return Report(self, tx).apply(results, claim, release, worker_id)
+            return Report(self, tx, hints).apply(results, claim, release, worker_id)
 
     def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
         with self._transaction() as tx:
@@ -342,12 +439,6 @@ class SQLStore(Store):
             while len(self._started) > 4096:
                 self._started.popitem(last=False)
 
-    def outputs(self, tx: Tx, run_id: str, step_ids: frozenset[str] | set[str]) -> dict[str, Any]:
-        if not step_ids:
-            return {}
-        rows = tx.all("step_outputs", run_id=run_id, step_ids=self._list(sorted(step_ids)))
-        return {row["step_id"]: self._json(row["output"]) for row in rows}
-
     def context(self, tx: Tx, run_id: str) -> RunContext:
         context = self._runs.get(run_id)
         if context is None:
@@ -355,10 +446,15 @@ class SQLStore(Store):
         return context
 
     def load_contexts(self, tx: Tx, run_ids: list[str]) -> dict[str, RunContext]:
-        """Contexts of these runs, read in one query and cached (they never change)."""
-        loaded = {}
-        missing = [r for r in run_ids if r not in self._runs]
+        """Contexts of these runs, read in one query and cached (they never change).
+
+        What a transaction reads is cached for everyone only once it commits: a
+        run created in a transaction that rolls back leaves nothing behind.
+        """
+        local: dict[str, RunContext] = tx.__dict__.setdefault("contexts", {})
+        missing = [r for r in run_ids if r not in self._runs and r not in local]
         rows = tx.all("run_contexts", ids=self._list(missing)) if missing else []
+        loaded = {}
         for row in rows:
             run_id = self._id(row["id"]) or ""
             created = self._ts(row["created_at"])
@@ -373,18 +469,173 @@ class SQLStore(Store):
                     "correlation_id": row["correlation_id"],
                     "tags": self._json(row["tags"]),
                     "created_at": created.isoformat() if created else None,
+                    "parent_run_id": self._id(row["parent_run_id"]),
                 },
+                root_run_id=self._id(row["root_run_id"]) or run_id,
+                parent_run_id=self._id(row["parent_run_id"]),
+                parent_step=row["parent_step"],
             )
-        with self._cache_lock:
-            self._runs.update(loaded)
-            while len(self._runs) > 4096:
-                self._runs.popitem(last=False)
-            found = {r: self._runs[r] for r in run_ids if r in self._runs}
-        found.update({r: c for r, c in loaded.items() if r in run_ids})
+        if loaded:
+            local.update(loaded)
+            tx.after_commit(lambda: self._remember_contexts(loaded))
+        found = {}
+        for run_id in run_ids:
+            context = self._runs.get(run_id) or local.get(run_id)
+            if context is not None:
+                found[run_id] = context
         absent = [r for r in run_ids if r not in found]
         if absent:
             raise RunNotFoundError(f"no run with id {absent[0]!r}")
         return found
+
+    def _remember_contexts(self, loaded: dict[str, RunContext]) -> None:
+        with self._cache_lock:
+            self._runs.update(loaded)
+            while len(self._runs) > 4096:
+                self._runs.popitem(last=False)
+
+    def shards(self, tx: Tx, run_id: str, scope: str) -> int:
+        """How many counter shards a scope has (fixed when it opened, so cached)."""
+        known = self._shards.get((run_id, scope))
+        if known is not None:
+            return known
+        row = tx.one("counter_shards", run_id=run_id, scope=scope)
+        shards = int(row["shards"]) if row is not None else 1
+        self.remember_shards(run_id, scope, shards)
+        return shards
+
+    def remember_shards(self, run_id: str, scope: str, shards: int) -> None:
+        with self._cache_lock:
+            self._shards[(run_id, scope)] = shards
+            while len(self._shards) > 65536:
+                self._shards.popitem(last=False)
+
+    def known_defaults(self, tx: Tx, graph: Graph) -> dict[str, TaskDefaults]:
+        """Task defaults recorded by the workers that have the code (this process has none)."""
+        names = sorted({s.task for s in graph.spec.task_calls() if s.task})
+        now = time.monotonic()
+        fresh = {n: d for n, (d, at) in self._defaults.items() if n in names and now - at < 30}
+        missing = [n for n in names if n not in fresh]
+        if missing:
+            for row in tx.all("task_defaults", tasks=self._list(missing)):
+                defaults = TaskDefaults(
+                    retry=RetryPolicy.model_validate(self._json(row["retry"])),
+                    timeout=row["timeout"],
+                    queue=row["queue"],
+                    priority=row["priority"],
+                    max_lost_attempts=row["max_lost"],
+                )
+                fresh[row["task"]] = defaults
+                with self._cache_lock:
+                    self._defaults[row["task"]] = (defaults, now)
+        return fresh
+
+    def recorded_task_defaults(self, tasks: Sequence[str]) -> dict[str, TaskDefaults]:
+        if not tasks:
+            return {}
+        with self._transaction(write=False) as tx:
+            rows = tx.all("task_defaults", tasks=self._list(list(tasks)))
+        return {
+            row["task"]: TaskDefaults(
+                retry=RetryPolicy.model_validate(self._json(row["retry"])),
+                timeout=row["timeout"],
+                queue=row["queue"],
+                priority=row["priority"],
+                max_lost_attempts=row["max_lost"],
+            )
+            for row in rows
+        }
+
+    def register_task_defaults(self, defaults: Mapping[str, TaskDefaults]) -> None:
+        """Record the defaults of the tasks this process has, for processes without the code."""
+        if not defaults:
+            return
+        with self._transaction() as tx:
+            tx.many(
+                "upsert_task_defaults",
+                [
+                    {
+                        "task": name,
+                        "retry": d.retry.model_dump_json(),
+                        "timeout": d.timeout,
+                        "queue": d.queue,
+                        "priority": d.priority,
+                        "max_lost": d.max_lost_attempts,
+                        "now": self.clock.now(),
+                    }
+                    for name, d in sorted(defaults.items())
+                ],
+            )
+
+    def newest_spec(self, tx: Tx, name: str, version: str | None) -> WorkflowSpec:
+        """The newest stored spec of the workflow ``name`` (of ``version``, if given)."""
+        row = tx.one("newest_spec", name=name, version=version)
+        if row is None:
+            which = f"{name}@{version}" if version else name
+            raise DefinitionError(
+                f"no workflow {which!r} is stored: start it once (or deploy it) so its spec "
+                "is known"
+            )
+        text = row["spec"]
+        spec = WorkflowSpec.model_validate_json(
+            text if isinstance(text, str | bytes) else dumps(text)
+        )
+        return self.graph(tx, spec.content_hash).spec
+
+    # -- operations on runs ---------------------------------------------------------------
+
+    def signal(self, run_id: str, name: str, payload: Any, *, sent_by: str | None = None) -> str:
+        from legato.store.unit import Unit
+
+        run_id = self._check_run_id(run_id)
+        _, payload_json = to_json(
+            payload, what=f"signal {name!r} payload", max_bytes=self.max_payload_bytes
+        )
+
+        def deliver(hints: set[str]) -> str:
+            with self._transaction() as tx:
+                run = tx.one("get_run", id=run_id)
+                if run is None:
+                    raise RunNotFoundError(f"no run with id {run_id!r}")
+                if RunStatus(run["status"]).finished:
+                    raise ConflictError(
+                        f"run {run_id} is {run['status']}: a signal can no longer reach it"
+                    )
+                unit = Unit(self, tx, hints)
+                unit.lock_runs(hints)
+                delivered = unit.progress.deliver_signal(run_id, name, payload_json, sent_by)
+                unit.flush_events()
+            return delivered
+
+        return self.retrying(deliver)
+
+    def update_variables(
+        self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None
+    ) -> dict[str, Any]:
+        from legato.store.unit import Unit
+
+        run_id = self._check_run_id(run_id)
+        plain, _ = to_json(dict(values), what="variables", max_bytes=self.max_payload_bytes)
+
+        def update(hints: set[str]) -> dict[str, Any]:
+            with self._transaction() as tx:
+                return self._update_variables(Unit(self, tx, hints), run_id, plain, actor)
+
+        return self.retrying(update)
+
+    def _update_variables(
+        self, unit: Unit, run_id: str, plain: dict[str, Any], actor: str | None
+    ) -> dict[str, Any]:
+        unit.lock_runs([run_id, *unit.hints])
+        status = unit.runs.get(run_id)
+        if status is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        if status.finished:
+            raise ConflictError(f"run {run_id} is {status.value}: its variables are final")
+        unit.progress.set_variables(run_id, plain, actor=actor)
+        merged = unit.progress.variables(run_id)
+        unit.flush_events()
+        return merged
 
     def graph(self, tx: Tx | None, spec_hash: str) -> Graph:
         graph = self._graphs.get(spec_hash)
@@ -435,7 +686,9 @@ class SQLStore(Store):
         except ValueError:
             raise RunNotFoundError(f"no run with id {run_id!r} (not a run id)") from None
 
-    def _run_from_row(self, row: dict[str, Any], step_rows: list[dict[str, Any]]) -> Run:
+    def _run_from_row(
+        self, row: dict[str, Any], step_rows: list[dict[str, Any]], total: int, done: int
+    ) -> Run:
         return Run(
             id=self._id(row["id"]) or "",
             workflow=row["workflow_name"],
@@ -453,10 +706,12 @@ class SQLStore(Store):
             created_at=self._ts(row["created_at"]),  # type: ignore[arg-type]
             started_at=self._ts(row["started_at"]),
             finished_at=self._ts(row["finished_at"]),
-            steps_total=row["steps_total"],
-            steps_done=row["steps_done"],
+            steps_total=total,
+            steps_done=done,
             variables=self._json(row["variables"]) or {},
-            steps={s["step_id"]: self._step_from_row(s) for s in step_rows},
+            parent_step=row["parent_step"],
+            root_run_id=self._id(row["root_run_id"]),
+            steps={s["key"]: self._step_from_row(s) for s in step_rows},
         )
 
     def _step_from_row(self, row: dict[str, Any]) -> StepRun:
@@ -492,15 +747,16 @@ class SQLStore(Store):
                     error=error if status in (StepStatus.FAILED, StepStatus.CANCELLED) else None,
                 )
             )
+        call = row["kind"] == "task" and isinstance(inputs, dict)
         return StepRun(
-            step_id=row["step_id"],
-            task=row["task"],
+            step_id=row["key"],
+            task=row["task"] or "",
             status=status,
             attempt=row["attempt"],
-            max_attempts=row["max_attempts"],
-            inputs=None if inputs is None else inputs.get("kwargs", {}),
-            args=[] if inputs is None else inputs.get("args", []),
-            input_errors={} if inputs is None else inputs.get("errors", {}),
+            max_attempts=row["max_attempts"] or 1,
+            inputs=(inputs.get("kwargs", {}) if call else inputs) if inputs is not None else None,
+            args=inputs.get("args", []) if call else [],
+            input_errors=inputs.get("errors", {}) if call else {},
             output=self._json(row["output"]),
             error=error,
             worker=row["worker_id"],
@@ -511,8 +767,16 @@ class SQLStore(Store):
             finished_at=self._ts(row["finished_at"]),
             failures=row["failures"],
             lost=row["lost"],
-            max_lost_attempts=row["max_lost"],
+            max_lost_attempts=row["max_lost"] or 3,
             attempts=tuple(attempts),
+            kind=row["kind"],
+            spec_step=row["step_id"],
+            scope=row["scope"],
+            index=row["idx"],
+            item=self._json(row["item"]) if row["idx"] is not None else None,
+            waiting_for=row["waiting_for"] if status is StepStatus.SUSPENDED else None,
+            wake_at=self._ts(row["wake_at"]) if status is StepStatus.SUSPENDED else None,
+            child_run_id=self._id(row["child_run_id"]),
         )
 
 

@@ -30,7 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Literal
 
-from legato.client import Client
+from legato.client import Client, task_defaults
 from legato.define.tasks import Task, TaskRegistry
 from legato.errors import ConfigError, DatabaseUnavailableError
 from legato.model.runs import StepError
@@ -156,6 +156,8 @@ class Worker:
         self._last_tick_at = 0.0
         self._threads: list[threading.Thread] = []
         self._background_stop = threading.Event()
+        #: the registered tasks' defaults, for steps of runs started without their code
+        self._defaults = {task.name: task_defaults(task) for task in self.registry}
 
     def __repr__(self) -> str:
         queues = self._claim_queues()
@@ -184,6 +186,7 @@ class Worker:
                 lease=self.lease,
                 root_run_id=self.root_run_id,
                 sweep=sweep,
+                defaults=self._defaults,
             )
         if not results and claim is None:
             return TickResult(running=len(self._running))
@@ -493,6 +496,7 @@ class Worker:
         )
         try:
             self.store.register_worker(info, self.lease)
+            self.store.register_task_defaults(self._defaults)
             self._registered = True
         except Exception as exc:  # the heartbeat tries again
             log.error("could not register worker %s: %s", self.worker_id, exc)

@@ -4,13 +4,15 @@
 -- A `{name}` placeholder is a whole number written into the statement as a
 -- literal (psycopg's sql.Literal), where the planner must see the value.
 --
--- Row locks follow one order, set out in legato/store/reporting.py: a
--- transaction that changes a run's steps first locks the run row
--- (lock_runs: FOR NO KEY UPDATE, in id order), then step rows. Claims and
--- heartbeats take only what they can get without waiting (SKIP LOCKED), so
--- they never wait on anyone and cannot close a cycle. Every status write names
--- the statuses it moves from; tests/store/test_transitions.py checks each one
--- against the table in legato/model/states.py.
+-- Row locks follow the order set out in legato/store/reporting.py: a
+-- transaction that may change a run's own state (fail or finish it, queue a
+-- retry, set its variables) holds the run's row (FOR NO KEY UPDATE) before
+-- any of its steps' rows, taking it first or, discovered later, only without
+-- waiting (NOWAIT) and otherwise starting over with it taken first. Finishing
+-- a step takes no lock on its run. Claims and heartbeats take only what they
+-- can get without waiting (SKIP LOCKED). Every status write names the statuses
+-- it moves from; tests/store/test_transitions.py checks each one against the
+-- table in legato/model/states.py.
 
 -- name: insert_spec
 INSERT INTO workflow_specs (hash, name, version, spec, created_at)
@@ -20,13 +22,19 @@ ON CONFLICT (hash) DO NOTHING;
 -- name: get_spec
 SELECT spec::text AS spec FROM workflow_specs WHERE hash = %(hash)s;
 
+-- name: newest_spec
+SELECT spec::text AS spec FROM workflow_specs
+WHERE name = %(name)s AND (%(version)s::text IS NULL OR version = %(version)s::text)
+ORDER BY created_at DESC
+LIMIT 1;
+
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
-                  created_by, correlation_id, idempotency_key, parent_run_id, root_run_id,
-                  steps_total, created_at, updated_at)
+                  created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
+                  root_run_id, created_at, updated_at)
 VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending',
         %(params)s::json, %(tags)s::jsonb, %(created_by)s, %(correlation_id)s,
-        %(idempotency_key)s, %(parent_run_id)s, %(root_run_id)s, %(steps_total)s,
+        %(idempotency_key)s, %(parent_run_id)s, %(parent_step)s, %(root_run_id)s,
         legato_now(), legato_now())
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
@@ -35,13 +43,17 @@ RETURNING id;
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 
 -- name: insert_step
-INSERT INTO step_runs (run_id, root_run_id, step_id, task, position, status, deps_remaining,
-                       max_attempts, retry, timeout, queue, priority, max_lost, available_at,
-                       queued_at)
-VALUES (%(run_id)s, %(root_run_id)s, %(step_id)s, %(task)s, %(position)s, %(status)s,
-        %(deps_remaining)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
-        %(priority)s, %(max_lost)s, legato_now(),
-        CASE WHEN %(status)s = 'queued' THEN legato_now() END);
+INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
+                       status, deps_remaining, max_attempts, retry, timeout, queue, priority,
+                       max_lost, available_at, queued_at)
+VALUES (%(run_id)s, %(root_run_id)s, %(key)s, %(step_id)s, %(scope)s, %(kind)s, %(idx)s,
+        %(item)s::json, %(task)s, %(position)s, %(status)s, %(deps_remaining)s,
+        %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s, %(priority)s,
+        %(max_lost)s, legato_now(), CASE WHEN %(status)s = 'queued' THEN legato_now() END);
+
+-- name: insert_counter
+INSERT INTO scope_counters (run_id, scope, shard, remaining)
+VALUES (%(run_id)s, %(scope)s, %(shard)s, %(remaining)s);
 
 -- name: insert_event
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
@@ -56,7 +68,7 @@ SELECT id FROM runs WHERE id >= %(low)s::uuid AND id <= %(high)s::uuid ORDER BY 
 LIMIT %(limit)s;
 
 -- name: get_steps
-SELECT * FROM step_runs WHERE run_id = %(run_id)s ORDER BY position;
+SELECT * FROM step_runs WHERE run_id = %(run_id)s ORDER BY position, id;
 
 -- name: list_runs
 SELECT * FROM runs
@@ -65,8 +77,20 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s::text)
 ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
+-- name: step_counts
+SELECT run_id, COUNT(*) AS total,
+       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped')) AS done
+FROM step_runs
+WHERE run_id = ANY(%(ids)s::uuid[]) AND kind NOT IN ('item', 'iteration')
+GROUP BY run_id;
+
 -- name: run_events
 SELECT * FROM events WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: child_runs
+SELECT id FROM runs
+WHERE parent_run_id = %(run_id)s AND status IN ('pending', 'running')
+ORDER BY id;
 
 -- NO KEY UPDATE, not UPDATE: inserting an event takes KEY SHARE on its run
 -- row (the foreign key), and that must never wait for a run lock.
@@ -76,6 +100,17 @@ SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO K
 -- name: lock_runs_nowait
 SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
 FOR NO KEY UPDATE SKIP LOCKED;
+
+-- Taken after step rows: never waits, fails (and the transaction starts over,
+-- taking it first) when another transaction holds it.
+-- name: lock_run_or_fail
+SELECT id, status FROM runs WHERE id = %(id)s FOR NO KEY UPDATE NOWAIT;
+
+-- name: run_variables
+SELECT variables FROM runs WHERE id = %(id)s;
+
+-- name: set_variables
+UPDATE runs SET variables = %(variables)s::json, updated_at = legato_now() WHERE id = %(id)s;
 
 -- One queue served (the usual worker): its best `limit` steps, through the
 -- claim index. `{limit}` is written into the statement as a literal (one
@@ -97,8 +132,8 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     started_at = legato_now(), finished_at = NULL
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
-RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
-          s.inputs, s.priority;
+RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority;
 
 -- Several queues: the best `limit` steps of each, each queue read through the
 -- claim index (an `= ANY(queues)` test would make PostgreSQL sort every
@@ -122,8 +157,8 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     started_at = legato_now(), finished_at = NULL
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
-RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
-          s.inputs, s.priority;
+RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority;
 
 -- name: claim_tree_steps
 WITH picked AS (
@@ -141,8 +176,16 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     started_at = legato_now(), finished_at = NULL
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
-RETURNING s.id, s.run_id, s.step_id, s.task, s.attempt, s.max_attempts, s.retry, s.timeout,
-          s.inputs, s.priority;
+RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority;
+
+-- A task's defaults, filled in by the worker that claims a step of a run
+-- started without the task's code.
+-- name: fill_policy
+UPDATE step_runs
+SET retry = %(retry)s::json, max_attempts = %(max_attempts)s, max_lost = %(max_lost)s,
+    timeout = COALESCE(timeout, %(timeout)s)
+WHERE id = %(id)s AND retry IS NULL;
 
 -- Runs of claimed steps not yet known to have started. A run row locked by
 -- another transaction is skipped, not waited for: it is being started by
@@ -158,32 +201,103 @@ RETURNING id;
 
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
-       correlation_id, created_at
+       correlation_id, created_at, parent_run_id, parent_step, root_run_id
 FROM runs WHERE id = ANY(%(ids)s::uuid[]);
 
--- name: step_outputs
-SELECT step_id, output FROM step_runs
-WHERE run_id = %(run_id)s AND step_id = ANY(%(step_ids)s::text[]);
+-- name: instances
+SELECT id, key, step_id, scope, kind, idx, item, status, output, child_run_id, attempt,
+       failures, position, inputs
+FROM step_runs
+WHERE run_id = %(run_id)s AND key = ANY(%(keys)s::text[]);
+
+-- name: scope_items
+SELECT key, idx, status, output FROM step_runs
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND idx IS NOT NULL
+ORDER BY idx;
 
 -- name: complete_step
 UPDATE step_runs
 SET status = 'completed', output = %(output)s::json, inputs = %(inputs)s::json, error = NULL,
     finished_at = legato_now(), lease_expires_at = NULL
-WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
+RETURNING key, step_id, scope, kind, idx;
 
 -- name: release_successors
-UPDATE step_runs
-SET deps_remaining = deps_remaining - 1,
-    status = CASE WHEN deps_remaining = 1 THEN 'queued' ELSE status END,
-    queued_at = CASE WHEN deps_remaining = 1 THEN legato_now() ELSE queued_at END,
-    available_at = legato_now()
-WHERE run_id = %(run_id)s AND step_id = ANY(%(step_ids)s::text[]) AND status = 'waiting'
-RETURNING step_id, status;
+UPDATE step_runs SET deps_remaining = deps_remaining - 1
+WHERE run_id = %(run_id)s AND key = ANY(%(keys)s::text[]) AND status = 'waiting'
+RETURNING id, key, step_id, scope, kind, idx, deps_remaining;
 
--- name: count_done
-UPDATE runs SET steps_done = steps_done + %(n)s, updated_at = legato_now()
-WHERE id = %(run_id)s
-RETURNING status, steps_done, steps_total;
+-- name: next_gated_item
+SELECT id, key, step_id, scope, kind, idx FROM step_runs
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND status = 'waiting'
+  AND deps_remaining > 0 AND idx IS NOT NULL
+ORDER BY idx
+LIMIT 1
+FOR UPDATE SKIP LOCKED;
+
+-- name: ungate_item
+UPDATE step_runs SET deps_remaining = 0
+WHERE id = %(id)s AND status = 'waiting' AND deps_remaining = 1;
+
+-- name: queue_instance
+UPDATE step_runs SET status = 'queued', queued_at = legato_now(), available_at = legato_now()
+WHERE id = %(id)s AND status = 'waiting';
+
+-- name: skip_instance
+UPDATE step_runs SET status = 'skipped', error = %(error)s::json, finished_at = legato_now()
+WHERE id = %(id)s AND status = 'waiting'
+RETURNING key;
+
+-- name: begin_instance
+UPDATE step_runs SET status = 'running', started_at = legato_now(), inputs = %(inputs)s::json
+WHERE id = %(id)s AND status = 'waiting';
+
+-- name: suspend_instance
+UPDATE step_runs
+SET status = 'suspended', started_at = COALESCE(started_at, legato_now()),
+    wake_at = COALESCE(to_timestamp(%(wake_at)s::double precision),
+                       legato_now() + make_interval(secs => %(delay)s::double precision)),
+    waiting_for = %(waiting_for)s, child_run_id = %(child_run_id)s,
+    inputs = COALESCE(%(inputs)s::json, inputs), attempt = attempt + %(new_attempt)s,
+    failures = failures + %(failed)s
+WHERE id = %(id)s AND status IN ('waiting', 'suspended');
+
+-- name: complete_instance
+UPDATE step_runs
+SET status = 'completed', output = %(output)s::json, error = NULL, finished_at = legato_now(),
+    started_at = COALESCE(started_at, legato_now()), wake_at = NULL,
+    inputs = COALESCE(%(inputs)s::json, inputs)
+WHERE id = %(id)s AND status IN ('waiting', 'running', 'suspended')
+RETURNING key, step_id, scope, kind, idx;
+
+-- name: fail_instance
+UPDATE step_runs
+SET status = 'failed', error = %(error)s::json, finished_at = legato_now(), wake_at = NULL,
+    started_at = COALESCE(started_at, legato_now()), failures = failures + %(failed)s,
+    inputs = COALESCE(%(inputs)s::json, inputs)
+WHERE id = %(id)s AND status IN ('waiting', 'running', 'suspended')
+RETURNING key, step_id, scope, kind, idx;
+
+-- name: decrement_counter
+UPDATE scope_counters SET remaining = remaining - 1
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = %(shard)s
+RETURNING remaining;
+
+-- name: counter_shards
+SELECT remaining AS shards FROM scope_counters
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = -1;
+
+-- The scope's latch: held by whoever brought a shard to zero while it adds
+-- the shards up, so that of two finishing the scope's last instances at once
+-- the second sees the first's work.
+-- name: latch_counter
+SELECT remaining FROM scope_counters
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = -1
+FOR UPDATE;
+
+-- name: counter_remaining
+SELECT COALESCE(SUM(remaining), 0) AS remaining FROM scope_counters
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard >= 0;
 
 -- name: finish_run
 UPDATE runs
@@ -191,10 +305,11 @@ SET status = %(status)s, outputs = %(outputs)s::json, error = %(error)s::json,
     finished_at = legato_now(), updated_at = legato_now()
 WHERE id = %(run_id)s AND status IN ('pending', 'running')
   AND %(status)s IN ('completed', 'failed', 'cancelled')
-RETURNING id;
+RETURNING id, parent_run_id, parent_step;
 
 -- name: running_step
-SELECT id, run_id, step_id, attempt, max_attempts, retry, worker_id, failures, lost, max_lost
+SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,
+       failures, lost, max_lost
 FROM step_runs WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
 FOR UPDATE;
 
@@ -214,12 +329,25 @@ UPDATE step_runs
 SET status = 'failed', error = %(error)s::json, inputs = COALESCE(%(inputs)s::json, inputs),
     finished_at = legato_now(), failures = %(failures)s, lost = %(lost)s,
     lease_expires_at = NULL
-WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
+RETURNING key, step_id, scope, kind, idx;
 
 -- name: cancel_unstarted
-UPDATE step_runs SET status = 'cancelled', finished_at = legato_now()
-WHERE run_id = %(run_id)s AND status IN ('waiting', 'queued')
-RETURNING step_id;
+UPDATE step_runs SET status = 'cancelled', finished_at = legato_now(), wake_at = NULL
+WHERE run_id = %(run_id)s AND status IN ('waiting', 'queued', 'suspended')
+RETURNING key, child_run_id;
+
+-- Every instance inside a scope, at any depth (its rows' scopes chain up to it).
+-- name: cancel_scope
+WITH RECURSIVE inside (key) AS (
+    SELECT key FROM step_runs WHERE run_id = %(run_id)s AND scope = %(scope)s
+    UNION
+    SELECT s.key FROM step_runs AS s JOIN inside ON s.scope = inside.key
+    WHERE s.run_id = %(run_id)s)
+UPDATE step_runs SET status = 'cancelled', finished_at = legato_now(), wake_at = NULL
+WHERE run_id = %(run_id)s AND key IN (SELECT key FROM inside)
+  AND status IN ('waiting', 'queued', 'suspended')
+RETURNING key, child_run_id;
 
 -- Candidates only: each is locked, with its run, before it is touched.
 -- name: expired_steps
@@ -229,7 +357,8 @@ ORDER BY lease_expires_at
 LIMIT %(limit)s;
 
 -- name: expired_step
-SELECT id, run_id, step_id, attempt, worker_id, failures, lost, max_lost FROM step_runs
+SELECT id, run_id, key, step_id, scope, kind, idx, attempt, worker_id, failures, lost, max_lost
+FROM step_runs
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
   AND lease_expires_at < legato_now()
 FOR UPDATE;
@@ -268,6 +397,65 @@ WHERE id IN (
     SELECT id FROM step_runs
     WHERE id = ANY(%(ids)s::bigint[]) AND worker_id = %(worker)s AND status = 'running'
     FOR UPDATE SKIP LOCKED);
+
+-- name: due_timers
+SELECT id, run_id, key, step_id, scope, kind, idx, waiting_for, attempt, failures
+FROM step_runs
+WHERE status = 'suspended' AND wake_at <= legato_now()
+  AND (%(root)s::uuid IS NULL OR root_run_id = %(root)s::uuid)
+ORDER BY wake_at
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: timer_still_due
+SELECT id FROM step_runs
+WHERE id = %(id)s AND status = 'suspended' AND wake_at <= legato_now();
+
+-- name: open_channel
+INSERT INTO signal_channels (run_id, name) VALUES (%(run_id)s, %(name)s)
+ON CONFLICT (run_id, name) DO NOTHING;
+
+-- The rendezvous of a signal and the step waiting for it: whichever comes
+-- second sees the first.
+-- name: lock_channel
+SELECT name FROM signal_channels WHERE run_id = %(run_id)s AND name = %(name)s FOR UPDATE;
+
+-- name: insert_signal
+INSERT INTO signals (run_id, name, payload, sent_at, sent_by)
+VALUES (%(run_id)s, %(name)s, %(payload)s::json, legato_now(), %(sent_by)s)
+RETURNING id;
+
+-- name: kept_signal
+SELECT id, payload FROM signals
+WHERE run_id = %(run_id)s AND name = %(name)s AND consumed_by IS NULL
+ORDER BY id
+LIMIT 1
+FOR UPDATE;
+
+-- name: consume_signal
+UPDATE signals SET consumed_by = %(key)s, consumed_at = legato_now()
+WHERE id = %(id)s AND consumed_by IS NULL;
+
+-- name: waiting_for_signal
+SELECT id, key, step_id, scope, kind, idx FROM step_runs
+WHERE run_id = %(run_id)s AND status = 'suspended' AND kind = 'wait_for_signal'
+  AND waiting_for = %(waiting_for)s
+ORDER BY id
+LIMIT 1
+FOR UPDATE;
+
+-- name: upsert_task_defaults
+INSERT INTO task_defaults (task, retry, timeout, queue, priority, max_lost, updated_at)
+VALUES (%(task)s, %(retry)s::json, %(timeout)s, %(queue)s, %(priority)s, %(max_lost)s,
+        legato_now())
+ON CONFLICT (task) DO UPDATE SET
+    retry = excluded.retry, timeout = excluded.timeout, queue = excluded.queue,
+    priority = excluded.priority, max_lost = excluded.max_lost,
+    updated_at = excluded.updated_at;
+
+-- name: task_defaults
+SELECT task, retry, timeout, queue, priority, max_lost FROM task_defaults
+WHERE task = ANY(%(tasks)s::text[]);
 
 -- name: upsert_worker
 INSERT INTO workers (id, host, pid, queues, tasks, root_run_id, concurrency, started_at,

@@ -20,9 +20,9 @@ from typing import Any
 
 from legato.engine.clock import Clock
 from legato.errors import ConfigError, DatabaseUnavailableError, SchemaVersionError, StoreError
-from legato.store.base import AttemptRef, ClaimRequest, ReportOutcome, StepResult, Tx
+from legato.store.base import Tx
 from legato.store.queries import check_schema_version, load_queries, migration_files
-from legato.store.sql import SQLStore
+from legato.store.sql import SQLStore, TransactionRetry
 
 try:
     import psycopg
@@ -39,11 +39,6 @@ __all__ = ["PostgresStore"]
 
 CHANNEL = "legato_work"
 _LOCK_KEY = 0x6C6567_61746F  # "legato": serialises migrations across processes
-_RETRIES = 8
-
-
-class _Retry(StoreError):
-    """The transaction lost a deadlock or serialisation race; run it again."""
 
 
 _LITERAL = re.compile(r"\{([a-z_]+)\}")
@@ -147,33 +142,16 @@ class PostgresStore(SQLStore):
                 if tx.wakes_workers:
                     cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             tx.committed()  # leaving the block committed
+        except pg_errors.LockNotAvailable as exc:
+            # A run's row was needed mid-way and another transaction held it (NOWAIT):
+            # the unit has noted which, and the transaction runs again taking it first.
+            raise TransactionRetry("a run row was locked; again, taking it first") from exc
         except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure) as exc:
-            raise _Retry() from exc
+            raise TransactionRetry("lost a deadlock or a serialisation race") from exc
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise DatabaseUnavailableError(f"PostgreSQL at {_safe(self.url)}: {exc}") from None
         except psycopg.Error as exc:
             raise StoreError(f"PostgreSQL refused the operation: {exc}") from None
-
-    def report_and_claim(
-        self,
-        results: Sequence[StepResult],
-        claim: ClaimRequest | None = None,
-        *,
-        release: Sequence[AttemptRef] = (),
-        worker_id: str | None = None,
-    ) -> ReportOutcome:
-        for attempt in range(_RETRIES):
-            try:
-                return super().report_and_claim(
-                    results, claim, release=release, worker_id=worker_id
-                )
-            except _Retry:
-                # The lock order leaves no cycle to lose, but a serialisation
-                # failure or a deadlock with something outside legato (an
-                # operator's own transaction) is worth another go.
-                self.conflict_retries += 1
-                time.sleep(0.002 * (attempt + 1))
-        return super().report_and_claim(results, claim, release=release, worker_id=worker_id)
 
     def wait_for_work(self, timeout: float) -> bool:
         with self._listen_lock:

@@ -14,13 +14,19 @@ ON CONFLICT (hash) DO NOTHING;
 -- name: get_spec
 SELECT spec FROM workflow_specs WHERE hash = :hash;
 
+-- name: newest_spec
+SELECT spec FROM workflow_specs
+WHERE name = :name AND (:version IS NULL OR version = :version)
+ORDER BY created_at DESC
+LIMIT 1;
+
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
-                  created_by, correlation_id, idempotency_key, parent_run_id, root_run_id,
-                  steps_total, created_at, updated_at)
+                  created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
+                  root_run_id, created_at, updated_at)
 VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, :tags,
-        :created_by, :correlation_id, :idempotency_key, :parent_run_id, :root_run_id,
-        :steps_total, :now, :now)
+        :created_by, :correlation_id, :idempotency_key, :parent_run_id, :parent_step,
+        :root_run_id, :now, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
@@ -28,12 +34,16 @@ RETURNING id;
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 
 -- name: insert_step
-INSERT INTO step_runs (run_id, root_run_id, step_id, task, position, status, deps_remaining,
-                       max_attempts, retry, timeout, queue, priority, max_lost, available_at,
-                       queued_at)
-VALUES (:run_id, :root_run_id, :step_id, :task, :position, :status, :deps_remaining,
-        :max_attempts, :retry, :timeout, :queue, :priority, :max_lost, :now,
-        CASE WHEN :status = 'queued' THEN :now END);
+INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
+                       status, deps_remaining, max_attempts, retry, timeout, queue, priority,
+                       max_lost, available_at, queued_at)
+VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
+        :status, :deps_remaining, :max_attempts, :retry, :timeout, :queue, :priority,
+        :max_lost, :now, CASE WHEN :status = 'queued' THEN :now END);
+
+-- name: insert_counter
+INSERT INTO scope_counters (run_id, scope, shard, remaining)
+VALUES (:run_id, :scope, :shard, :remaining);
 
 -- name: insert_event
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
@@ -46,7 +56,7 @@ SELECT * FROM runs WHERE id = :id;
 SELECT id FROM runs WHERE id >= :low AND id <= :high ORDER BY id LIMIT :limit;
 
 -- name: get_steps
-SELECT * FROM step_runs WHERE run_id = :run_id ORDER BY position;
+SELECT * FROM step_runs WHERE run_id = :run_id ORDER BY position, id;
 
 -- name: list_runs
 SELECT * FROM runs
@@ -55,14 +65,35 @@ WHERE (:status IS NULL OR status = :status)
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
+-- name: step_counts
+SELECT run_id, COUNT(*) AS total,
+       SUM(CASE WHEN status IN ('completed', 'skipped') THEN 1 ELSE 0 END) AS done
+FROM step_runs
+WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind NOT IN ('item', 'iteration')
+GROUP BY run_id;
+
 -- name: run_events
 SELECT * FROM events WHERE run_id = :run_id ORDER BY id;
+
+-- name: child_runs
+SELECT id FROM runs
+WHERE parent_run_id = :run_id AND status IN ('pending', 'running')
+ORDER BY id;
 
 -- name: lock_runs
 SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: lock_runs_nowait
 SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+
+-- name: lock_run_or_fail
+SELECT id, status FROM runs WHERE id = :id;
+
+-- name: run_variables
+SELECT variables FROM runs WHERE id = :id;
+
+-- name: set_variables
+UPDATE runs SET variables = :variables, updated_at = :now WHERE id = :id;
 
 -- name: claim_queue_steps
 UPDATE step_runs
@@ -75,7 +106,8 @@ WHERE status = 'queued' AND id IN (
       AND available_at <= :now
     ORDER BY priority DESC, id
     LIMIT :limit)
-RETURNING id, run_id, step_id, task, attempt, max_attempts, retry, timeout, inputs, priority;
+RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
+          timeout, max_lost, inputs, priority;
 
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
@@ -94,7 +126,8 @@ WHERE status = 'queued' AND id IN (
         LIMIT :limit)
     ORDER BY s.priority DESC, s.id
     LIMIT :limit)
-RETURNING id, run_id, step_id, task, attempt, max_attempts, retry, timeout, inputs, priority;
+RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
+          timeout, max_lost, inputs, priority;
 
 -- name: claim_tree_steps
 UPDATE step_runs
@@ -108,7 +141,16 @@ WHERE status = 'queued' AND id IN (
       AND available_at <= :now
     ORDER BY priority DESC, id
     LIMIT :limit)
-RETURNING id, run_id, step_id, task, attempt, max_attempts, retry, timeout, inputs, priority;
+RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
+          timeout, max_lost, inputs, priority;
+
+-- A task's defaults, filled in by the worker that claims a step of a run
+-- started without the task's code.
+-- name: fill_policy
+UPDATE step_runs
+SET retry = :retry, max_attempts = :max_attempts, max_lost = :max_lost,
+    timeout = COALESCE(timeout, :timeout)
+WHERE id = :id AND retry IS NULL;
 
 -- name: start_runs
 UPDATE runs SET status = 'running', started_at = :now, updated_at = :now
@@ -117,43 +159,106 @@ RETURNING id;
 
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
-       correlation_id, created_at
+       correlation_id, created_at, parent_run_id, parent_step, root_run_id
 FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
--- name: step_outputs
-SELECT step_id, output FROM step_runs
-WHERE run_id = :run_id AND step_id IN (SELECT value FROM json_each(:step_ids));
+-- name: instances
+SELECT id, key, step_id, scope, kind, idx, item, status, output, child_run_id, attempt,
+       failures, position, inputs
+FROM step_runs
+WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys));
+
+-- name: scope_items
+SELECT key, idx, status, output FROM step_runs
+WHERE run_id = :run_id AND scope = :scope AND idx IS NOT NULL
+ORDER BY idx;
 
 -- name: complete_step
 UPDATE step_runs
 SET status = 'completed', output = :output, inputs = :inputs, error = NULL,
     finished_at = :now, lease_expires_at = NULL
-WHERE id = :id AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND attempt = :attempt AND status = 'running'
+RETURNING key, step_id, scope, kind, idx;
 
 -- name: release_successors
-UPDATE step_runs
-SET deps_remaining = deps_remaining - 1,
-    status = CASE WHEN deps_remaining = 1 THEN 'queued' ELSE status END,
-    queued_at = CASE WHEN deps_remaining = 1 THEN :now ELSE queued_at END,
-    available_at = :now
-WHERE run_id = :run_id AND step_id IN (SELECT value FROM json_each(:step_ids))
-  AND status = 'waiting'
-RETURNING step_id, status;
+UPDATE step_runs SET deps_remaining = deps_remaining - 1
+WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys)) AND status = 'waiting'
+RETURNING id, key, step_id, scope, kind, idx, deps_remaining;
 
--- name: count_done
-UPDATE runs SET steps_done = steps_done + :n, updated_at = :now
-WHERE id = :run_id
-RETURNING status, steps_done, steps_total;
+-- name: next_gated_item
+SELECT id, key, step_id, scope, kind, idx FROM step_runs
+WHERE run_id = :run_id AND scope = :scope AND status = 'waiting' AND deps_remaining > 0
+  AND idx IS NOT NULL
+ORDER BY idx
+LIMIT 1;
+
+-- name: ungate_item
+UPDATE step_runs SET deps_remaining = 0
+WHERE id = :id AND status = 'waiting' AND deps_remaining = 1;
+
+-- name: queue_instance
+UPDATE step_runs SET status = 'queued', queued_at = :now, available_at = :now
+WHERE id = :id AND status = 'waiting';
+
+-- name: skip_instance
+UPDATE step_runs SET status = 'skipped', error = :error, finished_at = :now
+WHERE id = :id AND status = 'waiting'
+RETURNING key;
+
+-- name: begin_instance
+UPDATE step_runs SET status = 'running', started_at = :now, inputs = :inputs
+WHERE id = :id AND status = 'waiting';
+
+-- name: suspend_instance
+UPDATE step_runs
+SET status = 'suspended', started_at = COALESCE(started_at, :now),
+    wake_at = COALESCE(:wake_at, :now + :delay),
+    waiting_for = :waiting_for, child_run_id = :child_run_id, inputs = COALESCE(:inputs, inputs),
+    attempt = attempt + :new_attempt, failures = failures + :failed
+WHERE id = :id AND status IN ('waiting', 'suspended');
+
+-- name: complete_instance
+UPDATE step_runs
+SET status = 'completed', output = :output, error = NULL, finished_at = :now,
+    started_at = COALESCE(started_at, :now), wake_at = NULL,
+    inputs = COALESCE(:inputs, inputs)
+WHERE id = :id AND status IN ('waiting', 'running', 'suspended')
+RETURNING key, step_id, scope, kind, idx;
+
+-- name: fail_instance
+UPDATE step_runs
+SET status = 'failed', error = :error, finished_at = :now, wake_at = NULL,
+    started_at = COALESCE(started_at, :now), failures = failures + :failed,
+    inputs = COALESCE(:inputs, inputs)
+WHERE id = :id AND status IN ('waiting', 'running', 'suspended')
+RETURNING key, step_id, scope, kind, idx;
+
+-- name: decrement_counter
+UPDATE scope_counters SET remaining = remaining - 1
+WHERE run_id = :run_id AND scope = :scope AND shard = :shard
+RETURNING remaining;
+
+-- name: counter_shards
+SELECT remaining AS shards FROM scope_counters
+WHERE run_id = :run_id AND scope = :scope AND shard = -1;
+
+-- name: latch_counter
+SELECT remaining FROM scope_counters WHERE run_id = :run_id AND scope = :scope AND shard = -1;
+
+-- name: counter_remaining
+SELECT COALESCE(SUM(remaining), 0) AS remaining FROM scope_counters
+WHERE run_id = :run_id AND scope = :scope AND shard >= 0;
 
 -- name: finish_run
 UPDATE runs
 SET status = :status, outputs = :outputs, error = :error, finished_at = :now, updated_at = :now
 WHERE id = :run_id AND status IN ('pending', 'running')
   AND :status IN ('completed', 'failed', 'cancelled')
-RETURNING id;
+RETURNING id, parent_run_id, parent_step;
 
 -- name: running_step
-SELECT id, run_id, step_id, attempt, max_attempts, retry, worker_id, failures, lost, max_lost
+SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,
+       failures, lost, max_lost
 FROM step_runs WHERE id = :id AND attempt = :attempt AND status = 'running';
 
 -- name: retry_step
@@ -169,12 +274,25 @@ WHERE id = :id AND attempt = :attempt AND status = 'running';
 UPDATE step_runs
 SET status = 'failed', error = :error, inputs = COALESCE(:inputs, inputs), finished_at = :now,
     failures = :failures, lost = :lost, lease_expires_at = NULL
-WHERE id = :id AND attempt = :attempt AND status = 'running';
+WHERE id = :id AND attempt = :attempt AND status = 'running'
+RETURNING key, step_id, scope, kind, idx;
 
 -- name: cancel_unstarted
-UPDATE step_runs SET status = 'cancelled', finished_at = :now
-WHERE run_id = :run_id AND status IN ('waiting', 'queued')
-RETURNING step_id;
+UPDATE step_runs SET status = 'cancelled', finished_at = :now, wake_at = NULL
+WHERE run_id = :run_id AND status IN ('waiting', 'queued', 'suspended')
+RETURNING key, child_run_id;
+
+-- Every instance inside a scope, at any depth (its rows' scopes chain up to it).
+-- name: cancel_scope
+WITH RECURSIVE inside (key) AS (
+    SELECT key FROM step_runs WHERE run_id = :run_id AND scope = :scope
+    UNION
+    SELECT s.key FROM step_runs AS s JOIN inside ON s.scope = inside.key
+    WHERE s.run_id = :run_id)
+UPDATE step_runs SET status = 'cancelled', finished_at = :now, wake_at = NULL
+WHERE run_id = :run_id AND key IN (SELECT key FROM inside)
+  AND status IN ('waiting', 'queued', 'suspended')
+RETURNING key, child_run_id;
 
 -- name: expired_steps
 SELECT id, run_id, attempt FROM step_runs
@@ -183,7 +301,8 @@ ORDER BY lease_expires_at
 LIMIT :limit;
 
 -- name: expired_step
-SELECT id, run_id, step_id, attempt, worker_id, failures, lost, max_lost FROM step_runs
+SELECT id, run_id, key, step_id, scope, kind, idx, attempt, worker_id, failures, lost, max_lost
+FROM step_runs
 WHERE id = :id AND attempt = :attempt AND status = 'running' AND lease_expires_at < :now;
 
 -- name: lose_step
@@ -214,6 +333,57 @@ WHERE id = :id AND attempt = :attempt AND status = 'running' AND worker_id = :wo
 UPDATE step_runs SET lease_expires_at = :now + :lease
 WHERE worker_id = :worker AND status = 'running'
   AND id IN (SELECT value FROM json_each(:ids));
+
+-- name: due_timers
+SELECT id, run_id, key, step_id, scope, kind, idx, waiting_for, attempt, failures
+FROM step_runs
+WHERE status = 'suspended' AND wake_at <= :now AND (:root IS NULL OR root_run_id = :root)
+ORDER BY wake_at
+LIMIT :limit;
+
+-- name: timer_still_due
+SELECT id FROM step_runs
+WHERE id = :id AND status = 'suspended' AND wake_at <= :now;
+
+-- name: open_channel
+INSERT INTO signal_channels (run_id, name) VALUES (:run_id, :name)
+ON CONFLICT (run_id, name) DO NOTHING;
+
+-- name: lock_channel
+SELECT name FROM signal_channels WHERE run_id = :run_id AND name = :name;
+
+-- name: insert_signal
+INSERT INTO signals (run_id, name, payload, sent_at, sent_by)
+VALUES (:run_id, :name, :payload, :now, :sent_by)
+RETURNING id;
+
+-- name: kept_signal
+SELECT id, payload FROM signals
+WHERE run_id = :run_id AND name = :name AND consumed_by IS NULL
+ORDER BY id
+LIMIT 1;
+
+-- name: consume_signal
+UPDATE signals SET consumed_by = :key, consumed_at = :now WHERE id = :id AND consumed_by IS NULL;
+
+-- name: waiting_for_signal
+SELECT id, key, step_id, scope, kind, idx FROM step_runs
+WHERE run_id = :run_id AND status = 'suspended' AND kind = 'wait_for_signal'
+  AND waiting_for = :waiting_for
+ORDER BY id
+LIMIT 1;
+
+-- name: upsert_task_defaults
+INSERT INTO task_defaults (task, retry, timeout, queue, priority, max_lost, updated_at)
+VALUES (:task, :retry, :timeout, :queue, :priority, :max_lost, :now)
+ON CONFLICT (task) DO UPDATE SET
+    retry = excluded.retry, timeout = excluded.timeout, queue = excluded.queue,
+    priority = excluded.priority, max_lost = excluded.max_lost,
+    updated_at = excluded.updated_at;
+
+-- name: task_defaults
+SELECT task, retry, timeout, queue, priority, max_lost FROM task_defaults
+WHERE task IN (SELECT value FROM json_each(:tasks));
 
 -- name: upsert_worker
 INSERT INTO workers (id, host, pid, queues, tasks, root_run_id, concurrency, started_at,

@@ -1,0 +1,251 @@
+"""One transaction that changes runs: what it holds, what it records, how runs end.
+
+Every operation that moves a run on (a worker's batch, starting a run, a
+signal, new variables) works through a :class:`Unit`: it keeps the events to
+insert, the outcome to return and the run rows it holds, and it is where runs
+finish (complete, fail, terminate, cancel), with their child runs and their
+parent's step.
+
+Lock order (PostgreSQL; SQLite runs one writer at a time): a transaction that
+may change a run's own state holds the run's row (``FOR NO KEY UPDATE``)
+before any of that run's step rows. Runs known up front (those of failed
+attempts, hand-backs, sweeps, operations) are locked first, in id order. A
+run found to need its lock later (its last step finished, a ``set_vars`` or
+``terminate`` step became ready) is locked without waiting (``NOWAIT``); if
+another transaction holds it, this one starts over with that run locked
+first. Finishing a step needs no lock on its run, so the workers finishing a
+map's items never queue on one row. Claims and heartbeats lock only rows
+they can get without waiting (``SKIP LOCKED``). Inserting an event or a step
+row takes ``KEY SHARE`` on its run row (the foreign key), which ``NO KEY
+UPDATE`` never blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from legato.engine.planner import NewInstance, shard_of, shards_for
+from legato.model.runs import StepError
+from legato.model.states import RunStatus
+from legato.payload import dumps
+from legato.store.base import ReportOutcome, Tx
+
+if TYPE_CHECKING:
+    from legato.store.progress import Progress
+    from legato.store.sql import SQLStore
+
+__all__ = ["Unit"]
+
+
+class Unit:
+    """A transaction's bookkeeping: locks held, events, outcome, the run's graph moves."""
+
+    def __init__(self, store: SQLStore, tx: Tx, hints: set[str] | None = None) -> None:
+        from legato.store.progress import Progress
+
+        self.store = store
+        self.tx = tx
+        self.events: list[dict[str, Any]] = []
+        self.outcome = ReportOutcome()
+        #: status of every run this transaction holds locked
+        self.runs: dict[str, RunStatus] = {}
+        #: runs found to need their lock mid-way; a retry takes them first
+        self.hints = hints if hints is not None else set()
+        self.progress: Progress = Progress(self)
+
+    # -- locks --------------------------------------------------------------------------
+
+    def lock_runs(self, run_ids: Iterable[str], *, wait: bool = True) -> set[str]:
+        """Lock these runs (in id order) before any of their steps; return those locked."""
+        wanted = sorted({r for r in run_ids if r not in self.runs})
+        if not wanted:
+            return set()
+        query = "lock_runs" if wait else "lock_runs_nowait"
+        rows = self.tx.all(query, ids=self.store._list(wanted))
+        locked = set()
+        for row in rows:
+            run_id = self.store._id(row["id"]) or ""
+            self.runs[run_id] = RunStatus(row["status"])
+            locked.add(run_id)
+        started = [r for r in locked if self.runs[r] is not RunStatus.PENDING]
+        if started:
+            self.tx.after_commit(lambda: self.store.remember_started(started))
+        return locked
+
+    def lock_run(self, run_id: str) -> RunStatus | None:
+        """The run's row, locked now without waiting (the order's second way in).
+
+        ``None`` when there is no such run. If another transaction holds it,
+        the database refuses and the whole transaction runs again, this run
+        taken first.
+        """
+        if run_id in self.runs:
+            return self.runs[run_id]
+        self.hints.add(run_id)
+        row = self.tx.one("lock_run_or_fail", id=run_id)
+        if row is None:
+            return None
+        status = RunStatus(row["status"])
+        self.runs[run_id] = status
+        return status
+
+    def active(self, run_id: str) -> bool:
+        status = self.runs.get(run_id)
+        if status is None:
+            status = self.lock_run(run_id)
+        return status is not None and not status.finished
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def insert_instances(self, run_id: str, root: str, rows: list[NewInstance]) -> None:
+        now = self.store.clock.now()
+        self.tx.many(
+            "insert_step",
+            [
+                {
+                    "run_id": run_id,
+                    "root_run_id": root,
+                    "key": r.key,
+                    "step_id": r.step_id,
+                    "scope": r.scope,
+                    "kind": r.kind,
+                    "idx": r.idx,
+                    "item": None if r.idx is None else dumps(r.item),
+                    "task": r.task,
+                    "position": r.position,
+                    "status": r.status.value,
+                    "deps_remaining": r.deps_remaining,
+                    "max_attempts": None
+                    if r.policy is None or r.policy.retry is None
+                    else r.policy.retry.max_attempts,
+                    "retry": None
+                    if r.policy is None or r.policy.retry is None
+                    else r.policy.retry.model_dump_json(),
+                    "timeout": None if r.policy is None else r.policy.timeout,
+                    "queue": "default" if r.policy is None else r.policy.queue,
+                    "priority": 0 if r.policy is None else r.policy.priority,
+                    "max_lost": None if r.policy is None else r.policy.max_lost_attempts,
+                    "now": now,
+                }
+                for r in rows
+            ],
+        )
+
+    def create_counters(self, run_id: str, scope: str, keys: list[str]) -> None:
+        """Counters for a scope of these instances; the scope finishes when they reach zero."""
+        shards = shards_for(len(keys))
+        counts = [0] * shards
+        for key in keys:
+            counts[shard_of(key, shards)] += 1
+        rows = [
+            {"run_id": run_id, "scope": scope, "shard": shard, "remaining": count}
+            for shard, count in enumerate(counts)
+        ]
+        # The latch, holding the number of shards for those who count down.
+        rows.append({"run_id": run_id, "scope": scope, "shard": -1, "remaining": shards})
+        self.tx.many("insert_counter", rows)
+        self.store.remember_shards(run_id, scope, shards)
+
+    def event(
+        self,
+        run_id: str,
+        type_: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        actor: str | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        self.events.append(
+            self.store.event(
+                run_id, type_, step_id=step_id, attempt=attempt, actor=actor, details=details
+            )
+        )
+
+    def flush_events(self) -> None:
+        if self.events:
+            self.tx.many("insert_event", self.events)
+            self.events = []
+
+    # -- how runs end -----------------------------------------------------------------------
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        outputs: Any = None,
+        error: StepError | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> bool:
+        """End the run (holding its lock); cancel what has not started and its child runs."""
+        current = self.lock_run(run_id)
+        if current is None or current.finished:
+            return False
+        row = self.tx.one(
+            "finish_run",
+            run_id=run_id,
+            status=status.value,
+            outputs=None if status is not RunStatus.COMPLETED else dumps(outputs),
+            error=None if error is None else dumps(error.to_json()),
+            now=self.store.clock.now(),
+        )
+        if row is None:
+            return False
+        self.runs[run_id] = status
+        if status is not RunStatus.COMPLETED:
+            rows = self.tx.all("cancel_unstarted", run_id=run_id, now=self.store.clock.now())
+            for cancelled in rows:
+                self.event(run_id, "step.cancelled", step_id=cancelled["key"])
+            self.cancel_children(run_id, f"its parent run {status.value}")
+        about = dict(details or {})
+        if error is not None:
+            about["error"] = error.to_json()
+        self.event(run_id, f"run.{status.value}", details=about or None)
+        self.outcome.finished_runs[run_id] = status
+        parent = self.store._id(row["parent_run_id"])
+        if parent is not None:
+            self.progress.child_finished(
+                parent, row["parent_step"], run_id, status, outputs=outputs, error=error
+            )
+        return True
+
+    def cancel_children(self, run_id: str, reason: str) -> None:
+        """Cancel the run's child runs still going (children lock after their parent)."""
+        rows = self.tx.all("child_runs", run_id=run_id)
+        for row in rows:
+            # Without waiting: the child's own transaction may hold its row and be
+            # about to touch its parent's step (then this one starts over).
+            self.cancel_run(self.store._id(row["id"]) or "", reason)
+
+    def cancel_run(self, run_id: str, reason: str) -> bool:
+        error = StepError("Cancelled", reason)
+        status = self.lock_run(run_id)
+        if status is None or status.finished:
+            return False
+        row = self.tx.one(
+            "finish_run",
+            run_id=run_id,
+            status=RunStatus.CANCELLED.value,
+            outputs=None,
+            error=dumps(error.to_json()),
+            now=self.store.clock.now(),
+        )
+        if row is None:
+            return False
+        self.runs[run_id] = RunStatus.CANCELLED
+        for cancelled in self.tx.all("cancel_unstarted", run_id=run_id, now=self.store.clock.now()):
+            self.event(run_id, "step.cancelled", step_id=cancelled["key"])
+        self.cancel_children(run_id, "its parent run was cancelled")
+        self.event(run_id, "run.cancelled", details={"reason": reason})
+        self.outcome.finished_runs[run_id] = RunStatus.CANCELLED
+        return True
+
+    def cancel_listed_children(self, rows: list[dict[str, Any]], reason: str) -> None:
+        """Child runs of step rows just cancelled (a scope that failed)."""
+        children = sorted(
+            {self.store._id(r["child_run_id"]) or "" for r in rows if r.get("child_run_id")}
+        )
+        for child in children:
+            self.cancel_run(child, reason)
