@@ -2,6 +2,8 @@
 
 from legato.client import Client
 from legato.define.builder import Sequence, Workflow
+from legato.define.refs import index, item, iteration, var
+from legato.define.steps import Scope
 from legato.define.tasks import Task, TaskRegistry, task
 from legato.embedded import run
 from legato.errors import (
@@ -48,6 +50,7 @@ __all__ = [
     "RunNotFoundError",
     "RunStatus",
     "SchemaVersionError",
+    "Scope",
     "Sequence",
     "StaleAttemptError",
     "StepError",
@@ -64,6 +67,10 @@ __all__ = [
     "Workflow",
     "WorkflowSpec",
     "__version__",
+    "index",
+    "item",
+    "iteration",
     "run",
     "task",
+    "var",
 ]

@@ -23,6 +23,7 @@ PUBLIC = [
     "RunNotFoundError",
     "RunStatus",
     "SchemaVersionError",
+    "Scope",
     "Sequence",
     "StaleAttemptError",
     "StepError",
@@ -39,8 +40,12 @@ PUBLIC = [
     "Workflow",
     "WorkflowSpec",
     "__version__",
+    "index",
+    "item",
+    "iteration",
     "run",
     "task",
+    "var",
 ]
 
 
