@@ -173,7 +173,7 @@ class RunProgress:
     def _steps(self, run: Run) -> list[RenderableType]:
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("step", no_wrap=True)
-        table.add_column("task", style="dim", no_wrap=True)
+        table.add_column("what", style="dim", no_wrap=True)
         table.add_column("status", no_wrap=True)
         table.add_column("attempt", justify="right")
         table.add_column("duration", justify="right")
@@ -183,7 +183,7 @@ class RunProgress:
         for step in shown:
             table.add_row(
                 step.step_id,
-                step.task,
+                step_what(step),
                 self._status(step),
                 _attempt(step),
                 _step_duration(step),
@@ -240,13 +240,18 @@ def runs_table(runs: Iterable[Run]) -> Table:
 
 
 def run_details(
-    run: Run, *, verbose: bool = False, unserved: list[StepRun] | None = None
+    run: Run,
+    *,
+    verbose: bool = False,
+    unserved: list[StepRun] | None = None,
+    every_item: bool = False,
 ) -> RenderableType:
     """Everything about one run: header, steps, and every failed attempt's error.
 
     ``unserved`` are queued steps no live worker serves: the run says what it waits for.
+    A map's or loop's many items are counted, not listed, unless ``every_item``.
     """
-    parts: list[RenderableType] = [_run_header(run), "", _steps_table(run)]
+    parts: list[RenderableType] = [_run_header(run), "", _steps_table(run, every_item=every_item)]
     if unserved:
         parts.append(Text(f"\nwaiting: {unserved_note(unserved)}", style="yellow"))
     return Group(*parts, *_failed_attempts(run, verbose))
@@ -260,7 +265,7 @@ def _run_header(run: Run) -> Table:
         ("run", Text(run.id, style="cyan")),
         ("workflow", f"{run.workflow}@{run.version}  (spec {run.workflow_hash[:12]})"),
         ("status", status_text(run.status)),
-        ("steps", f"{run.steps_done}/{run.steps_total} done"),
+        ("steps", _step_summary(run)),
         ("params", _json(run.params)),
         ("outputs", None if run.outputs is None else _json(run.outputs)),
         ("tags", _json(run.tags) if run.tags else None),
@@ -268,7 +273,7 @@ def _run_header(run: Run) -> Table:
         ("created by", run.created_by),
         ("correlation id", run.correlation_id),
         ("idempotency key", run.idempotency_key),
-        ("parent run", run.parent_run_id),
+        ("parent run", _parent(run)),
         ("created", format_time(run.created_at)),
         ("started", format_time(run.started_at) or None),
         ("finished", format_time(run.finished_at) or None),
@@ -281,32 +286,197 @@ def _run_header(run: Run) -> Table:
     return grid
 
 
-def _steps_table(run: Run) -> Table:
+def _step_summary(run: Run) -> str:
+    """``12 steps: 10 completed, 1 failed, 1 skipped`` (a map's items and a loop's
+    iterations counted apart), or ``done/total`` for a run read without its steps."""
+    if not run.steps:
+        return f"{run.steps_done}/{run.steps_total} done"
+    counts: Counter[str] = Counter()
+    units: Counter[str] = Counter()
+    for step in run.steps.values():
+        holders = _holder_kinds(step, run)
+        if step.kind == "iteration":
+            units["iteration"] += 1
+        elif holders and holders[0] == "map":
+            units["item"] += 1
+        elif not any(kind in ("item", "iteration") for kind in holders):
+            counts[step.status.value] += 1
+    text = f"{sum(counts.values())} steps: " + ", ".join(
+        f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1])
+    )
+    extra = [_count(n, noun) for noun, n in sorted(units.items())]
+    return text + (f"  ({', '.join(extra)})" if extra else "")
+
+
+def _holder_kinds(step: StepRun, run: Run) -> list[str]:
+    """The kinds of the instances holding ``step``, innermost first."""
+    kinds = []
+    scope = step.scope
+    while scope and (holder := run.steps.get(scope)) is not None:
+        kinds.append(holder.kind)
+        scope = holder.scope
+    return kinds
+
+
+def _parent(run: Run) -> str | None:
+    if run.parent_run_id is None:
+        return None
+    return run.parent_run_id + (f", step {run.parent_step}" if run.parent_step else "")
+
+
+def _steps_table(run: Run, *, every_item: bool = False) -> Table:
     table = Table(title="steps", title_justify="left", header_style="bold")
     table.add_column("step", no_wrap=True)
-    table.add_column("task")
+    table.add_column("what")
     table.add_column("status")
     table.add_column("attempt", justify="right")
     table.add_column("duration", justify="right")
-    table.add_column("error", style="red")
-    for step in run.steps.values():
-        table.add_row(
-            step.step_id,
-            step.task,
-            status_text(step.status),
-            _attempt(step),
-            _step_duration(step),
-            _one_line(step.error),
-        )
+    table.add_column("note")
+    for depth, row in step_tree(run, max_items=None if every_item else _MAX_ITEMS):
+        indent = "  " * depth
+        if isinstance(row, StepRun):
+            table.add_row(
+                indent + row.step_id,
+                step_what(row, run),
+                status_text(row.status),
+                _attempt(row),
+                _step_duration(row),
+                step_note(row),
+            )
+        else:
+            table.add_row(Text(indent + row, style="dim"), "", "", "", "", "")
     return table
+
+
+#: items (or iterations) of one map (or loop) that ``runs show`` lists before it counts
+_MAX_ITEMS = 10
+_COUNTED_KINDS = ("map", "loop")
+
+
+def step_tree(run: Run, *, max_items: int | None = None) -> list[tuple[int, StepRun | str]]:
+    """The run's steps in tree order, each with its depth: a compound step, then its own.
+
+    A map or loop with more than ``max_items`` items keeps the first few and every
+    one that is not completed, and a line counting the rest.
+    """
+    children: dict[str, list[StepRun]] = {}
+    for step in run.steps.values():
+        children.setdefault(step.scope, []).append(step)
+    rows: list[tuple[int, StepRun | str]] = []
+
+    def walk(scope: str, depth: int) -> None:
+        inside = children.get(scope, [])
+        holder = run.steps.get(scope)
+        if (
+            max_items is not None
+            and holder is not None
+            and holder.kind in _COUNTED_KINDS
+            and len(inside) > max_items
+        ):
+            kept = _kept_items(inside, max_items)
+            kept_keys = {s.step_id for s in kept}
+            hidden = Counter(s.status.value for s in inside if s.step_id not in kept_keys)
+        else:
+            kept, hidden = inside, Counter()
+        for step in kept:
+            rows.append((depth, step))
+            walk(step.step_id, depth + 1)
+        if hidden:
+            noun = "iterations" if holder is not None and holder.kind == "loop" else "items"
+            counts = ", ".join(f"{n:,} {status}" for status, n in sorted(hidden.items()))
+            rows.append((depth, f"… {sum(hidden.values()):,} more {noun} ({counts})"))
+
+    walk("", 0)
+    return rows
+
+
+#: which items of a long map stay listed: failed first, then those still going
+_ITEM_RANK = {StepStatus.FAILED: 0, StepStatus.RUNNING: 1, StepStatus.SUSPENDED: 1}
+
+
+def _kept_items(items: list[StepRun], limit: int) -> list[StepRun]:
+    """The first three items, then failed ones, then those still going, in item order."""
+    ranked = sorted(
+        range(len(items)),
+        key=lambda n: (0 if n < 3 else 1, _ITEM_RANK.get(items[n].status, 2), n),
+    )
+    keep = sorted(n for n in ranked[:limit] if n < 3 or items[n].status is not StepStatus.COMPLETED)
+    return [items[n] for n in keep]
+
+
+def step_what(step: StepRun, run: Run | None = None) -> str:
+    """What a step is: its task, or its kind with what it holds (items, iterations)."""
+    if step.kind == "task":
+        return step.task
+    if step.kind == "item":
+        return "item " + _short(step.item)
+    if step.kind == "iteration":
+        return "iteration"
+    if step.kind in _COUNTED_KINDS and run is not None:
+        inside = [s for s in run.steps.values() if s.scope == step.step_id]
+        noun = "iteration" if step.kind == "loop" else "item"
+        text = f"{step.kind} · {_count(len(inside), noun)}"
+        failed = sum(1 for s in inside if s.status is StepStatus.FAILED)
+        if failed:
+            text += f", {failed:,} failed"
+        return text
+    return step.kind
+
+
+def step_note(step: StepRun) -> str:
+    """A failed step's error, what a suspended step waits for, a sub-workflow's child."""
+    if step.status is StepStatus.FAILED and step.error is not None:
+        return _one_line(step.error)
+    if step.status is StepStatus.SUSPENDED:
+        return waiting_text(step)
+    if step.status is StepStatus.QUEUED and step.attempt and step.error is not None:
+        return "retrying after " + _one_line(step.error, 120)
+    if step.child_run_id:
+        return f"child run {step.child_run_id}"
+    return ""
+
+
+def waiting_text(step: StepRun) -> str:
+    """``waits for signal 'approve' (until 12:00:00)``, ``sleeps until ...``, ``waits for
+    child run ...``: a suspended step's ``waiting_for`` in words."""
+    what = step.waiting_for or ""
+    until = f" until {format_time(step.wake_at)}" if step.wake_at else ""
+    if what == "timer":
+        return f"sleeps{until}"
+    if what.startswith("signal:"):
+        timeout = f" (times out at {format_time(step.wake_at)})" if step.wake_at else ""
+        return f"waits for signal {what.removeprefix('signal:')!r}{timeout}"
+    if what.startswith("run:"):
+        return f"waits for child run {what.removeprefix('run:')}"
+    if what == "retry":
+        return f"retries{until}"
+    return f"waits for {what}{until}" if what else "suspended"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = _json(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+#: failed attempts listed under a run before the rest are counted (all with --verbose)
+_MAX_FAILED_ATTEMPTS = 20
 
 
 def _failed_attempts(run: Run, verbose: bool) -> list[RenderableType]:
     lines: list[RenderableType] = []
+    listed = more = 0
     for step in run.steps.values():
         for attempt in step.attempts:
             if attempt.error is None:
                 continue
+            if not verbose and listed >= _MAX_FAILED_ATTEMPTS:
+                more += 1
+                continue
+            listed += 1
             where = f"  {step.step_id} attempt {attempt.number}"
             if attempt.status == "lost":
                 where += " (worker lost)"
@@ -321,6 +491,8 @@ def _failed_attempts(run: Run, verbose: bool) -> list[RenderableType]:
             lines.append(line)
             if verbose and attempt.error.traceback:
                 lines.append(Text(attempt.error.traceback.rstrip(), style="dim"))
+    if more:
+        lines.append(Text(f"  … {more:,} more (--verbose lists them all)", style="dim"))
     if lines:
         lines.insert(0, Text("\nattempts that did not complete", style="bold"))
     return lines

@@ -1,8 +1,9 @@
-"""``legato runs list`` and ``legato runs show``: look at stored runs."""
+"""``legato runs list``, ``show`` and ``signal``: look at stored runs, and answer one."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import Annotated, Any
 
@@ -12,10 +13,20 @@ from legato.cli.display import run_details, runs_table
 from legato.cli.options import JsonOption, UrlOption, VerboseOption
 from legato.cli.output import configure_logging, print_json, stdout, user_errors
 from legato.client import Client
+from legato.errors import ConfigError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Look at stored runs.", no_args_is_help=True)
+app = typer.Typer(help="Look at stored runs, and send them signals.", no_args_is_help=True)
+
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN_ID",
+        help="The run's id, or its first 8 or more characters.",
+        show_default=False,
+    ),
+]
 
 
 @app.command("list")
@@ -55,14 +66,13 @@ def list_runs(
 
 @app.command("show")
 def show_run(
-    run_id: Annotated[
-        str,
-        typer.Argument(
-            metavar="RUN_ID",
-            help="The run's id, or its first 8 or more characters.",
-            show_default=False,
+    run_id: RunIdArgument,
+    every_item: Annotated[
+        bool,
+        typer.Option(
+            "--all", "-a", help="List every item of a map and iteration of a loop, not a count."
         ),
-    ],
+    ] = False,
     as_json: JsonOption = False,
     verbose: VerboseOption = False,
     url: UrlOption = None,
@@ -77,7 +87,60 @@ def show_run(
         document["unserved_steps"] = [step.step_id for step in unserved]
         print_json(document)
     else:
-        stdout().print(run_details(run, verbose=verbose, unserved=unserved))
+        stdout().print(run_details(run, verbose=verbose, unserved=unserved, every_item=every_item))
+
+
+@app.command("signal")
+def send_signal(
+    run_id: RunIdArgument,
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The signal's name.", show_default=False),
+    ],
+    payload: Annotated[
+        str | None,
+        typer.Option(
+            "--payload",
+            "-p",
+            metavar="JSON",
+            help="The signal's payload, as JSON: the waiting step's output (default: null).",
+        ),
+    ] = None,
+    sent_by: Annotated[
+        str | None,
+        typer.Option("--by", metavar="WHO", help="Who sends it, recorded in the run's events."),
+    ] = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+) -> None:
+    """Send a run a signal: the step waiting for NAME completes with the payload.
+
+    A signal sent before any step waits for it is kept for the first that does.
+    """
+    configure_logging(logging.WARNING)
+    with user_errors():
+        value = _payload(payload)
+        with Client(url, migrate=False) as client:
+            full_id = client.resolve_run_id(run_id)
+            delivered = client.signal(full_id, name, value, sent_by=sent_by)
+    step = None if delivered == "kept" else delivered
+    if as_json:
+        print_json({"run_id": full_id, "signal": name, "step": step})
+    elif step is None:
+        stdout().print(
+            f"signal {name!r} kept for run {full_id}: no step waits for it yet", highlight=False
+        )
+    else:
+        stdout().print(f"signal {name!r} completed step {step} of run {full_id}", highlight=False)
+
+
+def _payload(text: str | None) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--payload is not JSON: {exc}") from None
 
 
 def _without_steps(document: dict[str, Any]) -> dict[str, Any]:

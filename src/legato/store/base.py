@@ -76,6 +76,9 @@ class ClaimRequest:
     root_run_id: str | None = None
     #: also reclaim expired leases and fire due timers in this transaction
     sweep: bool = False
+    #: fire due timers (a sleep's end, a signal's timeout) without a whole sweep:
+    #: the claimer knows one of them is due
+    timers: bool = False
     sweep_limit: int = 100
     #: the defaults of the claimer's tasks, for steps of runs started without the code
     defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)

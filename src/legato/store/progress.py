@@ -236,7 +236,10 @@ class Progress:
     def _decide(self, inst: Inst, step: Step, context: dict[str, Any], place: Place) -> None:
         if isinstance(step, TaskStep):
             self._queue(inst)
-        elif isinstance(step, SwitchStep):
+            return
+        # A step the engine decides is the run under way, as a claimed task is.
+        self.unit.begin_run(inst.run_id)
+        if isinstance(step, SwitchStep):
             self._switch(inst, step, context, place)
         elif isinstance(step, MapStep):
             self._map(inst, step, context, place)

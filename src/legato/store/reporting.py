@@ -72,6 +72,7 @@ class Report(Unit):
         if claim is not None:
             if claim.sweep:
                 self.outcome.reclaimed = self._sweep(claim.sweep_limit)
+            if claim.sweep or claim.timers:
                 self._fire_timers(claim.root_run_id)
             self.outcome.claimed = self._claim(claim)
         self.store.checkpoint("before_commit")
@@ -85,7 +86,7 @@ class Report(Unit):
         said so was rolled back or skipped its busy run row."""
         unknown = sorted(r for r in run_ids if not self.store.known_started(r))
         if unknown:
-            self._start_runs(unknown)
+            self.start_runs(unknown)
 
     def _complete(self, result: StepResult) -> None:
         row = self.tx.one(
@@ -310,6 +311,13 @@ class Report(Unit):
         for row in rows:
             run_id = self.store._id(row["run_id"]) or ""
             self.progress.fire_timer(Inst.of(run_id, row), row["waiting_for"])
+        # Tell the claimer when the next one falls due, so it comes back for it
+        # then rather than at its next sweep.
+        soonest = self.tx.one("next_timer", root=root, now=self.store.clock.now())
+        if soonest is not None and soonest["due_in"] is not None:
+            due_in = max(float(soonest["due_in"]), 0.0)
+            known = self.outcome.next_retry_in
+            self.outcome.next_retry_in = due_in if known is None else min(known, due_in)
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -343,7 +351,7 @@ class Report(Unit):
         fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
         fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
         if fresh:
-            self._start_runs(fresh)
+            self.start_runs(fresh)
         self.store.load_contexts(self.tx, run_ids)
         claimed = []
         for row in rows:
@@ -380,20 +388,6 @@ class Report(Unit):
             "max_attempts": defaults.retry.max_attempts,
             "timeout": row["timeout"] if row["timeout"] is not None else defaults.timeout,
         }
-
-    def _start_runs(self, run_ids: list[str]) -> None:
-        """Mark these runs started if they are pending (a run row locked elsewhere is skipped)."""
-        started = []
-        for row in self.tx.all(
-            "start_runs", ids=self.store._list(run_ids), now=self.store.clock.now()
-        ):
-            run_id = self.store._id(row["id"]) or ""
-            started.append(run_id)
-            if run_id in self.runs:
-                self.runs[run_id] = RunStatus.RUNNING
-            self.event(run_id, "run.started")
-        if started:
-            self.tx.after_commit(lambda: self.store.remember_started(started))
 
     def _claimed(self, row: dict[str, Any], run_id: str) -> ClaimedStep:
         """The claimed attempt with its call resolved; nothing here may raise.

@@ -594,15 +594,17 @@ class SQLStore(Store):
 
         def deliver(hints: set[str]) -> str:
             with self._transaction() as tx:
-                run = tx.one("get_run", id=run_id)
-                if run is None:
-                    raise RunNotFoundError(f"no run with id {run_id!r}")
-                if RunStatus(run["status"]).finished:
-                    raise ConflictError(
-                        f"run {run_id} is {run['status']}: a signal can no longer reach it"
-                    )
+                # The run locked, so it cannot finish between this check and the
+                # delivery (and keep a signal nobody will read).
                 unit = Unit(self, tx, hints)
-                unit.lock_runs(hints)
+                unit.lock_runs({run_id, *hints})
+                status = unit.runs.get(run_id)
+                if status is None:
+                    raise RunNotFoundError(f"no run with id {run_id!r}")
+                if status.finished:
+                    raise ConflictError(
+                        f"run {run_id} is {status.value}: a signal can no longer reach it"
+                    )
                 delivered = unit.progress.deliver_signal(run_id, name, payload_json, sent_by)
                 unit.flush_events()
             return delivered

@@ -47,6 +47,8 @@ class Unit:
         self.store = store
         self.tx = tx
         self.events: list[dict[str, Any]] = []
+        #: runs an engine-decided step got under way, marked started when the unit ends
+        self.beginning: set[str] = set()
         self.outcome = ReportOutcome()
         #: status of every run this transaction holds locked
         self.runs: dict[str, RunStatus] = {}
@@ -163,7 +165,30 @@ class Unit:
             )
         )
 
+    def begin_run(self, run_id: str) -> None:
+        """The run is under way: mark it started (once, before this unit commits)."""
+        if not self.store.known_started(run_id):
+            self.beginning.add(run_id)
+
+    def start_runs(self, run_ids: Iterable[str]) -> None:
+        """Mark these runs started if they are pending (a run row locked elsewhere is skipped)."""
+        started = []
+        for row in self.tx.all(
+            "start_runs", ids=self.store._list(sorted(run_ids)), now=self.store.clock.now()
+        ):
+            run_id = self.store._id(row["id"]) or ""
+            started.append(run_id)
+            if run_id in self.runs:
+                self.runs[run_id] = RunStatus.RUNNING
+            self.event(run_id, "run.started")
+        if started:
+            self.tx.after_commit(lambda: self.store.remember_started(started))
+
     def flush_events(self) -> None:
+        """The unit's last writes: runs it got under way, then its events."""
+        if self.beginning:
+            beginning, self.beginning = self.beginning, set()
+            self.start_runs(beginning)
         if self.events:
             self.tx.many("insert_event", self.events)
             self.events = []
@@ -183,6 +208,9 @@ class Unit:
         current = self.lock_run(run_id)
         if current is None or current.finished:
             return False
+        if run_id in self.beginning:  # it ran before it ended: it has a start time
+            self.beginning.discard(run_id)
+            self.start_runs([run_id])
         row = self.tx.one(
             "finish_run",
             run_id=run_id,

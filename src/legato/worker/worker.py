@@ -178,6 +178,9 @@ class Worker:
             sweep = now - self._last_sweep >= self.sweep_interval
             if sweep:
                 self._last_sweep = now
+            # Something this worker was told of falls due (a retry, a timer):
+            # fire timers too, or a sleep would end only at the next sweep.
+            timers = self._retry_due is not None and now >= self._retry_due
             claim = ClaimRequest(
                 worker_id=self.worker_id,
                 queues=self._claim_queues(),
@@ -186,6 +189,7 @@ class Worker:
                 lease=self.lease,
                 root_run_id=self.root_run_id,
                 sweep=sweep,
+                timers=timers,
                 defaults=self._defaults,
             )
         if not results and claim is None:

@@ -407,6 +407,12 @@ ORDER BY wake_at
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
+-- When the next timer falls due, in seconds from now (NULL: none is set).
+-- name: next_timer
+SELECT EXTRACT(EPOCH FROM MIN(wake_at) - legato_now())::float8 AS due_in FROM step_runs
+WHERE status = 'suspended' AND wake_at IS NOT NULL
+  AND (%(root)s::uuid IS NULL OR root_run_id = %(root)s::uuid);
+
 -- name: timer_still_due
 SELECT id FROM step_runs
 WHERE id = %(id)s AND status = 'suspended' AND wake_at <= legato_now();

@@ -341,6 +341,11 @@ WHERE status = 'suspended' AND wake_at <= :now AND (:root IS NULL OR root_run_id
 ORDER BY wake_at
 LIMIT :limit;
 
+-- When the next timer falls due, in seconds from now (NULL: none is set).
+-- name: next_timer
+SELECT MIN(wake_at) - :now AS due_in FROM step_runs
+WHERE status = 'suspended' AND wake_at IS NOT NULL AND (:root IS NULL OR root_run_id = :root);
+
 -- name: timer_still_due
 SELECT id FROM step_runs
 WHERE id = :id AND status = 'suspended' AND wake_at <= :now;
