@@ -117,6 +117,7 @@ class Client:
                 created_by=created_by,
                 correlation_id=correlation_id,
                 idempotency_key=idempotency_key,
+                task_defaults=defaults,
             )
         )
         return run_id

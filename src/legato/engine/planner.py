@@ -54,6 +54,25 @@ class TaskDefaults:
     priority: int
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "retry": self.retry.model_dump(mode="json"),
+            "timeout": self.timeout,
+            "queue": self.queue,
+            "priority": self.priority,
+            "max_lost_attempts": self.max_lost_attempts,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TaskDefaults:
+        return cls(
+            retry=RetryPolicy.model_validate(data["retry"]),
+            timeout=data.get("timeout"),
+            queue=data.get("queue") or "default",
+            priority=data.get("priority") or 0,
+            max_lost_attempts=data.get("max_lost_attempts") or DEFAULT_MAX_LOST_ATTEMPTS,
+        )
+
 
 @dataclass(frozen=True)
 class StepPolicy:

@@ -156,7 +156,7 @@ class WorkflowSpec(_Model):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy without the cached hash and graph, which describe the original."""
         copy = super().model_copy(update=update, deep=deep)
-        for cached in ("content_hash", "graph"):
+        for cached in ("content_hash", "graph", "inline_specs"):
             copy.__dict__.pop(cached, None)
         return copy
 
@@ -180,12 +180,28 @@ class WorkflowSpec(_Model):
         return self.graph.steps[step_id]
 
     def task_calls(self) -> list[TaskStep | MapStep]:
-        """Every step that calls a task (task steps, and maps calling one per item), any depth."""
-        return [
+        """Every step that calls a task (task steps, and maps calling one per item), any
+        depth, in this spec and in the sub-workflow specs it holds."""
+        calls = [
             step
             for step in self.graph.steps.values()
             if isinstance(step, TaskStep) or (isinstance(step, MapStep) and step.task)
         ]
+        for child in self.inline_specs.values():
+            calls.extend(child.task_calls())
+        return calls
+
+    @cached_property
+    def inline_specs(self) -> dict[str, WorkflowSpec]:
+        """The specs its sub-workflow steps give whole, by step id (parsed once per spec;
+        named workflows are stored apart)."""
+        from legato.model.steps import SubWorkflowStep
+
+        return {
+            step.id: WorkflowSpec.parse(step.spec, source=f"step {step.id!r} spec")
+            for step in self.graph.steps.values()
+            if isinstance(step, SubWorkflowStep) and step.spec is not None
+        }
 
     def task_step(self, step_id: str) -> TaskStep:
         """The task step with this id; a ``KeyError`` for a step of another kind."""

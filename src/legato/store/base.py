@@ -61,6 +61,9 @@ class NewRun:
     #: the key of the parent run's step this run is the sub-workflow of
     parent_step: str | None = None
     root_run_id: str | None = None
+    #: the defaults of every task the spec calls, as the starter resolved them: kept
+    #: with the run for the steps it creates later
+    task_defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)
     run_id: str = field(default_factory=new_run_id)
 
 

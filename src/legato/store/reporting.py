@@ -384,7 +384,7 @@ class Report(Unit):
         )
         return {
             **row,
-            "retry": retry,
+            "retry": defaults.retry.model_dump(mode="json"),  # as either database reads it back
             "max_attempts": defaults.retry.max_attempts,
             "timeout": row["timeout"] if row["timeout"] is not None else defaults.timeout,
         }

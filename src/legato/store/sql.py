@@ -20,7 +20,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -84,6 +84,8 @@ class RunContext:
     root_run_id: str = ""
     parent_run_id: str | None = None
     parent_step: str | None = None
+    #: the defaults of the tasks its spec calls, as its starter resolved them
+    task_defaults: dict[str, TaskDefaults] = field(default_factory=dict)
 
 
 class SQLStore(Store):
@@ -186,10 +188,12 @@ class SQLStore(Store):
         from legato.engine.planner import plan_new_run
 
         graph = spec.graph
+        defaults = self.run_defaults(unit.tx, parent_run_id, graph)
         new = NewRun(
             spec=spec,
             params=params,
-            steps=plan_new_run(graph, self.known_defaults(unit.tx, graph)),
+            steps=plan_new_run(graph, defaults),
+            task_defaults=defaults,
             created_by=created_by,
             parent_run_id=parent_run_id,
             parent_step=parent_step,
@@ -226,6 +230,7 @@ class SQLStore(Store):
             parent_run_id=new.parent_run_id,
             parent_step=new.parent_step,
             root_run_id=root,
+            task_defaults=dumps({k: d.to_json() for k, d in sorted(new.task_defaults.items())}),
             now=self.clock.now(),
         )
         if row is None:
@@ -474,6 +479,10 @@ class SQLStore(Store):
                 root_run_id=self._id(row["root_run_id"]) or run_id,
                 parent_run_id=self._id(row["parent_run_id"]),
                 parent_step=row["parent_step"],
+                task_defaults={
+                    name: TaskDefaults.from_json(value)
+                    for name, value in (self._json(row["task_defaults"]) or {}).items()
+                },
             )
         if loaded:
             local.update(loaded)
@@ -529,6 +538,14 @@ class SQLStore(Store):
                 with self._cache_lock:
                     self._defaults[row["task"]] = (defaults, now)
         return fresh
+
+    def run_defaults(self, tx: Tx, run_id: str, graph: Graph) -> dict[str, TaskDefaults]:
+        """The defaults of the tasks ``graph`` calls, for instances of this run created now:
+        as the run's starter resolved them, else as workers recorded them."""
+        started_with = self.context(tx, run_id).task_defaults
+        if all(s.task in started_with for s in graph.spec.task_calls() if s.task):
+            return started_with
+        return {**self.known_defaults(tx, graph), **started_with}
 
     def recorded_task_defaults(self, tasks: Sequence[str]) -> dict[str, TaskDefaults]:
         if not tasks:

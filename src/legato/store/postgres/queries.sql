@@ -31,11 +31,11 @@ LIMIT 1;
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
                   created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
-                  root_run_id, created_at, updated_at)
+                  root_run_id, task_defaults, created_at, updated_at)
 VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending',
         %(params)s::json, %(tags)s::jsonb, %(created_by)s, %(correlation_id)s,
         %(idempotency_key)s, %(parent_run_id)s, %(parent_step)s, %(root_run_id)s,
-        legato_now(), legato_now())
+        %(task_defaults)s::json, legato_now(), legato_now())
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
@@ -201,7 +201,7 @@ RETURNING id;
 
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
-       correlation_id, created_at, parent_run_id, parent_step, root_run_id
+       correlation_id, created_at, parent_run_id, parent_step, root_run_id, task_defaults
 FROM runs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: instances

@@ -23,10 +23,10 @@ LIMIT 1;
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
                   created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
-                  root_run_id, created_at, updated_at)
+                  root_run_id, task_defaults, created_at, updated_at)
 VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, :tags,
         :created_by, :correlation_id, :idempotency_key, :parent_run_id, :parent_step,
-        :root_run_id, :now, :now)
+        :root_run_id, :task_defaults, :now, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
@@ -159,7 +159,7 @@ RETURNING id;
 
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
-       correlation_id, created_at, parent_run_id, parent_step, root_run_id
+       correlation_id, created_at, parent_run_id, parent_step, root_run_id, task_defaults
 FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: instances
