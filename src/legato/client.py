@@ -161,6 +161,15 @@ class Client:
         """
         return self.store.signal(self.resolve_run_id(run_id), name, payload, sent_by=sent_by)
 
+    def cancel(
+        self, run_id: str, reason: str = "cancelled by request", *, actor: str | None = None
+    ) -> None:
+        """End an unfinished run as cancelled: steps not yet started never start, waits
+        end, and its child runs are cancelled too. Steps already running on a worker
+        finish, and their results are kept but start nothing. A finished or unknown
+        run is an error."""
+        self.store.cancel(self.resolve_run_id(run_id), reason, actor=actor)
+
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None
     ) -> dict[str, Any]:
@@ -275,7 +284,21 @@ class Client:
         unserved = self.unserved_steps(run)
         if unserved:
             text += "; " + unserved_note(unserved)
+        signals = signal_waits(run)
+        if signals:
+            text += "; " + ", ".join(
+                f"step {key} waits for signal {name!r}" for key, name in signals.items()
+            )
         return text
+
+
+def signal_waits(run: Run) -> dict[str, str]:
+    """The run's steps waiting for a signal, and the signal's name, by step key."""
+    return {
+        key: (step.waiting_for or "").removeprefix("signal:")
+        for key, step in run.steps.items()
+        if step.status is StepStatus.SUSPENDED and (step.waiting_for or "").startswith("signal:")
+    }
 
 
 def seconds_option(value: Any, name: str, *, allow_zero: bool = True) -> float | None:

@@ -85,3 +85,57 @@ def kills_its_worker(log: str, url: str, run: str, step: str) -> None:
     """SIGKILLs the worker process running it, every time (a segfault, an OOM kill)."""
     _record("start", log, run, step, current_attempt(url, run, step))
     os.kill(os.getpid(), 9)
+
+
+# -- instances inside control flow ------------------------------------------------------------
+#
+# A map's items, their steps and a loop's iterations are step rows keyed within
+# their run (``m[3]``, ``m[3].a``, ``lp[2].body``); their ``step_id`` column is
+# the spec step's, so they are read by key.
+
+
+def attempt_at(url: str, run: str, key: str) -> int:
+    """The attempt the database holds for the step instance ``key`` of ``run``."""
+    if url.startswith("sqlite:"):
+        import sqlite3
+
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30, isolation_level=None)
+        try:
+            row = conn.execute(
+                "SELECT attempt FROM step_runs WHERE run_id = ? AND key = ?", (run, key)
+            ).fetchone()
+        finally:
+            conn.close()
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True, application_name="legato-chaos-reader") as pg:
+            row = pg.execute(
+                "SELECT attempt FROM step_runs WHERE run_id = %s::uuid AND key = %s", (run, key)
+            ).fetchone()
+    assert row is not None, f"no step instance {key!r} in run {run}"
+    return int(row[0])
+
+
+@task(name="chaos.keyed")
+def keyed(
+    log: str,
+    url: str,
+    run: str,
+    key: str,
+    index: int,
+    x: Any = None,
+    hold: float = 0.0,
+    stagger: float = 0.0,
+) -> dict[str, Any]:
+    """Record ``start`` and ``done`` for the instance ``key.format(index)`` around a hold.
+
+    The hold is ``hold + stagger * (index % 3)``, so items running side by side
+    do not finish in step. No retries: only a lost worker may run it twice.
+    """
+    name = key.format(index)
+    attempt = attempt_at(url, run, name)
+    _record("start", log, run, name, attempt)
+    time.sleep(hold + stagger * (index % 3))
+    _record("done", log, run, name, attempt)
+    return {"key": name, "x": x, "attempt": attempt}

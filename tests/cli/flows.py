@@ -110,3 +110,30 @@ spec = WorkflowSpec.parse(
         "outputs": {"rows": "${{ steps.extract.output.rows }}"},
     }
 )
+
+
+@legato.task
+def half(n: int) -> float:
+    """Half of ``n``; an odd ``n`` fails, so a map over numbers has failed items."""
+    if n % 2:
+        raise ValueError(f"{n} is odd")
+    return n / 2
+
+
+approval = legato.Workflow("cli_approval")  # a person answers with `legato runs signal`
+prepared = approval.step("prepare", extract, source="draft")
+answer = approval.wait_for_signal("approve", "approval", timeout="1h", needs=[prepared])
+approval.outputs(answer=approval.step("ship", echo, answer=answer.output).output)
+
+halves = legato.Workflow("cli_halves")  # a map whose odd items fail, kept going
+halved = halves.map(
+    "halve", half, over=halves.param("numbers", type="list"), n=legato.item, continue_on_error=True
+)
+halves.outputs(halves=halved.output)
+
+counting = legato.Workflow("cli_counting")  # a loop that runs three iterations
+looped = counting.loop("count", until="${{ iteration >= 2 }}", max_iterations=5)
+looped.step("tick", echo, at=legato.iteration)
+
+parent = legato.Workflow("cli_parent")  # calls cli_etl as a child run
+parent.outputs(child=parent.sub_workflow("call", etl, params={"source": "inner"}).output)

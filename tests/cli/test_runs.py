@@ -34,7 +34,7 @@ def test_list_shows_a_table_newest_first(
     assert len(rows) == 1
     assert "cli_failing@1" in rows[0]
     assert "failed" in rows[0]
-    assert "1/2" in rows[0]
+    assert "2/2" in rows[0]  # both steps finished: one completed, one failed
     completed = next(line for line in result.stdout.splitlines() if two_runs["completed"] in line)
     assert "cli_etl@1.0.0" in completed
     assert "2/2" in completed

@@ -21,9 +21,14 @@ RUNS = 200
 WORKERS = 2
 
 
+# Each step holds its worker slot briefly so one worker cannot keep up with
+# the backlog alone and the second really competes for claims.
+HOLD = 0.01
+
+
 def chain(length: int) -> Workflow:
     wf = Workflow("chain")
-    common = logged(wf)
+    common = {**logged(wf), "hold": HOLD}
     previous = None
     for i in range(length):
         reads: dict[str, Any] = {} if previous is None else {"prev": previous.output["step"]}
@@ -33,7 +38,7 @@ def chain(length: int) -> Workflow:
 
 def fan(width: int) -> Workflow:
     wf = Workflow("fan")
-    common = logged(wf)
+    common = {**logged(wf), "hold": HOLD}
     root = wf.step("root", work, step="root", **common)
     leaves = [wf.step(f"leaf{i}", work, step=f"leaf{i}", **common) for i in range(width)]
     root >> leaves

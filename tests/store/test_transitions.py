@@ -154,6 +154,7 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
     ],
     "cancel_scope": lambda run_id, step, now: [{"run_id": run_id, "scope": "", "now": now}],
     "cancel_unstarted": lambda run_id, step, now: [{"run_id": run_id, "now": now}],
+    "cancel_instance": lambda run_id, step, now: [{"id": step, "now": now}],
     "complete_step": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "output": "1", "inputs": "{}", "now": now}
     ],

@@ -301,8 +301,10 @@ def _step_summary(run: Run) -> str:
             units["item"] += 1
         elif not any(kind in ("item", "iteration") for kind in holders):
             counts[step.status.value] += 1
-    text = f"{sum(counts.values())} steps: " + ", ".join(
-        f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1])
+    text = (
+        _count(sum(counts.values()), "step")
+        + ": "
+        + ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     )
     extra = [_count(n, noun) for noun, n in sorted(units.items())]
     return text + (f"  ({', '.join(extra)})" if extra else "")

@@ -39,7 +39,7 @@ from legato.cli.output import (
     user_errors,
 )
 from legato.cli.params import build_params, parse_pairs
-from legato.client import Client
+from legato.client import Client, signal_waits
 from legato.embedded import work_until_finished
 from legato.errors import LegatoError, WaitTimeout
 from legato.model.runs import Run, StepRun
@@ -188,11 +188,14 @@ def _work(
         if not isinstance(exc, WaitTimeout):
             fail(str(exc))
         error_line(str(exc))
-        stderr().print(
-            f"the run stays in the database; to continue it, run:\n  {resume}",
-            soft_wrap=True,
-            highlight=False,
-        )
+        hint = f"the run stays in the database; to continue it, run:\n  {resume}"
+        with suppress(LegatoError):
+            for name in sorted(set(signal_waits(client.get(run_id)).values())):
+                url = redact_url(client.url)
+                answer = shlex.join(["legato", "runs", "signal", run_id, name, "--url", url])
+                answer += " --payload"
+                hint += f"\nand answer its signal with:\n  {answer} JSON"
+        stderr().print(hint, soft_wrap=True, highlight=False)
         exit_now(EXIT_TIMEOUT)
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "loop_continues",
     "plan_new_run",
     "plan_scope",
+    "reacts_to_failure",
     "resolve_call",
     "resolve_inputs",
     "resolve_outputs",
@@ -231,6 +232,16 @@ def status_functions(dep_statuses: Iterable[str]) -> dict[str, Callable[[], bool
         "failure": lambda: any(s == StepStatus.FAILED for s in statuses),
         "cancelled": lambda: any(s == StepStatus.CANCELLED for s in statuses),
     }
+
+
+#: status functions with which a step asks to run although a dependency did not complete
+_REACTING = frozenset({"always", "failure", "cancelled"})
+
+
+def reacts_to_failure(step: Step) -> bool:
+    """Whether the step may run after a failure: its ``when`` calls ``always()``,
+    ``failure()`` or ``cancelled()`` (a failing scope still decides it)."""
+    return step.when is not None and bool(references(step.when).functions & _REACTING)
 
 
 def condition_holds(step: Step, context: Mapping[str, Any], dep_statuses: Iterable[str]) -> bool:

@@ -180,6 +180,9 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     steps_total: int
+    #: of the ``steps_total`` step instances (the rows holding a map item's or a loop
+    #: iteration's steps are not counted), those in a final state: completed, skipped,
+    #: failed or cancelled
     steps_done: int
     variables: dict[str, Any] = field(default_factory=dict)
     #: instance key -> step run, in the workflow's order; empty when fetched without steps

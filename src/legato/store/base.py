@@ -289,6 +289,11 @@ class Store(abc.ABC):
         for the next step of the run to wait for it (returning ``"kept"``)."""
 
     @abc.abstractmethod
+    def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
+        """End an unfinished run as cancelled: nothing new starts, its child runs are
+        cancelled too; a finished or unknown run is an error."""
+
+    @abc.abstractmethod
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None
     ) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from legato.model.steps import (
     TaskStep,
     TerminateStep,
 )
-from legato.payload import dumps, to_json
+from legato.payload import dumps, loads, to_json
 
 if TYPE_CHECKING:
     pass
@@ -83,12 +83,13 @@ class Progress(Flow):
         self._begin(inst, {"value": _plain(value), "branch": branch})
         graph = self.graph(inst.run_id)
         defaults = self.store.run_defaults(self.tx, inst.run_id, graph)
+        position = self._position(inst)  # a branch's steps are listed right after it
         skipped: list[NewInstance] = []
         for scope in step.scopes:
             if scope != branch:
                 skipped += [
                     _with_status(r, StepStatus.SKIPPED)
-                    for r in plan_scope(graph, scope, place, inst.key, defaults)
+                    for r in plan_scope(graph, scope, place, inst.key, defaults, position)
                 ]
         if skipped:
             root = self.store.context(self.tx, inst.run_id).root_run_id
@@ -96,7 +97,7 @@ class Progress(Flow):
         if branch is None:
             self._complete(inst, None)
             return
-        self.open_scope(inst.run_id, branch, place, inst.key, 0)
+        self.open_scope(inst.run_id, branch, place, inst.key, position)
 
     def _map(self, inst: Inst, step: MapStep, context: dict[str, Any], place: Place) -> None:
         try:
@@ -169,6 +170,10 @@ class Progress(Flow):
         except Exception as exc:
             field = "until" if step.until is not None else "duration"
             raise _Failed(_error(exc, step, field)) from None
+        if wake <= now:  # a time already past, or no time at all: nothing to wait for
+            self._begin(inst, {"until": round(wake, 3)})
+            self._complete(inst, None)
+            return
         relative = step.until is None
         self._suspend(
             inst,
@@ -187,8 +192,11 @@ class Progress(Flow):
         delay: float | None = None,
         child: str | None = None,
         new_attempt: int = 0,
+        failed: bool = False,
         details: dict[str, Any] | None = None,
+        event: str | None = "step.suspended",
     ) -> None:
+        """Park the step until its timer, signal or child; a due time wakes workers then."""
         self.tx.run(
             "suspend_instance",
             id=inst.id,
@@ -198,11 +206,12 @@ class Progress(Flow):
             child_run_id=child,
             inputs=None,
             new_attempt=new_attempt,
-            failed=0,
+            failed=int(failed),
             now=self.store.clock.now(),
         )
-        about = {"waiting_for": waiting_for, **(details or {})}
-        self.unit.event(inst.run_id, "step.suspended", step_id=inst.key, details=about)
+        if event is not None:
+            about = {"waiting_for": waiting_for, **(details or {})}
+            self.unit.event(inst.run_id, event, step_id=inst.key, details=about)
         if wake_at is not None or delay is not None:
             soon = delay if delay is not None else (wake_at or 0) - self.store.clock.now()
             soonest = self.unit.outcome.next_retry_in
@@ -242,7 +251,7 @@ class Progress(Flow):
         inst = Inst.of(run_id, row)
         self.tx.run("consume_signal", id=signal["id"], key=inst.key, now=now)
         self.unit.event(run_id, "signal.consumed", step_id=inst.key, details={"signal": name})
-        self._complete(inst, self.store._json(payload_json))
+        self._complete(inst, loads(payload_json))
         return inst.key
 
     def _set_vars(self, inst: Inst, step: SetVarsStep, context: dict[str, Any]) -> None:
@@ -277,7 +286,7 @@ class Progress(Flow):
         details = {"terminated_by": inst.key, "reason": reason}
         if status == "completed":
             self.unit.finish_run(
-                inst.run_id, RunStatus.COMPLETED, outputs=plain_outputs, details=details
+                inst.run_id, RunStatus.COMPLETED, outputs=plain_outputs, details=details, early=True
             )
         else:
             error = StepError(
@@ -297,6 +306,9 @@ class Progress(Flow):
                 spec = self.graph(inst.run_id).spec.inline_specs[step.id]
             else:
                 spec = self.store.newest_spec(self.tx, step.workflow or "", step.version)
+        except Exception as exc:
+            raise _Failed(_error(exc, step, "workflow")) from None
+        try:
             bound = spec.bind_params(params)
             plain, _ = to_json(
                 bound, what=f"params of {spec.label}", max_bytes=self.store.max_payload_bytes
@@ -356,18 +368,7 @@ class Progress(Flow):
         if self.unit.active(inst.run_id):
             decision = decide_retry(policy, failures, True)
             if decision.retry:
-                self.tx.run(
-                    "suspend_instance",
-                    id=inst.id,
-                    wake_at=None,
-                    delay=decision.delay,
-                    waiting_for="retry",
-                    child_run_id=None,
-                    inputs=None,
-                    new_attempt=0,
-                    failed=1,
-                    now=self.store.clock.now(),
-                )
+                self._suspend(inst, "retry", delay=decision.delay, failed=True, event=None)
                 self.unit.event(
                     inst.run_id,
                     "step.retrying",

@@ -21,13 +21,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults
 from legato.errors import (
-    ConflictError,
     DefinitionError,
     IdempotencyConflictError,
     LegatoError,
@@ -35,10 +34,11 @@ from legato.errors import (
     StoreError,
 )
 from legato.model.graph import Graph
-from legato.model.runs import Attempt, Event, Run, StepError, StepRun
+from legato.model.runs import Event, Run
 from legato.model.spec import RetryPolicy, WorkflowSpec
-from legato.model.states import RunStatus, StepStatus
-from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads, to_json
+from legato.model.states import RunStatus
+from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
+from legato.store import operations
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
@@ -49,6 +49,7 @@ from legato.store.base import (
     Tx,
     WorkerInfo,
 )
+from legato.store.rows import run_from_row
 
 if TYPE_CHECKING:
     from legato.store.unit import Unit
@@ -285,7 +286,7 @@ class SQLStore(Store):
             else:
                 steps = []
                 total, done = self._counts(tx, [run_id]).get(run_id, (0, 0))
-        return self._run_from_row(row, steps, total, done)
+        return run_from_row(self, row, steps, total, done)
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         text = prefix.strip().lower()
@@ -312,12 +313,12 @@ class SQLStore(Store):
             rows = tx.all("list_runs", status=status, workflow=workflow, limit=int(limit))
             counts = self._counts(tx, [self._id(row["id"]) or "" for row in rows])
         return [
-            self._run_from_row(row, [], *counts.get(self._id(row["id"]) or "", (0, 0)))
+            run_from_row(self, row, [], *counts.get(self._id(row["id"]) or "", (0, 0)))
             for row in rows
         ]
 
     def _counts(self, tx: Tx, run_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Steps (instances, not scope rows) and those settled (completed or skipped), by run."""
+        """Steps (instances, not scope rows) and those finished (in a final state), by run."""
         if not run_ids:
             return {}
         rows = tx.all("step_counts", ids=self._list(run_ids))
@@ -599,62 +600,18 @@ class SQLStore(Store):
         )
         return self.graph(tx, spec.content_hash).spec
 
-    # -- operations on runs ---------------------------------------------------------------
+    # -- operations on runs (legato.store.operations) ------------------------------------------
 
     def signal(self, run_id: str, name: str, payload: Any, *, sent_by: str | None = None) -> str:
-        from legato.store.unit import Unit
+        return operations.signal(self, run_id, name, payload, sent_by=sent_by)
 
-        run_id = self._check_run_id(run_id)
-        _, payload_json = to_json(
-            payload, what=f"signal {name!r} payload", max_bytes=self.max_payload_bytes
-        )
-
-        def deliver(hints: set[str]) -> str:
-            with self._transaction() as tx:
-                # The run locked, so it cannot finish between this check and the
-                # delivery (and keep a signal nobody will read).
-                unit = Unit(self, tx, hints)
-                unit.lock_runs({run_id, *hints})
-                status = unit.runs.get(run_id)
-                if status is None:
-                    raise RunNotFoundError(f"no run with id {run_id!r}")
-                if status.finished:
-                    raise ConflictError(
-                        f"run {run_id} is {status.value}: a signal can no longer reach it"
-                    )
-                delivered = unit.progress.deliver_signal(run_id, name, payload_json, sent_by)
-                unit.flush_events()
-            return delivered
-
-        return self.retrying(deliver)
+    def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
+        operations.cancel(self, run_id, reason, actor=actor)
 
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None
     ) -> dict[str, Any]:
-        from legato.store.unit import Unit
-
-        run_id = self._check_run_id(run_id)
-        plain, _ = to_json(dict(values), what="variables", max_bytes=self.max_payload_bytes)
-
-        def update(hints: set[str]) -> dict[str, Any]:
-            with self._transaction() as tx:
-                return self._update_variables(Unit(self, tx, hints), run_id, plain, actor)
-
-        return self.retrying(update)
-
-    def _update_variables(
-        self, unit: Unit, run_id: str, plain: dict[str, Any], actor: str | None
-    ) -> dict[str, Any]:
-        unit.lock_runs([run_id, *unit.hints])
-        status = unit.runs.get(run_id)
-        if status is None:
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        if status.finished:
-            raise ConflictError(f"run {run_id} is {status.value}: its variables are final")
-        unit.progress.set_variables(run_id, plain, actor=actor)
-        merged = unit.progress.variables(run_id)
-        unit.flush_events()
-        return merged
+        return operations.update_variables(self, run_id, values, actor=actor)
 
     def graph(self, tx: Tx | None, spec_hash: str) -> Graph:
         graph = self._graphs.get(spec_hash)
@@ -705,105 +662,6 @@ class SQLStore(Store):
         except ValueError:
             raise RunNotFoundError(f"no run with id {run_id!r} (not a run id)") from None
 
-    def _run_from_row(
-        self, row: dict[str, Any], step_rows: list[dict[str, Any]], total: int, done: int
-    ) -> Run:
-        return Run(
-            id=self._id(row["id"]) or "",
-            workflow=row["workflow_name"],
-            version=row["workflow_version"],
-            workflow_hash=row["spec_hash"],
-            status=RunStatus(row["status"]),
-            params=self._json(row["params"]),
-            outputs=self._json(row["outputs"]),
-            error=StepError.from_json(self._json(row["error"])),
-            tags=self._json(row["tags"]),
-            created_by=row["created_by"],
-            correlation_id=row["correlation_id"],
-            idempotency_key=row["idempotency_key"],
-            parent_run_id=self._id(row["parent_run_id"]),
-            created_at=self._ts(row["created_at"]),  # type: ignore[arg-type]
-            started_at=self._ts(row["started_at"]),
-            finished_at=self._ts(row["finished_at"]),
-            steps_total=total,
-            steps_done=done,
-            variables=self._json(row["variables"]) or {},
-            parent_step=row["parent_step"],
-            root_run_id=self._id(row["root_run_id"]),
-            steps={s["key"]: self._step_from_row(s) for s in step_rows},
-        )
-
-    def _step_from_row(self, row: dict[str, Any]) -> StepRun:
-        inputs = self._json(row["inputs"])
-        attempts = [
-            Attempt(
-                number=h["attempt"],
-                status=h["status"],
-                worker=h.get("worker"),
-                started_at=_epoch(h.get("started_at")),
-                finished_at=_epoch(h.get("finished_at")),
-                error=StepError.from_json(h.get("error")),
-            )
-            for h in self._json(row["history"]) or []
-        ]
-        status = StepStatus(row["status"])
-        error = StepError.from_json(self._json(row["error"]))
-        recorded = bool(attempts) and attempts[-1].number == row["attempt"]
-        if (
-            row["attempt"]
-            and not recorded
-            and status not in (StepStatus.QUEUED, StepStatus.WAITING)
-        ):
-            # The current attempt: its row holds it until a retry moves it to the history.
-            lost = error is not None and error.type == "LeaseExpired"
-            attempts.append(
-                Attempt(
-                    number=row["attempt"],
-                    status="lost" if lost and status is not StepStatus.RUNNING else status.value,
-                    worker=row["worker_id"],
-                    started_at=self._ts(row["started_at"]),
-                    finished_at=self._ts(row["finished_at"]),
-                    error=error if status in (StepStatus.FAILED, StepStatus.CANCELLED) else None,
-                )
-            )
-        call = row["kind"] == "task" and isinstance(inputs, dict)
-        return StepRun(
-            step_id=row["key"],
-            task=row["task"] or "",
-            status=status,
-            attempt=row["attempt"],
-            max_attempts=row["max_attempts"] or 1,
-            inputs=(inputs.get("kwargs", {}) if call else inputs) if inputs is not None else None,
-            args=inputs.get("args", []) if call else [],
-            input_errors=inputs.get("errors", {}) if call else {},
-            output=self._json(row["output"]),
-            error=error,
-            worker=row["worker_id"],
-            queue=row["queue"],
-            priority=row["priority"],
-            queued_at=self._ts(row["queued_at"]),
-            started_at=self._ts(row["started_at"]),
-            finished_at=self._ts(row["finished_at"]),
-            failures=row["failures"],
-            lost=row["lost"],
-            max_lost_attempts=row["max_lost"] or 3,
-            attempts=tuple(attempts),
-            kind=row["kind"],
-            spec_step=row["step_id"],
-            scope=row["scope"],
-            index=row["idx"],
-            item=self._json(row["item"]) if row["idx"] is not None else None,
-            waiting_for=row["waiting_for"] if status is StepStatus.SUSPENDED else None,
-            wake_at=self._ts(row["wake_at"]) if status is StepStatus.SUSPENDED else None,
-            child_run_id=self._id(row["child_run_id"]),
-        )
-
 
 def _fill(template: str, digit: str) -> str:
     return "".join("-" if c == "-" else digit for c in template)
-
-
-def _epoch(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(float(value), UTC)

@@ -52,6 +52,8 @@ class Unit:
         self.outcome = ReportOutcome()
         #: status of every run this transaction holds locked
         self.runs: dict[str, RunStatus] = {}
+        #: the locked runs that are failing (a step failed; steps reacting to it still run)
+        self.failing: set[str] = set()
         #: runs found to need their lock mid-way; a retry takes them first
         self.hints = hints if hints is not None else set()
         self.progress: Progress = Progress(self)
@@ -69,6 +71,8 @@ class Unit:
         for row in rows:
             run_id = self.store._id(row["id"]) or ""
             self.runs[run_id] = RunStatus(row["status"])
+            if row["failing"]:
+                self.failing.add(run_id)
             locked.add(run_id)
         started = [r for r in locked if self.runs[r] is not RunStatus.PENDING]
         if started:
@@ -90,6 +94,8 @@ class Unit:
             return None
         status = RunStatus(row["status"])
         self.runs[run_id] = status
+        if row["failing"]:
+            self.failing.add(run_id)
         return status
 
     def active(self, run_id: str) -> bool:
@@ -203,8 +209,13 @@ class Unit:
         outputs: Any = None,
         error: StepError | None = None,
         details: dict[str, Any] | None = None,
+        early: bool = False,
     ) -> bool:
-        """End the run (holding its lock); cancel what has not started and its child runs."""
+        """End the run (holding its lock); cancel what has not started and its child runs.
+
+        A run that completes on its own has nothing left to cancel; one that fails or
+        is ended ``early`` (a terminate step) may have steps still to start.
+        """
         current = self.lock_run(run_id)
         if current is None or current.finished:
             return False
@@ -222,7 +233,7 @@ class Unit:
         if row is None:
             return False
         self.runs[run_id] = status
-        if status is not RunStatus.COMPLETED:
+        if early or status is not RunStatus.COMPLETED:
             rows = self.tx.all("cancel_unstarted", run_id=run_id, now=self.store.clock.now())
             for cancelled in rows:
                 self.event(run_id, "step.cancelled", step_id=cancelled["key"])
@@ -247,7 +258,7 @@ class Unit:
             # about to touch its parent's step (then this one starts over).
             self.cancel_run(self.store._id(row["id"]) or "", reason)
 
-    def cancel_run(self, run_id: str, reason: str) -> bool:
+    def cancel_run(self, run_id: str, reason: str, *, actor: str | None = None) -> bool:
         error = StepError("Cancelled", reason)
         status = self.lock_run(run_id)
         if status is None or status.finished:
@@ -266,7 +277,7 @@ class Unit:
         for cancelled in self.tx.all("cancel_unstarted", run_id=run_id, now=self.store.clock.now()):
             self.event(run_id, "step.cancelled", step_id=cancelled["key"])
         self.cancel_children(run_id, "its parent run was cancelled")
-        self.event(run_id, "run.cancelled", details={"reason": reason})
+        self.event(run_id, "run.cancelled", actor=actor, details={"reason": reason})
         self.outcome.finished_runs[run_id] = RunStatus.CANCELLED
         return True
 

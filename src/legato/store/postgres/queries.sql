@@ -79,7 +79,7 @@ LIMIT %(limit)s;
 
 -- name: step_counts
 SELECT run_id, COUNT(*) AS total,
-       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped')) AS done
+       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped', 'failed', 'cancelled')) AS done
 FROM step_runs
 WHERE run_id = ANY(%(ids)s::uuid[]) AND kind NOT IN ('item', 'iteration')
 GROUP BY run_id;
@@ -95,16 +95,16 @@ ORDER BY id;
 -- NO KEY UPDATE, not UPDATE: inserting an event takes KEY SHARE on its run
 -- row (the foreign key), and that must never wait for a run lock.
 -- name: lock_runs
-SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
+SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
 
 -- name: lock_runs_nowait
-SELECT id, status FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
+SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
 FOR NO KEY UPDATE SKIP LOCKED;
 
 -- Taken after step rows: never waits, fails (and the transaction starts over,
 -- taking it first) when another transaction holds it.
 -- name: lock_run_or_fail
-SELECT id, status FROM runs WHERE id = %(id)s FOR NO KEY UPDATE NOWAIT;
+SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = %(id)s FOR NO KEY UPDATE NOWAIT;
 
 -- name: run_variables
 SELECT variables FROM runs WHERE id = %(id)s;
@@ -206,7 +206,7 @@ FROM runs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: instances
 SELECT id, key, step_id, scope, kind, idx, item, status, output, child_run_id, attempt,
-       failures, position, inputs
+       failures, position, inputs, error
 FROM step_runs
 WHERE run_id = %(run_id)s AND key = ANY(%(keys)s::text[]);
 
@@ -334,7 +334,35 @@ RETURNING key, step_id, scope, kind, idx;
 
 -- name: cancel_unstarted
 UPDATE step_runs SET status = 'cancelled', finished_at = legato_now(), wake_at = NULL
-WHERE run_id = %(run_id)s AND status IN ('waiting', 'queued', 'suspended')
+WHERE run_id = %(run_id)s
+  AND (status IN ('waiting', 'queued', 'suspended') OR (status = 'running' AND kind <> 'task'))
+RETURNING key, child_run_id;
+
+-- A step failed while steps that react to failures are still to run: the run
+-- ends failed with this error once they have.
+-- name: mark_run_failing
+UPDATE runs SET error = %(error)s::json, updated_at = legato_now()
+WHERE id = %(id)s AND status IN ('pending', 'running') AND error IS NULL;
+
+-- name: run_error
+SELECT error FROM runs WHERE id = %(id)s;
+
+-- name: mark_instance_failing
+UPDATE step_runs SET error = %(error)s::json
+WHERE id = %(id)s AND status = 'running' AND error IS NULL;
+
+-- The unfinished steps of one scope instance, in the order they are listed.
+-- name: scope_members
+SELECT id, key, step_id, scope, kind, idx, status, child_run_id FROM step_runs
+WHERE run_id = %(run_id)s AND scope = %(scope)s
+  AND status IN ('waiting', 'queued', 'suspended', 'running')
+ORDER BY position, id;
+
+-- Not started, or a compound no worker holds (a map, loop, switch, item, iteration).
+-- name: cancel_instance
+UPDATE step_runs SET status = 'cancelled', finished_at = legato_now(), wake_at = NULL
+WHERE id = %(id)s
+  AND (status IN ('waiting', 'queued', 'suspended') OR (status = 'running' AND kind <> 'task'))
 RETURNING key, child_run_id;
 
 -- Every instance inside a scope, at any depth (its rows' scopes chain up to it).
@@ -346,7 +374,7 @@ WITH RECURSIVE inside (key) AS (
     WHERE s.run_id = %(run_id)s)
 UPDATE step_runs SET status = 'cancelled', finished_at = legato_now(), wake_at = NULL
 WHERE run_id = %(run_id)s AND key IN (SELECT key FROM inside)
-  AND status IN ('waiting', 'queued', 'suspended')
+  AND (status IN ('waiting', 'queued', 'suspended') OR (status = 'running' AND kind <> 'task'))
 RETURNING key, child_run_id;
 
 -- Candidates only: each is locked, with its run, before it is touched.

@@ -67,7 +67,8 @@ LIMIT :limit;
 
 -- name: step_counts
 SELECT run_id, COUNT(*) AS total,
-       SUM(CASE WHEN status IN ('completed', 'skipped') THEN 1 ELSE 0 END) AS done
+       SUM(CASE WHEN status IN ('completed', 'skipped', 'failed', 'cancelled') THEN 1 ELSE 0 END)
+           AS done
 FROM step_runs
 WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind NOT IN ('item', 'iteration')
 GROUP BY run_id;
@@ -81,13 +82,13 @@ WHERE parent_run_id = :run_id AND status IN ('pending', 'running')
 ORDER BY id;
 
 -- name: lock_runs
-SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: lock_runs_nowait
-SELECT id, status FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: lock_run_or_fail
-SELECT id, status FROM runs WHERE id = :id;
+SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = :id;
 
 -- name: run_variables
 SELECT variables FROM runs WHERE id = :id;
@@ -164,7 +165,7 @@ FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: instances
 SELECT id, key, step_id, scope, kind, idx, item, status, output, child_run_id, attempt,
-       failures, position, inputs
+       failures, position, inputs, error
 FROM step_runs
 WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys));
 
@@ -279,7 +280,34 @@ RETURNING key, step_id, scope, kind, idx;
 
 -- name: cancel_unstarted
 UPDATE step_runs SET status = 'cancelled', finished_at = :now, wake_at = NULL
-WHERE run_id = :run_id AND status IN ('waiting', 'queued', 'suspended')
+WHERE run_id = :run_id
+  AND (status IN ('waiting', 'queued', 'suspended') OR (status = 'running' AND kind <> 'task'))
+RETURNING key, child_run_id;
+
+-- A step failed while steps that react to failures are still to run: the run
+-- ends failed with this error once they have.
+-- name: mark_run_failing
+UPDATE runs SET error = :error, updated_at = :now
+WHERE id = :id AND status IN ('pending', 'running') AND error IS NULL;
+
+-- name: run_error
+SELECT error FROM runs WHERE id = :id;
+
+-- name: mark_instance_failing
+UPDATE step_runs SET error = :error WHERE id = :id AND status = 'running' AND error IS NULL;
+
+-- The unfinished steps of one scope instance, in the order they are listed.
+-- name: scope_members
+SELECT id, key, step_id, scope, kind, idx, status, child_run_id FROM step_runs
+WHERE run_id = :run_id AND scope = :scope
+  AND status IN ('waiting', 'queued', 'suspended', 'running')
+ORDER BY position, id;
+
+-- Not started, or a compound no worker holds (a map, loop, switch, item, iteration).
+-- name: cancel_instance
+UPDATE step_runs SET status = 'cancelled', finished_at = :now, wake_at = NULL
+WHERE id = :id
+  AND (status IN ('waiting', 'queued', 'suspended') OR (status = 'running' AND kind <> 'task'))
 RETURNING key, child_run_id;
 
 -- Every instance inside a scope, at any depth (its rows' scopes chain up to it).
@@ -291,7 +319,7 @@ WITH RECURSIVE inside (key) AS (
     WHERE s.run_id = :run_id)
 UPDATE step_runs SET status = 'cancelled', finished_at = :now, wake_at = NULL
 WHERE run_id = :run_id AND key IN (SELECT key FROM inside)
-  AND status IN ('waiting', 'queued', 'suspended')
+  AND (status IN ('waiting', 'queued', 'suspended') OR (status = 'running' AND kind <> 'task'))
 RETURNING key, child_run_id;
 
 -- name: expired_steps

@@ -1,0 +1,1 @@
+"""Control flow: every kind of step, run end to end on each backend."""
