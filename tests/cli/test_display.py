@@ -45,7 +45,7 @@ def test_progress_shows_each_step_with_status_attempt_and_duration(sqlite_url: s
     text = render(progress)
     assert run.id in text
     assert "failed" in text.splitlines()[0]
-    assert "1/2 steps" in text
+    assert "2/2 steps" in text  # both finished, one failed
     extract = next(line for line in text.splitlines() if line.startswith("extract"))
     assert extract.split()[1:4] == ["flows.extract", "completed", "1/1"]
     explode = next(line for line in text.splitlines() if line.startswith("explode"))

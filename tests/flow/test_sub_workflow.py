@@ -16,8 +16,7 @@ import pytest
 
 import legato
 from legato import Client, Run, RunStatus, StepStatus, Workflow
-from legato.store.sql import SQLStore
-from legato.store.unit import Unit
+from legato.errors import ConflictError
 from store.helpers import claim, failed, ok, report
 
 from .tasks_loops import ALL_TASKS, add, echo, fail, fails_first_call, square, tag
@@ -42,27 +41,6 @@ def doubling_child() -> Workflow:
     doubled = child.step("double", add, a=child.param("x"), b=child.param("x"))
     child.outputs(doubled=doubled.output)
     return child
-
-
-def cancel(client: Client, run_id: str, reason: str) -> bool:
-    """Cancel a run as the engine does, in one transaction of the store.
-
-    Neither ``Client`` nor the CLI offers a cancel operation (yet): this drives
-    the store's own :meth:`Unit.cancel_run`, which ends the run, cancels its
-    steps not started and its child runs.
-    """
-    store = client.store
-    assert isinstance(store, SQLStore)
-
-    def work(hints: set[str]) -> bool:
-        with store._transaction() as tx:
-            unit = Unit(store, tx, hints)
-            unit.lock_runs([run_id, *hints])
-            done = unit.cancel_run(run_id, reason)
-            unit.flush_events()
-            return done
-
-    return store.retrying(work)
 
 
 # -- a child run, linked ------------------------------------------------------------------------
@@ -285,7 +263,7 @@ def test_cancelling_the_parent_cancels_its_running_child(client: Client) -> None
     [child] = children_of(client, run_id)
     assert work.run_id == child.id
 
-    assert cancel(client, run_id, "stopped by the operator") is True
+    client.cancel(run_id, "stopped by the operator")
 
     run = client.get(run_id)
     assert run.status is RunStatus.CANCELLED
@@ -305,7 +283,8 @@ def test_cancelling_the_parent_cancels_its_running_child(client: Client) -> None
     assert child.steps["work"].status is StepStatus.COMPLETED
     assert child.steps["later"].status is StepStatus.CANCELLED
     assert client.get(run_id).status is RunStatus.CANCELLED
-    assert cancel(client, run_id, "again") is False
+    with pytest.raises(ConflictError, match="is cancelled: it cannot be cancelled"):
+        client.cancel(run_id, "again")
 
 
 def test_a_parent_that_fails_cancels_its_running_child(client: Client) -> None:

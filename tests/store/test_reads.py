@@ -81,8 +81,9 @@ def test_run_repr(client: Client) -> None:
     failing = client.start(chain(), {"x": 1})
     [a] = claim(client)
     report(client, [failed(a, "bad thing", retryable=False)])
+    # Both steps finished: one failed, the one after it cancelled.
     assert repr(client.get(failing)) == (
-        f"Run(id={failing!r}, workflow='reads@1', status='failed', steps=0/2, "
+        f"Run(id={failing!r}, workflow='reads@1', status='failed', steps=2/2, "
         "error=\"step 'a': ValueError: bad thing\")"
     )
 

@@ -43,12 +43,13 @@ from legato.payload import dumps, loads, to_json
 if TYPE_CHECKING:
     pass
 
-from legato.store.flow import Flow, Inst, _error, _Failed, _plain, _with_status
+from legato.store.failing import Failing
+from legato.store.flow import Inst, _error, _Failed, _plain, _with_status
 
 __all__ = ["Inst", "Progress"]
 
 
-class Progress(Flow):
+class Progress(Failing):
     """:class:`~legato.store.flow.Flow` with the decisions of every kind of step."""
 
     def _decide(self, inst: Inst, step: Step, context: dict[str, Any], place: Place) -> None:

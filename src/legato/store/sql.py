@@ -3,12 +3,9 @@
 The SQLite and PostgreSQL stores supply connections, transactions, the clock
 and value conversion; everything else is here, once. Creating runs and
 reading them live in this module; the worker's hot path (results, sweeps,
-hand-backs, claims) is :mod:`legato.store.reporting`.
-
-Caches hold only what never changes once written (a spec by its hash, a
-run's params and metadata) or what a committed transaction saw (a run has
-started), filled after the commit, so a transaction that rolls back cannot
-leave them disagreeing with the database.
+hand-backs, claims) is :mod:`legato.store.reporting`, operations on one run
+(signals, variables, cancels) :mod:`legato.store.operations`, the caches
+:mod:`legato.store.caches`, and turning rows into runs :mod:`legato.store.rows`.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -35,7 +31,7 @@ from legato.errors import (
 )
 from legato.model.graph import Graph
 from legato.model.runs import Event, Run
-from legato.model.spec import RetryPolicy, WorkflowSpec
+from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
 from legato.store import operations
@@ -49,6 +45,7 @@ from legato.store.base import (
     Tx,
     WorkerInfo,
 )
+from legato.store.caches import RunCaches, RunContext
 from legato.store.rows import run_from_row
 
 if TYPE_CHECKING:
@@ -72,24 +69,11 @@ class TransactionRetry(StoreError):
 _UUID_TEMPLATE = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
 #: rows that only hold a scope (a map item with steps, a loop iteration): not counted as steps
 _SCOPE_ROWS = ("item", "iteration")
-_SETTLED = ("completed", "skipped")
+#: statuses a step ends in: what ``steps_done`` counts
+_FINISHED = ("completed", "skipped", "failed", "cancelled")
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """What expressions read about a run: fixed when the run is created."""
-
-    spec_hash: str
-    params: dict[str, Any]
-    run: dict[str, Any]
-    root_run_id: str = ""
-    parent_run_id: str | None = None
-    parent_step: str | None = None
-    #: the defaults of the tasks its spec calls, as its starter resolved them
-    task_defaults: dict[str, TaskDefaults] = field(default_factory=dict)
-
-
-class SQLStore(Store):
+class SQLStore(RunCaches, Store):
     """:class:`Store` over named queries; subclasses supply the database."""
 
     dialect: str
@@ -282,7 +266,7 @@ class SQLStore(Store):
                 steps = tx.all("get_steps", run_id=run_id)
                 counted = [s for s in steps if s["kind"] not in _SCOPE_ROWS]
                 total = len(counted)
-                done = sum(1 for s in counted if s["status"] in _SETTLED)
+                done = sum(1 for s in counted if s["status"] in _FINISHED)
             else:
                 steps = []
                 total, done = self._counts(tx, [run_id]).get(run_id, (0, 0))
@@ -431,159 +415,6 @@ class SQLStore(Store):
                 )
             )
         return workers
-
-    # -- caches and helpers ---------------------------------------------------
-
-    def known_started(self, run_id: str) -> bool:
-        return run_id in self._started
-
-    def remember_started(self, run_ids: Sequence[str]) -> None:
-        """Called after a commit that saw these runs started."""
-        with self._cache_lock:
-            for run_id in run_ids:
-                self._started[run_id] = None
-            while len(self._started) > 4096:
-                self._started.popitem(last=False)
-
-    def context(self, tx: Tx, run_id: str) -> RunContext:
-        context = self._runs.get(run_id)
-        if context is None:
-            context = self.load_contexts(tx, [run_id])[run_id]
-        return context
-
-    def load_contexts(self, tx: Tx, run_ids: list[str]) -> dict[str, RunContext]:
-        """Contexts of these runs, read in one query and cached (they never change).
-
-        What a transaction reads is cached for everyone only once it commits: a
-        run created in a transaction that rolls back leaves nothing behind.
-        """
-        local: dict[str, RunContext] = tx.__dict__.setdefault("contexts", {})
-        missing = [r for r in run_ids if r not in self._runs and r not in local]
-        rows = tx.all("run_contexts", ids=self._list(missing)) if missing else []
-        loaded = {}
-        for row in rows:
-            run_id = self._id(row["id"]) or ""
-            created = self._ts(row["created_at"])
-            loaded[run_id] = RunContext(
-                spec_hash=row["spec_hash"],
-                params=self._json(row["params"]),
-                run={
-                    "id": run_id,
-                    "workflow": row["workflow_name"],
-                    "version": row["workflow_version"],
-                    "created_by": row["created_by"],
-                    "correlation_id": row["correlation_id"],
-                    "tags": self._json(row["tags"]),
-                    "created_at": created.isoformat() if created else None,
-                    "parent_run_id": self._id(row["parent_run_id"]),
-                },
-                root_run_id=self._id(row["root_run_id"]) or run_id,
-                parent_run_id=self._id(row["parent_run_id"]),
-                parent_step=row["parent_step"],
-                task_defaults={
-                    name: TaskDefaults.from_json(value)
-                    for name, value in (self._json(row["task_defaults"]) or {}).items()
-                },
-            )
-        if loaded:
-            local.update(loaded)
-            tx.after_commit(lambda: self._remember_contexts(loaded))
-        found = {}
-        for run_id in run_ids:
-            context = self._runs.get(run_id) or local.get(run_id)
-            if context is not None:
-                found[run_id] = context
-        absent = [r for r in run_ids if r not in found]
-        if absent:
-            raise RunNotFoundError(f"no run with id {absent[0]!r}")
-        return found
-
-    def _remember_contexts(self, loaded: dict[str, RunContext]) -> None:
-        with self._cache_lock:
-            self._runs.update(loaded)
-            while len(self._runs) > 4096:
-                self._runs.popitem(last=False)
-
-    def shards(self, tx: Tx, run_id: str, scope: str) -> int:
-        """How many counter shards a scope has (fixed when it opened, so cached)."""
-        known = self._shards.get((run_id, scope))
-        if known is not None:
-            return known
-        row = tx.one("counter_shards", run_id=run_id, scope=scope)
-        shards = int(row["shards"]) if row is not None else 1
-        self.remember_shards(run_id, scope, shards)
-        return shards
-
-    def remember_shards(self, run_id: str, scope: str, shards: int) -> None:
-        with self._cache_lock:
-            self._shards[(run_id, scope)] = shards
-            while len(self._shards) > 65536:
-                self._shards.popitem(last=False)
-
-    def known_defaults(self, tx: Tx, graph: Graph) -> dict[str, TaskDefaults]:
-        """Task defaults recorded by the workers that have the code (this process has none)."""
-        names = sorted({s.task for s in graph.spec.task_calls() if s.task})
-        now = time.monotonic()
-        fresh = {n: d for n, (d, at) in self._defaults.items() if n in names and now - at < 30}
-        missing = [n for n in names if n not in fresh]
-        if missing:
-            for row in tx.all("task_defaults", tasks=self._list(missing)):
-                defaults = TaskDefaults(
-                    retry=RetryPolicy.model_validate(self._json(row["retry"])),
-                    timeout=row["timeout"],
-                    queue=row["queue"],
-                    priority=row["priority"],
-                    max_lost_attempts=row["max_lost"],
-                )
-                fresh[row["task"]] = defaults
-                with self._cache_lock:
-                    self._defaults[row["task"]] = (defaults, now)
-        return fresh
-
-    def run_defaults(self, tx: Tx, run_id: str, graph: Graph) -> dict[str, TaskDefaults]:
-        """The defaults of the tasks ``graph`` calls, for instances of this run created now:
-        as the run's starter resolved them, else as workers recorded them."""
-        started_with = self.context(tx, run_id).task_defaults
-        if all(s.task in started_with for s in graph.spec.task_calls() if s.task):
-            return started_with
-        return {**self.known_defaults(tx, graph), **started_with}
-
-    def recorded_task_defaults(self, tasks: Sequence[str]) -> dict[str, TaskDefaults]:
-        if not tasks:
-            return {}
-        with self._transaction(write=False) as tx:
-            rows = tx.all("task_defaults", tasks=self._list(list(tasks)))
-        return {
-            row["task"]: TaskDefaults(
-                retry=RetryPolicy.model_validate(self._json(row["retry"])),
-                timeout=row["timeout"],
-                queue=row["queue"],
-                priority=row["priority"],
-                max_lost_attempts=row["max_lost"],
-            )
-            for row in rows
-        }
-
-    def register_task_defaults(self, defaults: Mapping[str, TaskDefaults]) -> None:
-        """Record the defaults of the tasks this process has, for processes without the code."""
-        if not defaults:
-            return
-        with self._transaction() as tx:
-            tx.many(
-                "upsert_task_defaults",
-                [
-                    {
-                        "task": name,
-                        "retry": d.retry.model_dump_json(),
-                        "timeout": d.timeout,
-                        "queue": d.queue,
-                        "priority": d.priority,
-                        "max_lost": d.max_lost_attempts,
-                        "now": self.clock.now(),
-                    }
-                    for name, d in sorted(defaults.items())
-                ],
-            )
 
     def newest_spec(self, tx: Tx, name: str, version: str | None) -> WorkflowSpec:
         """The newest stored spec of the workflow ``name`` (of ``version``, if given)."""

@@ -1,0 +1,220 @@
+"""What a store keeps in memory about runs and tasks, and how it fills it.
+
+Caches hold only what never changes once written (a run's params and metadata,
+the number of counter shards of a scope) or what a committed transaction saw
+(a run has started; the defaults a worker recorded for a task, kept for a few
+seconds), filled after the commit, so a transaction that rolls back cannot
+leave them disagreeing with the database.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from legato.engine.clock import Clock
+from legato.engine.planner import TaskDefaults
+from legato.errors import RunNotFoundError
+from legato.model.graph import Graph
+from legato.model.spec import RetryPolicy
+from legato.store.base import Tx
+
+__all__ = ["RunCaches", "RunContext"]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What expressions read about a run: fixed when the run is created."""
+
+    spec_hash: str
+    params: dict[str, Any]
+    run: dict[str, Any]
+    root_run_id: str = ""
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    #: the defaults of the tasks its spec calls, as its starter resolved them
+    task_defaults: dict[str, TaskDefaults] = field(default_factory=dict)
+
+
+class RunCaches:
+    """The caches of :class:`~legato.store.sql.SQLStore` (which sets them up)."""
+
+    clock: Clock
+    _cache_lock: threading.Lock
+    _runs: OrderedDict[str, RunContext]
+    _shards: OrderedDict[tuple[str, str], int]
+    _defaults: dict[str, tuple[TaskDefaults, float]]
+    _started: OrderedDict[str, None]
+
+    # the dialect's hooks, as SQLStore declares them
+    def _transaction(self, *, write: bool = True) -> AbstractContextManager[Tx]:
+        raise NotImplementedError
+
+    def _ts(self, value: Any) -> datetime | None:
+        raise NotImplementedError
+
+    def _json(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def _id(self, value: Any) -> str | None:
+        raise NotImplementedError
+
+    def _list(self, values: Sequence[str] | Sequence[int] | None) -> Any:
+        raise NotImplementedError
+
+    def known_started(self, run_id: str) -> bool:
+        return run_id in self._started
+
+    def remember_started(self, run_ids: Sequence[str]) -> None:
+        """Called after a commit that saw these runs started."""
+        with self._cache_lock:
+            for run_id in run_ids:
+                self._started[run_id] = None
+            while len(self._started) > 4096:
+                self._started.popitem(last=False)
+
+    def context(self, tx: Tx, run_id: str) -> RunContext:
+        context = self._runs.get(run_id)
+        if context is None:
+            context = self.load_contexts(tx, [run_id])[run_id]
+        return context
+
+    def load_contexts(self, tx: Tx, run_ids: list[str]) -> dict[str, RunContext]:
+        """Contexts of these runs, read in one query and cached (they never change).
+
+        What a transaction reads is cached for everyone only once it commits: a
+        run created in a transaction that rolls back leaves nothing behind.
+        """
+        local: dict[str, RunContext] = tx.__dict__.setdefault("contexts", {})
+        missing = [r for r in run_ids if r not in self._runs and r not in local]
+        rows = tx.all("run_contexts", ids=self._list(missing)) if missing else []
+        loaded = {}
+        for row in rows:
+            run_id = self._id(row["id"]) or ""
+            created = self._ts(row["created_at"])
+            loaded[run_id] = RunContext(
+                spec_hash=row["spec_hash"],
+                params=self._json(row["params"]),
+                run={
+                    "id": run_id,
+                    "workflow": row["workflow_name"],
+                    "version": row["workflow_version"],
+                    "created_by": row["created_by"],
+                    "correlation_id": row["correlation_id"],
+                    "tags": self._json(row["tags"]),
+                    "created_at": created.isoformat() if created else None,
+                    "parent_run_id": self._id(row["parent_run_id"]),
+                },
+                root_run_id=self._id(row["root_run_id"]) or run_id,
+                parent_run_id=self._id(row["parent_run_id"]),
+                parent_step=row["parent_step"],
+                task_defaults={
+                    name: TaskDefaults.from_json(value)
+                    for name, value in (self._json(row["task_defaults"]) or {}).items()
+                },
+            )
+        if loaded:
+            local.update(loaded)
+            tx.after_commit(lambda: self._remember_contexts(loaded))
+        found = {}
+        for run_id in run_ids:
+            context = self._runs.get(run_id) or local.get(run_id)
+            if context is not None:
+                found[run_id] = context
+        absent = [r for r in run_ids if r not in found]
+        if absent:
+            raise RunNotFoundError(f"no run with id {absent[0]!r}")
+        return found
+
+    def _remember_contexts(self, loaded: dict[str, RunContext]) -> None:
+        with self._cache_lock:
+            self._runs.update(loaded)
+            while len(self._runs) > 4096:
+                self._runs.popitem(last=False)
+
+    def shards(self, tx: Tx, run_id: str, scope: str) -> int:
+        """How many counter shards a scope has (fixed when it opened, so cached)."""
+        known = self._shards.get((run_id, scope))
+        if known is not None:
+            return known
+        row = tx.one("counter_shards", run_id=run_id, scope=scope)
+        shards = int(row["shards"]) if row is not None else 1
+        self.remember_shards(run_id, scope, shards)
+        return shards
+
+    def remember_shards(self, run_id: str, scope: str, shards: int) -> None:
+        with self._cache_lock:
+            self._shards[(run_id, scope)] = shards
+            while len(self._shards) > 65536:
+                self._shards.popitem(last=False)
+
+    def known_defaults(self, tx: Tx, graph: Graph) -> dict[str, TaskDefaults]:
+        """Task defaults recorded by the workers that have the code (this process has none)."""
+        names = sorted({s.task for s in graph.spec.task_calls() if s.task})
+        now = time.monotonic()
+        fresh = {n: d for n, (d, at) in self._defaults.items() if n in names and now - at < 30}
+        missing = [n for n in names if n not in fresh]
+        if missing:
+            for row in tx.all("task_defaults", tasks=self._list(missing)):
+                defaults = TaskDefaults(
+                    retry=RetryPolicy.model_validate(self._json(row["retry"])),
+                    timeout=row["timeout"],
+                    queue=row["queue"],
+                    priority=row["priority"],
+                    max_lost_attempts=row["max_lost"],
+                )
+                fresh[row["task"]] = defaults
+                with self._cache_lock:
+                    self._defaults[row["task"]] = (defaults, now)
+        return fresh
+
+    def run_defaults(self, tx: Tx, run_id: str, graph: Graph) -> dict[str, TaskDefaults]:
+        """The defaults of the tasks ``graph`` calls, for instances of this run created now:
+        as the run's starter resolved them, else as workers recorded them."""
+        started_with = self.context(tx, run_id).task_defaults
+        if all(s.task in started_with for s in graph.spec.task_calls() if s.task):
+            return started_with
+        return {**self.known_defaults(tx, graph), **started_with}
+
+    def recorded_task_defaults(self, tasks: Sequence[str]) -> dict[str, TaskDefaults]:
+        if not tasks:
+            return {}
+        with self._transaction(write=False) as tx:
+            rows = tx.all("task_defaults", tasks=self._list(list(tasks)))
+        return {
+            row["task"]: TaskDefaults(
+                retry=RetryPolicy.model_validate(self._json(row["retry"])),
+                timeout=row["timeout"],
+                queue=row["queue"],
+                priority=row["priority"],
+                max_lost_attempts=row["max_lost"],
+            )
+            for row in rows
+        }
+
+    def register_task_defaults(self, defaults: Mapping[str, TaskDefaults]) -> None:
+        """Record the defaults of the tasks this process has, for processes without the code."""
+        if not defaults:
+            return
+        with self._transaction() as tx:
+            tx.many(
+                "upsert_task_defaults",
+                [
+                    {
+                        "task": name,
+                        "retry": d.retry.model_dump_json(),
+                        "timeout": d.timeout,
+                        "queue": d.queue,
+                        "priority": d.priority,
+                        "max_lost": d.max_lost_attempts,
+                        "now": self.clock.now(),
+                    }
+                    for name, d in sorted(defaults.items())
+                ],
+            )
