@@ -38,6 +38,10 @@ def _writes_status(query: str) -> bool:
     return False
 
 
+#: the keys of the steps :func:`_step_rows` makes, one per status
+KEYS = [status.value for status in StepStatus]
+
+
 def _step_rows(client: Client) -> tuple[str, dict[int, str]]:
     """A run with one step in each status: step id -> status."""
     wf = Workflow("every_status")
@@ -131,6 +135,10 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
         }
     ],
     "queue_instance": lambda run_id, step, now: [{"id": step, "now": now}],
+    "release_successors": lambda run_id, step, now: [
+        {"run_id": run_id, "keys": KEYS, "direct": KEYS, "failed": failed, "now": now}
+        for failed in (0, 1)
+    ],
     "skip_instance": lambda run_id, step, now: [{"id": step, "error": None, "now": now}],
     "begin_instance": lambda run_id, step, now: [{"id": step, "inputs": None, "now": now}],
     "suspend_instance": lambda run_id, step, now: [

@@ -36,6 +36,7 @@ from legato.model.steps import (
     MapStep,
     Step,
     SwitchStep,
+    TaskStep,
 )
 from legato.payload import dumps, to_json
 
@@ -182,8 +183,12 @@ class Flow:
 
     # -- a step is ready --------------------------------------------------------------------
 
-    def ready(self, inst: Inst) -> None:
-        """All of the instance's dependencies have finished: decide what it does now."""
+    def ready(self, inst: Inst, *, deps_failed: int | None = None) -> None:
+        """All of the instance's dependencies have finished: decide what it does now.
+
+        ``deps_failed`` (from the row, when known) is how many of them did not
+        complete: a step with the default condition is skipped on it alone.
+        """
         graph = self.graph(inst.run_id)
         step = graph.steps[inst.step_id]
         if inst.kind == ITEM:
@@ -201,12 +206,15 @@ class Flow:
             self._queue(inst)
             return
         place = place_of(inst.key)[0]
-        try:
-            context, deps = self.context(inst.run_id, inst.step_id, place)
-            runs = condition_holds(step, context, deps)
-        except Exception as exc:
-            self._fail_now(inst, _error(exc, step, "when"))
-            return
+        if step.when is None and deps_failed:
+            runs = False  # every dependency must have completed, and one did not
+        else:
+            try:
+                context, deps = self.context(inst.run_id, inst.step_id, place)
+                runs = condition_holds(step, context, deps)
+            except Exception as exc:
+                self._fail_now(inst, _error(exc, step, "when"))
+                return
         if not runs:
             row = self.tx.one("skip_instance", id=inst.id, error=None, now=self.store.clock.now())
             if row is not None:
@@ -255,12 +263,25 @@ class Flow:
         successors = graph.successors.get(inst.step_id, ())
         if successors:
             keys = [instance_key(graph, s, place) for s in successors]
+            direct = [
+                k
+                for s, k in zip(successors, keys, strict=True)
+                if _queued_when_released(graph.steps[s])
+            ]
             rows = self.tx.all(
-                "release_successors", run_id=inst.run_id, keys=self.store._list(keys)
+                "release_successors",
+                run_id=inst.run_id,
+                keys=self.store._list(keys),
+                direct=self.store._list(direct),
+                failed=0 if status is StepStatus.COMPLETED else 1,
+                now=self.store.clock.now(),
             )
             for row in rows:
-                if row["deps_remaining"] == 0:
-                    self.ready(Inst.of(inst.run_id, row))
+                if row["status"] == StepStatus.QUEUED:  # released straight to the queue
+                    self.unit.event(inst.run_id, "step.queued", step_id=row["key"])
+                    self.tx.queued(inst.run_id, row["key"])
+                elif row["deps_remaining"] == 0:
+                    self.ready(Inst.of(inst.run_id, row), deps_failed=int(row["deps_failed"]))
         self.count_down(inst.run_id, inst.scope, inst.key)
 
     def _item_finished(self, inst: Inst) -> None:
@@ -470,3 +491,9 @@ def _failure(inst: Inst, error: StepError) -> Any:
     from legato.store.base import AttemptFailure
 
     return AttemptFailure(inst.run_id, inst.key, 0, error, None)
+
+
+def _queued_when_released(step: Step) -> bool:
+    """A task whose condition is the default: released with every dependency completed,
+    it is queued by the same statement (see ``release_successors``)."""
+    return isinstance(step, TaskStep) and step.when is None

@@ -181,10 +181,24 @@ SET status = 'completed', output = :output, inputs = :inputs, error = NULL,
 WHERE id = :id AND attempt = :attempt AND status = 'running'
 RETURNING key, step_id, scope, kind, idx;
 
+-- One dependency of these steps finished (:failed = 1 when it did not complete).
+-- A step in :direct (a task with the default condition) whose last dependency
+-- this is, all of them completed, is queued here: no second statement.
 -- name: release_successors
-UPDATE step_runs SET deps_remaining = deps_remaining - 1
+UPDATE step_runs
+SET deps_remaining = deps_remaining - 1,
+    deps_failed = deps_failed + :failed,
+    status = CASE WHEN deps_remaining = 1 AND deps_failed + :failed = 0
+                       AND key IN (SELECT value FROM json_each(:direct))
+                  THEN 'queued' ELSE status END,
+    queued_at = CASE WHEN deps_remaining = 1 AND deps_failed + :failed = 0
+                          AND key IN (SELECT value FROM json_each(:direct))
+                     THEN :now ELSE queued_at END,
+    available_at = CASE WHEN deps_remaining = 1 AND deps_failed + :failed = 0
+                             AND key IN (SELECT value FROM json_each(:direct))
+                        THEN :now ELSE available_at END
 WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys)) AND status = 'waiting'
-RETURNING id, key, step_id, scope, kind, idx, deps_remaining;
+RETURNING id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
 
 -- name: next_gated_item
 SELECT id, key, step_id, scope, kind, idx FROM step_runs

@@ -4,3 +4,9 @@
 -- size of its map.
 CREATE INDEX step_runs_gated ON step_runs (run_id, scope, idx)
 WHERE status = 'waiting' AND deps_remaining > 0 AND idx IS NOT NULL;
+
+-- How many of a step's dependencies finished without completing (failed,
+-- skipped, cancelled), counted as they finish: a step whose condition is the
+-- default (every dependency completed) is decided from its own row, and a task
+-- is queued by the statement that releases it.
+ALTER TABLE step_runs ADD COLUMN deps_failed integer NOT NULL DEFAULT 0;
