@@ -7,6 +7,7 @@ ready until the run has finished; the figure is the median over several runs.
 
     .venv/bin/python benchmarks/map_fanout.py                       # both databases
     .venv/bin/python benchmarks/map_fanout.py --db postgres --items 10000 --processes 1 2
+    .venv/bin/python benchmarks/map_fanout.py --items 1000 10000 --max-parallel 0 100 --processes 1
     LEGATO_BENCH_PG=postgresql://postgres@127.0.0.1:5432/postgres \\
         .venv/bin/python benchmarks/map_fanout.py
 """
@@ -37,9 +38,9 @@ def item(x: int) -> int:
     return x
 
 
-def fan_out() -> legato.Workflow:
+def fan_out(max_parallel: int | None = None) -> legato.Workflow:
     wf = legato.Workflow("map_bench")
-    wf.map("each", item, over=wf.param("items"), x=legato.item)
+    wf.map("each", item, over=wf.param("items"), x=legato.item, max_parallel=max_parallel)
     return wf
 
 
@@ -79,11 +80,13 @@ def work(url: str, run_id: str, concurrency: int, ready: Any, go: Any, ended: An
         worker.close()
 
 
-def measure(kind: str, items: int, processes: int, concurrency: int) -> tuple[float, float]:
+def measure(
+    kind: str, items: int, processes: int, concurrency: int, max_parallel: int | None = None
+) -> tuple[float, float]:
     """Seconds from go to the run's end, and the milliseconds per item that makes."""
     context = multiprocessing.get_context("spawn")
     with database(kind) as url, legato.Client(url) as client:
-        run_id = client.start(fan_out(), {"items": list(range(items))})
+        run_id = client.start(fan_out(max_parallel), {"items": list(range(items))})
         ready, go, ended = context.Semaphore(0), context.Event(), context.Queue()
         workers = [
             context.Process(target=work, args=(url, run_id, concurrency, ready, go, ended))
@@ -113,22 +116,36 @@ def main() -> int:
     parser.add_argument("--items", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--concurrency", type=int, default=4, help="task threads per worker")
+    parser.add_argument(
+        "--max-parallel",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="the map's max_parallel (0: none); releasing each next item must not cost more "
+        "as the map goes on",
+    )
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    print(f"| database | items | worker processes | seconds (median of {args.runs}) | ms/item |")
-    print("|---|---|---|---|---|")
+    print(
+        f"| database | items | max_parallel | worker processes | seconds (median of {args.runs}) "
+        "| ms/item |"
+    )
+    print("|---|---|---|---|---|---|")
     for kind in kinds:
         for items in args.items:
-            for processes in args.processes:
-                samples = [
-                    measure(kind, items, processes, args.concurrency) for _ in range(args.runs)
-                ]
-                seconds = statistics.median(s[0] for s in samples)
-                per_item = statistics.median(s[1] for s in samples)
-                print(
-                    f"| {kind} | {items:,} | {processes} | {seconds:.2f} | {per_item:.3f} |",
-                    flush=True,
-                )
+            for bound in args.max_parallel:
+                for processes in args.processes:
+                    samples = [
+                        measure(kind, items, processes, args.concurrency, bound or None)
+                        for _ in range(args.runs)
+                    ]
+                    seconds = statistics.median(s[0] for s in samples)
+                    per_item = statistics.median(s[1] for s in samples)
+                    print(
+                        f"| {kind} | {items:,} | {bound or '-'} | {processes} | {seconds:.2f} "
+                        f"| {per_item:.3f} |",
+                        flush=True,
+                    )
     return 0
 
 

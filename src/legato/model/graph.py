@@ -82,6 +82,8 @@ class Graph:
     reads_vars: dict[str, bool]
     #: steps whose outputs the workflow outputs read
     output_reads: frozenset[str]
+    #: whether the workflow outputs read ``vars``
+    outputs_read_vars: bool
     #: step id -> ids it waits for (within its scope), every scope's steps
     deps: dict[str, tuple[str, ...]]
     #: step id -> ids that wait for it (within its scope), every scope's steps
@@ -155,6 +157,7 @@ class Graph:
             reads=reads,
             reads_vars=reads_vars,
             output_reads=references(spec.outputs).steps,
+            outputs_read_vars="vars" in references(spec.outputs).roots,
             deps={k: v for g in scopes.values() for k, v in g.deps.items()},
             successors={k: v for g in scopes.values() for k, v in g.successors.items()},
         )

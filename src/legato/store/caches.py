@@ -94,31 +94,7 @@ class RunCaches:
         local: dict[str, RunContext] = tx.__dict__.setdefault("contexts", {})
         missing = [r for r in run_ids if r not in self._runs and r not in local]
         rows = tx.all("run_contexts", ids=self._list(missing)) if missing else []
-        loaded = {}
-        for row in rows:
-            run_id = self._id(row["id"]) or ""
-            created = self._ts(row["created_at"])
-            loaded[run_id] = RunContext(
-                spec_hash=row["spec_hash"],
-                params=self._json(row["params"]),
-                run={
-                    "id": run_id,
-                    "workflow": row["workflow_name"],
-                    "version": row["workflow_version"],
-                    "created_by": row["created_by"],
-                    "correlation_id": row["correlation_id"],
-                    "tags": self._json(row["tags"]),
-                    "created_at": created.isoformat() if created else None,
-                    "parent_run_id": self._id(row["parent_run_id"]),
-                },
-                root_run_id=self._id(row["root_run_id"]) or run_id,
-                parent_run_id=self._id(row["parent_run_id"]),
-                parent_step=row["parent_step"],
-                task_defaults={
-                    name: TaskDefaults.from_json(value)
-                    for name, value in (self._json(row["task_defaults"]) or {}).items()
-                },
-            )
+        loaded = {self._id(row["id"]) or "": self._context_of(row) for row in rows}
         if loaded:
             local.update(loaded)
             tx.after_commit(lambda: self._remember_contexts(loaded))
@@ -131,6 +107,39 @@ class RunCaches:
         if absent:
             raise RunNotFoundError(f"no run with id {absent[0]!r}")
         return found
+
+    def seed_context(self, tx: Tx, row: dict[str, Any]) -> None:
+        """The context of a run this transaction creates, from what it wrote (``row`` as
+        ``run_contexts`` reads it back), so that nothing reads the run back to know it."""
+        context = self._context_of(row)
+        run_id = context.run["id"]
+        tx.__dict__.setdefault("contexts", {})[run_id] = context
+        tx.after_commit(lambda: self._remember_contexts({run_id: context}))
+
+    def _context_of(self, row: dict[str, Any]) -> RunContext:
+        run_id = self._id(row["id"]) or ""
+        created = self._ts(row["created_at"])
+        return RunContext(
+            spec_hash=row["spec_hash"],
+            params=self._json(row["params"]),
+            run={
+                "id": run_id,
+                "workflow": row["workflow_name"],
+                "version": row["workflow_version"],
+                "created_by": row["created_by"],
+                "correlation_id": row["correlation_id"],
+                "tags": self._json(row["tags"]),
+                "created_at": created.isoformat() if created else None,
+                "parent_run_id": self._id(row["parent_run_id"]),
+            },
+            root_run_id=self._id(row["root_run_id"]) or run_id,
+            parent_run_id=self._id(row["parent_run_id"]),
+            parent_step=row["parent_step"],
+            task_defaults={
+                name: TaskDefaults.from_json(value)
+                for name, value in (self._json(row["task_defaults"]) or {}).items()
+            },
+        )
 
     def _remember_contexts(self, loaded: dict[str, RunContext]) -> None:
         with self._cache_lock:

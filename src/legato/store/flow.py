@@ -108,9 +108,27 @@ class Flow:
         if not rows:
             self.finish_scope(run_id, scope_key)
             return
+        # A task ready at once with the default condition, or a map's task call with
+        # a free slot, goes in queued: no second write.
+        rows = [
+            _with_status(r, StepStatus.QUEUED)
+            if r.deps_remaining == 0
+            and r.status is StepStatus.WAITING
+            and (
+                (r.idx is not None and r.kind == "task")
+                or _queued_when_released(graph.steps[r.step_id])
+            )
+            else r
+            for r in rows
+        ]
         self.unit.insert_instances(run_id, context.root_run_id, rows)
-        self.unit.create_counters(run_id, scope_key, [r.key for r in rows])
-        ready = [r.key for r in rows if r.deps_remaining == 0]
+        if not self._counts_itself(run_id, scope_key):
+            self.unit.create_counters(run_id, scope_key, [r.key for r in rows])
+        for row in rows:
+            if row.status is StepStatus.QUEUED:
+                self.unit.event(run_id, "step.queued", step_id=row.key)
+                self.tx.queued(run_id, row.key)
+        ready = [r.key for r in rows if r.deps_remaining == 0 and r.status is StepStatus.WAITING]
         for inst in self.instances(run_id, ready):
             self.ready(inst)
 
@@ -302,6 +320,9 @@ class Flow:
 
     def count_down(self, run_id: str, scope: str, key: str) -> None:
         """One instance of ``scope`` less; the one that brings it to none finishes it."""
+        if self._counts_itself(run_id, scope):
+            self.finish_scope(run_id, scope)
+            return
         shards = self.store.shards(self.tx, run_id, scope)
         row = self.tx.one(
             "decrement_counter", run_id=run_id, scope=scope, shard=shard_of(key, shards)
@@ -316,6 +337,11 @@ class Flow:
             if total is None or total["remaining"] > 0:
                 return
         self.finish_scope(run_id, scope)
+
+    def _counts_itself(self, run_id: str, scope: str) -> bool:
+        """A run whose top level is one step needs no counter: that step, finishing
+        once, finishes the run (the most common run of all, a single task)."""
+        return scope == "" and len(self.graph(run_id).scopes[""].steps) == 1
 
     def finish_scope(self, run_id: str, scope: str) -> None:
         """Every instance of the scope has finished: it completes with its output."""
@@ -381,7 +407,7 @@ class Flow:
         try:
             rows = self.instance_rows(run_id, sorted(graph.output_reads))
             reads = {k: self.store._json(r["output"]) for k, r in rows.items()}
-            variables = self.variables(run_id)
+            variables = self.variables(run_id) if graph.outputs_read_vars else None
             outputs = resolve_outputs(
                 graph, expression_context(context.params, reads, context.run, variables)
             )

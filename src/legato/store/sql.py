@@ -201,25 +201,39 @@ class SQLStore(RunCaches, Store):
             spec=spec.to_json(),
             now=self.clock.now(),
         )
+        task_defaults = {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
+        written = {
+            "id": new.run_id,
+            "workflow_name": spec.name,
+            "workflow_version": spec.version,
+            "spec_hash": spec.content_hash,
+            "created_by": new.created_by,
+            "correlation_id": new.correlation_id,
+            "parent_run_id": new.parent_run_id,
+            "parent_step": new.parent_step,
+            "root_run_id": root,
+        }
         row = tx.one(
             "insert_run",
-            id=new.run_id,
-            workflow_name=spec.name,
-            workflow_version=spec.version,
-            spec_hash=spec.content_hash,
+            **written,
             params=dumps(new.params),
             tags=dumps(new.tags),
-            created_by=new.created_by,
-            correlation_id=new.correlation_id,
             idempotency_key=new.idempotency_key,
-            parent_run_id=new.parent_run_id,
-            parent_step=new.parent_step,
-            root_run_id=root,
-            task_defaults=dumps({k: d.to_json() for k, d in sorted(new.task_defaults.items())}),
+            task_defaults=dumps(task_defaults),
             now=self.clock.now(),
         )
         if row is None:
             return False
+        self.seed_context(
+            tx,
+            {
+                **written,
+                "params": loads(dumps(new.params)),
+                "tags": dict(new.tags),
+                "task_defaults": task_defaults,
+                "created_at": row["created_at"],
+            },
+        )
         with self._cache_lock:
             self._graphs.setdefault(spec.content_hash, spec.graph)
         unit.event(

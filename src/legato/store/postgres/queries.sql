@@ -37,7 +37,7 @@ VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending
         %(idempotency_key)s, %(parent_run_id)s, %(parent_step)s, %(root_run_id)s,
         %(task_defaults)s::json, legato_now(), legato_now())
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id;
+RETURNING id, created_at;
 
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;

@@ -28,7 +28,7 @@ VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, 
         :created_by, :correlation_id, :idempotency_key, :parent_run_id, :parent_step,
         :root_run_id, :task_defaults, :now, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id;
+RETURNING id, created_at;
 
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
