@@ -136,8 +136,7 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
     ],
     "queue_instance": lambda run_id, step, now: [{"id": step, "now": now}],
     "release_successors": lambda run_id, step, now: [
-        {"run_id": run_id, "keys": KEYS, "direct": KEYS, "failed": failed, "now": now}
-        for failed in (0, 1)
+        {"run_id": run_id, "keys": KEYS, "failed": failed, "now": now} for failed in (0, 1)
     ],
     "skip_instance": lambda run_id, step, now: [{"id": step, "error": None, "now": now}],
     "begin_instance": lambda run_id, step, now: [{"id": step, "inputs": None, "now": now}],

@@ -125,6 +125,8 @@ class NewInstance:
     idx: int | None = None
     item: Any = None
     status: StepStatus = StepStatus.WAITING
+    #: a task with the default condition: queued by the statement that releases it
+    queue_on_release: bool = False
 
 
 #: the instance rows of a run as it starts, by their former name
@@ -157,9 +159,16 @@ def plan_scope(
                 deps_remaining=len(graph.deps[step_id]),
                 task=task,
                 policy=policy,
+                queue_on_release=queued_when_ready(step),
             )
         )
     return rows
+
+
+def queued_when_ready(step: Step) -> bool:
+    """Whether the step, once ready, just goes to the queue: a task with the default
+    condition (every dependency completed), which nothing needs to be read to decide."""
+    return isinstance(step, TaskStep) and step.when is None
 
 
 def plan_new_run(graph: Graph, defaults: Mapping[str, TaskDefaults]) -> list[NewInstance]:

@@ -21,6 +21,7 @@ from legato.engine.planner import (
     condition_holds,
     expression_context,
     plan_scope,
+    queued_when_ready,
     resolve_outputs,
     scope_output,
     shard_of,
@@ -36,7 +37,6 @@ from legato.model.steps import (
     MapStep,
     Step,
     SwitchStep,
-    TaskStep,
 )
 from legato.payload import dumps, to_json
 
@@ -116,7 +116,7 @@ class Flow:
             and r.status is StepStatus.WAITING
             and (
                 (r.idx is not None and r.kind == "task")
-                or _queued_when_released(graph.steps[r.step_id])
+                or queued_when_ready(graph.steps[r.step_id])
             )
             else r
             for r in rows
@@ -148,17 +148,25 @@ class Flow:
     # -- contexts -------------------------------------------------------------------------
 
     def context(
-        self, run_id: str, step_id: str, place: Place, *, inner: Place | None = None
+        self,
+        run_id: str,
+        step_id: str,
+        place: Place,
+        *,
+        inner: Place | None = None,
+        with_deps: bool = True,
     ) -> tuple[dict[str, Any], list[str]]:
         """What ``step_id``'s expressions read at ``place``, and its dependencies' statuses.
 
         ``inner`` is the place inside the step (an iteration's), for what it reads
-        of its own scopes (a loop's ``until``).
+        of its own scopes (a loop's ``until``). Without ``with_deps`` (resolving a
+        task's inputs, its condition long decided) only what it reads is fetched.
         """
         graph = self.graph(run_id)
         run = self.store.context(self.tx, run_id)
         wanted: dict[str, str] = {}
-        for read in graph.reads[step_id] | set(graph.deps.get(step_id, ())):
+        dep_ids = set(graph.deps.get(step_id, ())) if with_deps else set()
+        for read in graph.reads[step_id] | dep_ids:
             info = graph.info.get(read)
             if info is None:
                 continue
@@ -281,16 +289,10 @@ class Flow:
         successors = graph.successors.get(inst.step_id, ())
         if successors:
             keys = [instance_key(graph, s, place) for s in successors]
-            direct = [
-                k
-                for s, k in zip(successors, keys, strict=True)
-                if _queued_when_released(graph.steps[s])
-            ]
             rows = self.tx.all(
                 "release_successors",
                 run_id=inst.run_id,
                 keys=self.store._list(keys),
-                direct=self.store._list(direct),
                 failed=0 if status is StepStatus.COMPLETED else 1,
                 now=self.store.clock.now(),
             )
@@ -517,9 +519,3 @@ def _failure(inst: Inst, error: StepError) -> Any:
     from legato.store.base import AttemptFailure
 
     return AttemptFailure(inst.run_id, inst.key, 0, error, None)
-
-
-def _queued_when_released(step: Step) -> bool:
-    """A task whose condition is the default: released with every dependency completed,
-    it is queued by the same statement (see ``release_successors``)."""
-    return isinstance(step, TaskStep) and step.when is None

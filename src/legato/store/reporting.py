@@ -447,12 +447,12 @@ class Report(Unit):
         if isinstance(step, MapStep):
             # An item of a map calling its task: the item is on the row.
             place = place_of(row["scope"])[0]
-            context, _ = self.progress.context(run_id, step.id, place)
+            context, _ = self.progress.context(run_id, step.id, place, with_deps=False)
             context["item"] = self.store._json(row["item"])
             context["index"] = row["idx"]
         else:
             assert isinstance(step, TaskStep)
-            context, _ = self.progress.context(run_id, step.id, place_of(key)[0])
+            context, _ = self.progress.context(run_id, step.id, place_of(key)[0], with_deps=False)
 
         def gate(value: Any, name: str) -> Any:
             # Resolved inputs are stored with the attempt, so they pass the JSON

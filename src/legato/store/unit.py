@@ -124,6 +124,7 @@ class Unit:
                     "position": r.position,
                     "status": r.status.value,
                     "deps_remaining": r.deps_remaining,
+                    "queue_on_release": r.queue_on_release,
                     "max_attempts": None
                     if r.policy is None or r.policy.retry is None
                     else r.policy.retry.max_attempts,

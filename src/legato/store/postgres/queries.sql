@@ -44,12 +44,13 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
-                       status, deps_remaining, max_attempts, retry, timeout, queue, priority,
-                       max_lost, available_at, queued_at)
+                       status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
+                       queue, priority, max_lost, available_at, queued_at)
 VALUES (%(run_id)s, %(root_run_id)s, %(key)s, %(step_id)s, %(scope)s, %(kind)s, %(idx)s,
         %(item)s::json, %(task)s, %(position)s, %(status)s, %(deps_remaining)s,
-        %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s, %(priority)s,
-        %(max_lost)s, legato_now(), CASE WHEN %(status)s = 'queued' THEN legato_now() END);
+        %(queue_on_release)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
+        %(priority)s, %(max_lost)s, legato_now(),
+        CASE WHEN %(status)s = 'queued' THEN legato_now() END);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
@@ -223,20 +224,20 @@ WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
 RETURNING key, step_id, scope, kind, idx;
 
 -- One dependency of these steps finished (failed = 1 when it did not complete).
--- A step in direct (a task with the default condition) whose last dependency
+-- A task with the default condition (queue_on_release) whose last dependency
 -- this is, all of them completed, is queued here: no second statement.
 -- name: release_successors
 UPDATE step_runs
 SET deps_remaining = deps_remaining - 1,
     deps_failed = deps_failed + %(failed)s,
     status = CASE WHEN deps_remaining = 1 AND deps_failed + %(failed)s = 0
-                       AND key = ANY(%(direct)s::text[])
+                       AND queue_on_release
                   THEN 'queued' ELSE status END,
     queued_at = CASE WHEN deps_remaining = 1 AND deps_failed + %(failed)s = 0
-                          AND key = ANY(%(direct)s::text[])
+                          AND queue_on_release
                      THEN legato_now() ELSE queued_at END,
     available_at = CASE WHEN deps_remaining = 1 AND deps_failed + %(failed)s = 0
-                             AND key = ANY(%(direct)s::text[])
+                             AND queue_on_release
                         THEN legato_now() ELSE available_at END
 WHERE run_id = %(run_id)s AND key = ANY(%(keys)s::text[]) AND status = 'waiting'
 RETURNING id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;

@@ -35,11 +35,11 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
-                       status, deps_remaining, max_attempts, retry, timeout, queue, priority,
-                       max_lost, available_at, queued_at)
+                       status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
+                       queue, priority, max_lost, available_at, queued_at)
 VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
-        :status, :deps_remaining, :max_attempts, :retry, :timeout, :queue, :priority,
-        :max_lost, :now, CASE WHEN :status = 'queued' THEN :now END);
+        :status, :deps_remaining, :queue_on_release, :max_attempts, :retry, :timeout,
+        :queue, :priority, :max_lost, :now, CASE WHEN :status = 'queued' THEN :now END);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
@@ -182,20 +182,20 @@ WHERE id = :id AND attempt = :attempt AND status = 'running'
 RETURNING key, step_id, scope, kind, idx;
 
 -- One dependency of these steps finished (:failed = 1 when it did not complete).
--- A step in :direct (a task with the default condition) whose last dependency
+-- A task with the default condition (queue_on_release) whose last dependency
 -- this is, all of them completed, is queued here: no second statement.
 -- name: release_successors
 UPDATE step_runs
 SET deps_remaining = deps_remaining - 1,
     deps_failed = deps_failed + :failed,
     status = CASE WHEN deps_remaining = 1 AND deps_failed + :failed = 0
-                       AND key IN (SELECT value FROM json_each(:direct))
+                       AND queue_on_release = 1
                   THEN 'queued' ELSE status END,
     queued_at = CASE WHEN deps_remaining = 1 AND deps_failed + :failed = 0
-                          AND key IN (SELECT value FROM json_each(:direct))
+                          AND queue_on_release = 1
                      THEN :now ELSE queued_at END,
     available_at = CASE WHEN deps_remaining = 1 AND deps_failed + :failed = 0
-                             AND key IN (SELECT value FROM json_each(:direct))
+                             AND queue_on_release = 1
                         THEN :now ELSE available_at END
 WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys)) AND status = 'waiting'
 RETURNING id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
