@@ -763,3 +763,51 @@ def test_two_items_finishing_at_once_under_max_parallel_each_start_a_different_w
     assert events(one, run_id, "step.completed", "m") == 1
     finish_after(one, run_id, [0, 10, 20, 30])
     assert conflict_retries(one, two) == 0
+
+
+# -- 6. batches over the same shards, in opposite orders, never deadlock ----------------------
+
+
+def test_two_batches_over_the_same_shards_in_opposite_orders_wait_and_never_deadlock(
+    pg_race: Race, pg_url: str
+) -> None:
+    """Each worker reports two items, one in shard A and one in shard B, listed so that
+    the first would count A down first and the second B (their keys sort that way).
+
+    Counting down as each result is applied took the shards' rows in those
+    orders: each transaction then waited for the other's, PostgreSQL found the
+    deadlock after a second and one batch started over. Counts are written when
+    the transaction settles, in one (run, scope, shard) order: the second
+    worker waits for the held first on A, and neither starts over.
+    """
+    size = SHARDED
+    shards = shards_for(size)
+    owner = pg_race.client("owner")
+    run_id, items = start(owner, size)
+    by_shard: dict[int, list[str]] = {}
+    for key in sorted(items, key=index):
+        by_shard.setdefault(shard_of(key, shards), []).append(key)
+    # Two shards with two items each, the first item of one sorting before the other's.
+    pair = [s for s, keys in sorted(by_shard.items()) if len(keys) >= 3][:2]
+    assert len(pair) == 2, "the map has no two shards of three items"
+    a, b = pair
+    first_batch = sorted([by_shard[a][0], by_shard[b][0]])
+    second_batch = sorted([by_shard[a][1], by_shard[b][1]])
+    # Results are applied in key order: make the batches meet the shards in opposite orders.
+    if (shard_of(first_batch[0], shards) == a) == (shard_of(second_batch[0], shards) == a):
+        second_batch = sorted([by_shard[a][1], by_shard[b][2]])
+    orders = [[shard_of(k, shards) for k in batch] for batch in (first_batch, second_batch)]
+    assert orders[0] != orders[1], "the batches meet the shards in the same order"
+
+    one, two = pg_race.client("w1"), pg_race.client("w2")
+    held = pg_race.hold(
+        one,
+        "after decrement_counter",
+        lambda: report(one, [result(items[k]) for k in first_batch]),
+    )
+    other = pg_race.other(two, "w2", lambda: report(two, [result(items[k]) for k in second_batch]))
+    other.assert_blocked(pg_url)  # on the first shard the held one counted down
+    assert held.release().accepted == 2
+    assert other.wait().accepted == 2
+    assert conflict_retries(owner, one, two) == 0
+    assert remaining(owner, run_id) == size - 4

@@ -321,14 +321,33 @@ class Flow:
         self.count_down(inst.run_id, inst.scope, inst.key)
 
     def count_down(self, run_id: str, scope: str, key: str) -> None:
-        """One instance of ``scope`` less; the one that brings it to none finishes it."""
+        """One instance of ``scope`` less; the one that brings it to none finishes it.
+
+        The counter rows are written when the unit settles (:meth:`settle`), in one
+        order for every transaction, so two workers finishing items of one map in
+        batches never lock its counter shards in opposite orders (a deadlock).
+        """
         if self._counts_itself(run_id, scope):
             self.finish_scope(run_id, scope)
             return
         shards = self.store.shards(self.tx, run_id, scope)
-        row = self.tx.one(
-            "decrement_counter", run_id=run_id, scope=scope, shard=shard_of(key, shards)
-        )
+        counter = (run_id, scope, shard_of(key, shards))
+        pending = self.unit.pending_counts
+        pending[counter] = pending.get(counter, 0) + 1
+
+    def settle(self) -> None:
+        """Write the counts down, in (run, scope, shard) order; finish the scopes that
+        reach none (which may count down the scopes around them, written in turn)."""
+        pending = self.unit.pending_counts
+        while pending:
+            batch = sorted(pending.items())
+            pending.clear()
+            for (run_id, scope, shard), count in batch:
+                self._decrement(run_id, scope, shard, count)
+
+    def _decrement(self, run_id: str, scope: str, shard: int, count: int) -> None:
+        shards = self.store.shards(self.tx, run_id, scope)
+        row = self.tx.one("decrement_counter", run_id=run_id, scope=scope, shard=shard, count=count)
         if row is None or row["remaining"] > 0:
             return
         if shards > 1:

@@ -69,6 +69,7 @@ class Report(Unit):
                 self.outcome.stale.append(result)
         for ref in release:
             self._release(ref, worker_id or "")
+        self.progress.settle()  # scopes finished now queue what follows, for this claim
         if claim is not None:
             if claim.sweep:
                 self.outcome.reclaimed = self._sweep(claim.sweep_limit)

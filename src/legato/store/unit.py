@@ -56,6 +56,8 @@ class Unit:
         self.failing: set[str] = set()
         #: runs found to need their lock mid-way; a retry takes them first
         self.hints = hints if hints is not None else set()
+        #: (run, scope, shard) -> instances finished, written when the unit settles
+        self.pending_counts: dict[tuple[str, str, int], int] = {}
         self.progress: Progress = Progress(self)
 
     # -- locks --------------------------------------------------------------------------
@@ -192,7 +194,8 @@ class Unit:
             self.tx.after_commit(lambda: self.store.remember_started(started))
 
     def flush_events(self) -> None:
-        """The unit's last writes: runs it got under way, then its events."""
+        """The unit's last writes: its scope counters, runs it got under way, its events."""
+        self.progress.settle()
         if self.beginning:
             beginning, self.beginning = self.beginning, set()
             self.start_runs(beginning)

@@ -294,7 +294,7 @@ WHERE id = %(id)s AND status IN ('waiting', 'running', 'suspended')
 RETURNING key, step_id, scope, kind, idx;
 
 -- name: decrement_counter
-UPDATE scope_counters SET remaining = remaining - 1
+UPDATE scope_counters SET remaining = remaining - %(count)s
 WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = %(shard)s
 RETURNING remaining;
 

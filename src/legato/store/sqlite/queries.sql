@@ -249,7 +249,7 @@ WHERE id = :id AND status IN ('waiting', 'running', 'suspended')
 RETURNING key, step_id, scope, kind, idx;
 
 -- name: decrement_counter
-UPDATE scope_counters SET remaining = remaining - 1
+UPDATE scope_counters SET remaining = remaining - :count
 WHERE run_id = :run_id AND scope = :scope AND shard = :shard
 RETURNING remaining;
 
