@@ -467,7 +467,9 @@ class SwitchRef(StepRef):
         """The branch run when the switch's value is ``value`` (compared as text)."""
         name = _case_name(value)
         if name in self._entry["cases"]:
-            raise DefinitionError(f"step {self.id!r}: case {name!r} is given twice")
+            raise DefinitionError(
+                f"workflow {self._workflow.name!r} step {self.id!r}: case {name!r} is given twice"
+            )
         steps: list[dict[str, Any]] = []
         self._entry["cases"][name] = steps
         self._workflow._changed()
@@ -476,7 +478,10 @@ class SwitchRef(StepRef):
     def default(self) -> Scope:
         """The branch run when no case matches."""
         if "default" in self._entry:
-            raise DefinitionError(f"step {self.id!r}: the default branch is given twice")
+            raise DefinitionError(
+                f"workflow {self._workflow.name!r} step {self.id!r}: the default branch is "
+                "given twice"
+            )
         steps: list[dict[str, Any]] = []
         self._entry["default"] = steps
         self._workflow._changed()
