@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from legato.errors import DefinitionError, LegatoError, TemplateError
+from legato.errors import LegatoError, TemplateError
 from legato.expressions import evaluate, references
 from legato.model.graph import Graph
 from legato.model.instances import Place
@@ -440,10 +440,3 @@ def _reason(exc: BaseException) -> str:
 def resolve_outputs(graph: Graph, context: Mapping[str, Any]) -> dict[str, Any]:
     """A finished run's outputs, from the workflow's output expressions."""
     return evaluate(graph.spec.outputs, context)
-
-
-def check_runnable(graph: Graph) -> None:
-    """Refuse what the engine cannot run (nothing, today): kept as the one place to say so."""
-    for step in graph.steps.values():
-        if isinstance(step, MapStep) and step.task and step.steps:
-            raise DefinitionError(f"step {step.id!r}: a map has a task or steps, not both")
