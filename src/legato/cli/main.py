@@ -8,6 +8,7 @@ import typer
 
 from legato import __version__
 from legato.cli import db, runs
+from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
 from legato.cli.worker import worker
@@ -25,6 +26,7 @@ app = typer.Typer(
 app.command("run")(run)
 app.add_typer(runs.app, name="runs")
 app.command("worker")(worker)
+app.command("graph")(graph)
 app.add_typer(db.app, name="db")
 
 

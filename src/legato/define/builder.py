@@ -107,6 +107,18 @@ class Workflow(Steps):
             check_calls(self._spec, self._tasks)
         return self._spec
 
+    def to_mermaid(self) -> str:
+        """The workflow as a Mermaid flowchart, each kind of step in a shape of its own."""
+        from legato.diagrams import to_mermaid
+
+        return to_mermaid(self.spec)
+
+    def to_dot(self) -> str:
+        """The workflow as a Graphviz digraph, each kind of step in a shape of its own."""
+        from legato.diagrams import to_dot
+
+        return to_dot(self.spec)
+
     @property
     def tasks(self) -> dict[str, Task]:
         """Task objects given to ``step()``, by name: the client registers nothing else."""
