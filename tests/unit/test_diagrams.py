@@ -154,3 +154,24 @@ def _etl() -> legato.WorkflowSpec:
     workflow = load_workflow(ETL)
     assert isinstance(workflow, Workflow)
     return workflow.spec
+
+
+def test_the_dot_output_renders_with_graphviz(tmp_path: Path) -> None:
+    import html
+    import shutil
+    import subprocess
+
+    dot = shutil.which("dot")
+    assert dot is not None, "Graphviz `dot` is required (.ci/run installs it)"
+    source = tmp_path / "every_kind.dot"
+    source.write_text(every_kind().to_dot())
+    rendered = subprocess.run(
+        [dot, "-Tsvg", str(source)], capture_output=True, text=True, timeout=60
+    )
+    assert rendered.returncode == 0, rendered.stderr
+    assert rendered.stderr == ""  # no syntax warnings either
+    svg = html.unescape(rendered.stdout)
+    assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
+    for step_id in ("first-step", "route", "quick", "slow", "fetch", "store", "check", "stop"):
+        assert f">{step_id}</text>" in svg, step_id
+    assert "each: each item" in svg and "route: case fast" in svg
