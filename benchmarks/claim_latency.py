@@ -39,24 +39,20 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import sqlite3
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
+
+from databases import database
 
 import legato
 from legato.store.base import ClaimRequest, Store, new_run_id
-
-PG_ADMIN = os.environ.get("LEGATO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 STEPS_PER_RUN = 100
 QUEUES = ("default", "reports", "ml")
@@ -227,24 +223,6 @@ FROM (SELECT r.value AS run_id, t.*, r.key * :per_run + t.p AS k,
 WHERE s.k < :total
 ORDER BY s.k
 """
-
-
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"legato_bench_{uuid.uuid4().hex[:8]}"
-    base = PG_ADMIN.rpartition("/")[0]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{base}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def build(kind: str, url: str, client: legato.Client, queued: int, finished: int) -> list[str]:

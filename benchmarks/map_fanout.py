@@ -16,21 +16,15 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
+
+from databases import database
 
 import legato
 from legato.worker.worker import TickResult
-
-PG_ADMIN = os.environ.get("LEGATO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @legato.task(name="bench.item")
@@ -42,24 +36,6 @@ def fan_out(max_parallel: int | None = None) -> legato.Workflow:
     wf = legato.Workflow("map_bench")
     wf.map("each", item, over=wf.param("items"), x=legato.item, max_parallel=max_parallel)
     return wf
-
-
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"legato_bench_{uuid.uuid4().hex[:8]}"
-    base = PG_ADMIN.rpartition("/")[0]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{base}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def work(url: str, run_id: str, concurrency: int, ready: Any, go: Any, ended: Any) -> None:

@@ -13,21 +13,17 @@ second and committed transactions per step.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+
+from databases import database
 
 import legato
 from legato.define.builder import StepRef
 from legato.worker.worker import TickResult
-
-PG_ADMIN = os.environ.get("LEGATO_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @legato.task(name="bench.noop")
@@ -63,24 +59,6 @@ WORKLOADS: dict[str, tuple[Callable[[], legato.Workflow], int]] = {
     "1 run, chain of 100": (lambda: chain(100), 1),
     "1 run, DAG of 10,000 (100 layers x 100)": (lambda: layered_dag(100, 100), 1),
 }
-
-
-@contextmanager
-def database(kind: str) -> Iterator[str]:
-    if kind == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'bench.db'}"
-        return
-    import psycopg
-
-    name = f"legato_bench_{uuid.uuid4().hex[:8]}"
-    base = PG_ADMIN.rpartition("/")[0]
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield f"{base}/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def count_commits(client: legato.Client) -> list[int]:

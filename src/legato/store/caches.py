@@ -171,13 +171,7 @@ class RunCaches:
         missing = [n for n in names if n not in fresh]
         if missing:
             for row in tx.all("task_defaults", tasks=self._list(missing)):
-                defaults = TaskDefaults(
-                    retry=RetryPolicy.model_validate(self._json(row["retry"])),
-                    timeout=row["timeout"],
-                    queue=row["queue"],
-                    priority=row["priority"],
-                    max_lost_attempts=row["max_lost"],
-                )
+                defaults = self._defaults_of(row)
                 fresh[row["task"]] = defaults
                 with self._cache_lock:
                     self._defaults[row["task"]] = (defaults, now)
@@ -196,16 +190,17 @@ class RunCaches:
             return {}
         with self._transaction(write=False) as tx:
             rows = tx.all("task_defaults", tasks=self._list(list(tasks)))
-        return {
-            row["task"]: TaskDefaults(
-                retry=RetryPolicy.model_validate(self._json(row["retry"])),
-                timeout=row["timeout"],
-                queue=row["queue"],
-                priority=row["priority"],
-                max_lost_attempts=row["max_lost"],
-            )
-            for row in rows
-        }
+        return {row["task"]: self._defaults_of(row) for row in rows}
+
+    def _defaults_of(self, row: dict[str, Any]) -> TaskDefaults:
+        """A ``task_defaults`` row as the defaults it records."""
+        return TaskDefaults(
+            retry=RetryPolicy.model_validate(self._json(row["retry"])),
+            timeout=row["timeout"],
+            queue=row["queue"],
+            priority=row["priority"],
+            max_lost_attempts=row["max_lost"],
+        )
 
     def register_task_defaults(self, defaults: Mapping[str, TaskDefaults]) -> None:
         """Record the defaults of the tasks this process has, for processes without the code."""
