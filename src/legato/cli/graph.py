@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from legato.cli.loading import check_workflow, load_workflow
+from legato.cli.loading import load_workflow, spec_of
 from legato.cli.output import configure_logging, user_errors
 from legato.diagrams import to_dot, to_mermaid
 
@@ -42,6 +42,6 @@ def graph(
     """
     configure_logging(logging.WARNING)
     with user_errors():
-        spec, _ = check_workflow(load_workflow(target), target)
+        spec = spec_of(load_workflow(target), target)
         text = to_mermaid(spec) if fmt is DiagramFormat.mermaid else to_dot(spec)
     typer.echo(text, nl=False)

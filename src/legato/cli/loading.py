@@ -25,9 +25,17 @@ from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
 from legato.define.validate import check_tasks
 from legato.errors import DefinitionError, LegatoError
+from legato.files import SUFFIXES, load_file
 from legato.model.spec import WorkflowSpec
 
-__all__ = ["Target", "check_workflow", "load_module", "load_workflow", "split_target"]
+__all__ = [
+    "Target",
+    "check_workflow",
+    "load_module",
+    "load_workflow",
+    "spec_of",
+    "split_target",
+]
 
 #: a legato.Workflow (and so a legato.Sequence) or a WorkflowSpec
 WorkflowObject = Workflow | WorkflowSpec
@@ -67,6 +75,8 @@ def load_workflow(text: str) -> WorkflowObject:
     Without ``:attr``, the module's only workflow is taken.
     """
     target = split_target(text)
+    if Path(target.source).suffix.lower() in SUFFIXES:
+        return _from_file(target)
     module = load_module(target.source)
     if target.attr is None:
         return _only_workflow(module, target.source)
@@ -86,6 +96,38 @@ def load_workflow(text: str) -> WorkflowObject:
             "(expected a legato.Workflow, legato.Sequence or WorkflowSpec)"
         )
     return obj
+
+
+def _from_file(target: Target) -> WorkflowSpec:
+    """The workflow of a definition file: the one it holds, or the one named."""
+    specs = load_file(target.source)
+    if target.attr is None:
+        if len(specs) == 1:
+            return specs[0]
+        names = ", ".join(s.label for s in specs)
+        raise DefinitionError(
+            f"{target.source} defines several workflows ({names}); name one: "
+            f"{target.source}:{specs[0].name}"
+        )
+    name, _, version = target.attr.partition("@")
+    found = [s for s in specs if s.name == name and (not version or s.version == version)]
+    if not found:
+        names = ", ".join(s.label for s in specs)
+        raise DefinitionError(f"{target.source} defines no workflow {target.attr!r} ({names})")
+    return found[-1]
+
+
+def spec_of(workflow: WorkflowObject, where: str | None = None) -> WorkflowSpec:
+    """The validated spec, without looking for its tasks (exports and diagrams need none)."""
+    try:
+        if isinstance(workflow, Workflow):
+            return workflow.spec
+        workflow.check()
+        return workflow
+    except DefinitionError as exc:
+        if where is None:
+            raise
+        raise DefinitionError(f"{where}: {exc}", exc.problems) from exc
 
 
 def check_workflow(

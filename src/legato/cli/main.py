@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from legato import __version__
-from legato.cli import db, runs
+from legato.cli import db, files, runs
 from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
@@ -27,6 +27,9 @@ app.command("run")(run)
 app.add_typer(runs.app, name="runs")
 app.command("worker")(worker)
 app.command("graph")(graph)
+app.command("validate")(files.validate)
+app.command("export")(files.export)
+app.command("schema")(files.schema)
 app.add_typer(db.app, name="db")
 
 
