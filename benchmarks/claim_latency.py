@@ -143,12 +143,12 @@ CASES = [
 
 PG_RUNS = """
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, outputs,
-                  variables, tags, root_run_id, steps_total, steps_done, created_at,
+                  variables, tags, root_run_id, created_at,
                   started_at, finished_at, updated_at)
 SELECT r.id, t.workflow_name, t.workflow_version, t.spec_hash,
        CASE WHEN r.done = r.total THEN 'completed' ELSE 'running' END,
        t.params, CASE WHEN r.done = r.total THEN '{}'::json END, t.variables, t.tags,
-       r.id, r.total, r.done, r.at, r.at,
+       r.id, r.at, r.at,
        CASE WHEN r.done = r.total THEN r.at + interval '1 second' END, r.at
 FROM (SELECT id, least(%(per_run)s, %(total)s - n * %(per_run)s) AS total,
              greatest(0, least(%(per_run)s, %(finished)s - n * %(per_run)s)) AS done,
@@ -159,11 +159,11 @@ CROSS JOIN (SELECT * FROM runs WHERE id = %(template)s::uuid) AS t
 """
 
 PG_STEPS = """
-INSERT INTO step_runs (run_id, root_run_id, step_id, task, position, status, deps_remaining,
+INSERT INTO step_runs (run_id, root_run_id, key, step_id, task, position, status, deps_remaining,
                        attempt, max_attempts, retry, timeout, queue, priority, available_at,
                        inputs, output, history, worker_id, queued_at, started_at, finished_at,
                        failures, lost, max_lost)
-SELECT s.run_id, s.run_id, s.step_id, s.task, s.position,
+SELECT s.run_id, s.run_id, s.step_id, s.step_id, s.task, s.position,
        CASE WHEN s.done THEN 'completed' ELSE 'queued' END, 0,
        CASE WHEN s.done THEN 1 ELSE 0 END, s.max_attempts, s.retry, s.timeout,
        s.queue, s.priority, s.at,
@@ -186,12 +186,12 @@ ORDER BY s.k
 
 SQLITE_RUNS = """
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, outputs,
-                  variables, tags, root_run_id, steps_total, steps_done, created_at,
+                  variables, tags, root_run_id, created_at,
                   started_at, finished_at, updated_at)
 SELECT r.id, t.workflow_name, t.workflow_version, t.spec_hash,
        CASE WHEN r.done = r.total THEN 'completed' ELSE 'running' END,
        t.params, CASE WHEN r.done = r.total THEN '{}' END, t.variables, t.tags,
-       r.id, r.total, r.done, r.at, r.at, CASE WHEN r.done = r.total THEN r.at + 1 END, r.at
+       r.id, r.at, r.at, CASE WHEN r.done = r.total THEN r.at + 1 END, r.at
 FROM (SELECT value AS id, min(:per_run, :total - key * :per_run) AS total,
              max(0, min(:per_run, :finished - key * :per_run)) AS done,
              :now - 3600 + key * :per_run * 0.001 AS at
@@ -200,11 +200,11 @@ CROSS JOIN (SELECT * FROM runs WHERE id = :template) AS t
 """
 
 SQLITE_STEPS = """
-INSERT INTO step_runs (run_id, root_run_id, step_id, task, position, status, deps_remaining,
+INSERT INTO step_runs (run_id, root_run_id, key, step_id, task, position, status, deps_remaining,
                        attempt, max_attempts, retry, timeout, queue, priority, available_at,
                        inputs, output, history, worker_id, queued_at, started_at, finished_at,
                        failures, lost, max_lost)
-SELECT s.run_id, s.run_id, s.step_id, s.task, s.position,
+SELECT s.run_id, s.run_id, s.step_id, s.step_id, s.task, s.position,
        CASE WHEN s.done THEN 'completed' ELSE 'queued' END, 0,
        CASE WHEN s.done THEN 1 ELSE 0 END, s.max_attempts, s.retry, s.timeout,
        s.queue, s.priority, s.at,

@@ -175,6 +175,13 @@ def _string_references(text: str) -> References:
     keyed: set[int] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        private = _static_key(node)
+        if private is not None and private.startswith("_"):
+            # The sandbox refuses these when evaluated; a definition is refused at once.
+            raise TemplateError(
+                f"expression {text!r}: access to {private!r} is not allowed "
+                "(names starting with '_' are private)"
+            )
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name in ("steps", "params"):
             keyed.add(id(inner))

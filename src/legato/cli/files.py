@@ -81,9 +81,11 @@ def validate(
             bad += 1
             problems_total += len(problems)
             for problem in problems:
-                console.print(problem, style="red", soft_wrap=True, highlight=False)
+                console.print(problem, style="red", soft_wrap=True, highlight=False, markup=False)
         else:
-            console.print(f"{target}: ok ({summary})", soft_wrap=True, highlight=False)
+            console.print(
+                f"{target}: ok ({summary})", soft_wrap=True, highlight=False, markup=False
+            )
     if not check_tasks:
         console.print(
             "tasks were not checked: give --import MODULE (or LEGATO_IMPORTS) to check them",

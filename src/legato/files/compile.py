@@ -65,6 +65,7 @@ SHELL_TASK = "legato.shell"
 
 _ID_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 _STEP_NAMED = re.compile(r"step '([^']+)'")
+_CYCLE = re.compile(r"cycle: ([A-Za-z_][A-Za-z0-9_-]*)")
 #: spec field -> what a file calls it
 _FILE_NAMES = {
     "when": "if",
@@ -168,12 +169,37 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> DocPath:
     """The part of pydantic's ``loc`` that is in the data (union tags and type names are not)."""
     path: list[str | int] = []
     node = data
+    after_index = False
     for part in loc:
+        if after_index and part in _STAGE_TAGS:
+            after_index = False
+            continue  # the stage union's tag, which pydantic puts after a stage's position
+        after_index = isinstance(part, int)
         if _holds(node, part):
             node = node[part]
             path.append(part)
-        # else: a union's tag or member type, which the data does not hold
+        # else: a union's member type, which the data does not hold
     return tuple(path)
+
+
+_STAGE_TAGS = frozenset(
+    [
+        "task",
+        "shell",
+        "map",
+        "parallel",
+        "group",
+        "switch",
+        "loop",
+        "trigger",
+        "sleep",
+        "wait_for",
+        "raise",
+        "terminate",
+        "set_vars",
+        "invalid",
+    ]
+)
 
 
 def _holds(node: Any, part: int | str) -> bool:
@@ -193,7 +219,8 @@ def _messages(errors: list[dict[str, Any]], path: DocPath, data: Any) -> list[st
             messages.append(f"{loc[-1]!s} is required")
         elif kind == "extra_forbidden":
             key = str(loc[-1])
-            close = difflib.get_close_matches(key, _KNOWN_KEYS, n=1, cutoff=0.75)
+            others = [k for k in _KNOWN_KEYS if k != key]
+            close = difflib.get_close_matches(key, others, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             messages.append(f"unknown key {key!r}{hint}")
         elif kind in _EXPECTED:
@@ -214,6 +241,8 @@ def _messages(errors: list[dict[str, Any]], path: DocPath, data: Any) -> list[st
             found = err.get("input")
         else:
             message = str(err["msg"]).removeprefix("Value error, ")
+            if loc:  # checks that name their field already need not name it twice
+                message = message.removeprefix(f"{loc[-1]}: ")
             if message not in messages:
                 messages.append(message)
     if expected:
@@ -276,7 +305,7 @@ _KNOWN_KEYS = _all_keys()
 
 
 def _locate(message: str, document: Document, paths: Mapping[str, DocPath]) -> str:
-    match = _STEP_NAMED.search(message)
+    match = _STEP_NAMED.search(message) or _CYCLE.search(message)
     path: DocPath = ()
     if match and match.group(1) in paths:
         path = paths[match.group(1)]

@@ -258,7 +258,7 @@ class _Builder:
 
     def check_tag(self, node: Node, kind: str) -> None:
         if node.tag != _CORE + kind:
-            raise self.fail(node, f"tag {node.tag!r} is not allowed here")
+            raise self.fail(node, f"tag {_shown(node.tag)} is not allowed here")
 
     def scalar(self, node: ScalarNode, path: DocPath) -> Any:
         text = node.value
@@ -280,7 +280,7 @@ class _Builder:
             if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise self.fail(node, f"{text!r} is not a valid {tag.removeprefix(_CORE)}")
             return value
-        raise self.fail(node, f"tag {tag!r} is not allowed (only plain YAML values)")
+        raise self.fail(node, f"tag {_shown(tag)} is not allowed (only plain YAML values)")
 
 
 #: the tags PyYAML gives plain scalars; all of them are re-read by the core schema
@@ -304,6 +304,10 @@ def _core_value(text: str) -> Any:
             return float(lowered.replace(".", ""))
         return float(text)
     return text
+
+
+def _shown(tag: str) -> str:
+    return "!!" + tag.removeprefix(_CORE) if tag.startswith(_CORE) else tag
 
 
 def _pairs(node: MappingNode) -> Iterator[tuple[Node, Node]]:

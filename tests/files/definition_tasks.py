@@ -1,0 +1,17 @@
+"""Tasks the definition-file tests and their bad files call, by explicit names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import legato
+
+
+@legato.task(name="files.echo")
+def echo(x: Any = None) -> Any:
+    return x
+
+
+@legato.task(name="files.add")
+def add(a: int, b: int = 1) -> int:
+    return a + b
