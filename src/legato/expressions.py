@@ -173,15 +173,12 @@ def _string_references(text: str) -> References:
     roots: set[str] = set()
     whole_params = False
     keyed: set[int] = set()
+    private: str | None = None
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         assert isinstance(node, nodes.Getattr | nodes.Getitem)
-        private = _static_key(node)
-        if private is not None and private.startswith("_"):
-            # The sandbox refuses these when evaluated; a definition is refused at once.
-            raise TemplateError(
-                f"expression {text!r}: access to {private!r} is not allowed "
-                "(names starting with '_' are private)"
-            )
+        key = _static_key(node)
+        if key is not None and key.startswith("_") and private is None:
+            private = key
         inner = node.node
         if isinstance(inner, nodes.Name) and inner.name in ("steps", "params"):
             keyed.add(id(inner))
@@ -209,6 +206,12 @@ def _string_references(text: str) -> References:
             raise TemplateError(
                 f"expression {text!r}: use steps.<id>.output, not the whole steps context"
             )
+    if private is not None:
+        # The sandbox refuses these when evaluated; a definition is refused at once.
+        raise TemplateError(
+            f"expression {text!r}: access to {private!r} is not allowed "
+            "(names starting with '_' are private)"
+        )
     return References(
         frozenset(steps), frozenset(params), frozenset(roots), whole_params, frozenset(functions)
     )
