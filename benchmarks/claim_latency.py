@@ -61,7 +61,7 @@ LEASE = 30.0
 WARMUP = 20
 #: claims in one run tree before case (d) moves to the next (a tree has 100 steps)
 TREE_CLAIMS = 50
-CLAIM_QUERIES = ("claim_steps", "claim_tree_steps")
+CLAIM_QUERIES = ("claim_queue_steps", "claim_steps", "claim_tree_steps")
 
 
 @legato.task(name="bench.extract")

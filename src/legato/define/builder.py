@@ -107,6 +107,12 @@ class Workflow(Steps):
             check_calls(self._spec, self._tasks)
         return self._spec
 
+    def to_yaml(self) -> str:
+        """The workflow as a YAML definition file; reading it back gives the same spec."""
+        from legato.files import to_yaml
+
+        return to_yaml(self.spec)
+
     def to_mermaid(self) -> str:
         """The workflow as a Mermaid flowchart, each kind of step in a shape of its own."""
         from legato.diagrams import to_mermaid
