@@ -14,7 +14,11 @@ from legato.cli.loading import load_module
 from legato.files import load_text, to_json_text, to_yaml
 from legato.model.spec import RetryPolicy
 
-from .definition_tasks import add, echo
+from .conftest import TASKS
+
+# Loaded by path, as the commands load it with --import, so its tasks register once.
+_tasks = load_module(str(TASKS))
+add, echo = _tasks.add, _tasks.echo
 
 ROOT = Path(__file__).parents[2]
 
