@@ -14,6 +14,14 @@ FORBIDDEN = {
     "model": ("legato.define", "legato.cli", "legato.store", "legato.worker", "legato.engine"),
     "engine": ("legato.define", "legato.cli", "legato.store", "legato.worker"),
     "expressions.py": ("legato.define", "legato.cli", "legato.store", "legato.model"),
+    "builtin": (
+        "legato.define",
+        "legato.cli",
+        "legato.store",
+        "legato.worker",
+        "legato.engine",
+        "legato.model",
+    ),
     "filters.py": (
         "legato.define",
         "legato.cli",

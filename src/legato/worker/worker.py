@@ -32,7 +32,7 @@ from typing import Literal
 
 from legato.client import Client, task_defaults
 from legato.config import Secrets
-from legato.define.tasks import Task, TaskRegistry
+from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry
 from legato.errors import ConfigError, DatabaseUnavailableError
 from legato.model.runs import StepError
 from legato.model.states import RunStatus
@@ -316,7 +316,9 @@ class Worker:
             return self.queues
         if self.root_run_id is not None:
             return None  # everything of the one run tree it works
-        return tuple(sorted({task.queue for task in self.registry})) or ("default",)
+        # legato's own tasks (legato.shell) do not widen a worker's queues
+        own = {task.queue for task in self.registry if task.name not in BUILTIN_TASKS}
+        return tuple(sorted(own)) or ("default",)
 
     def _busy(self) -> int:
         with self._abandoned_lock:
