@@ -2,6 +2,7 @@
 
 from legato.client import Client
 from legato.define.builder import Sequence, Workflow
+from legato.define.filters import filter
 from legato.define.refs import index, item, iteration, var
 from legato.define.steps import Scope
 from legato.define.tasks import Task, TaskRegistry, task
@@ -18,6 +19,8 @@ from legato.errors import (
     PayloadError,
     RunNotFoundError,
     SchemaVersionError,
+    SecretError,
+    ShellError,
     StaleAttemptError,
     StepTimeoutError,
     StoreError,
@@ -51,7 +54,9 @@ __all__ = [
     "RunStatus",
     "SchemaVersionError",
     "Scope",
+    "SecretError",
     "Sequence",
+    "ShellError",
     "StaleAttemptError",
     "StepError",
     "StepRun",
@@ -67,6 +72,7 @@ __all__ = [
     "Workflow",
     "WorkflowSpec",
     "__version__",
+    "filter",
     "index",
     "item",
     "iteration",

@@ -10,6 +10,7 @@
     ├── ParamError               run params are missing, unknown or of the wrong type
     ├── PayloadError             a value cannot cross a process boundary as JSON
     ├── ConfigError              a setting or URL is not understood
+    │   └── SecretError          a step reads a secret its worker does not lend it
     ├── StoreError               the database refused or could not be reached
     │   ├── DatabaseUnavailableError  the database could not be reached (may pass by itself)
     │   ├── SchemaVersionError   the database schema is not the one this code expects
@@ -18,7 +19,8 @@
     │       ├── StaleAttemptError        a result arrived for an attempt no longer current
     │       └── IdempotencyConflictError an idempotency key already started another run
     ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
-    └── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
+    ├── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
+    └── ShellError               a shell step's script exited with a non-zero code
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ __all__ = [
     "PayloadError",
     "RunNotFoundError",
     "SchemaVersionError",
+    "SecretError",
+    "ShellError",
     "StaleAttemptError",
     "StepTimeoutError",
     "StoreError",
@@ -93,6 +97,11 @@ class ConfigError(LegatoError):
     """A setting, URL or option is not understood."""
 
 
+class SecretError(ConfigError):
+    """A step reads a secret that its worker's ``LEGATO_SECRETS`` does not allow, or that
+    is not set in the worker's environment. The message names the secret, never a value."""
+
+
 class StoreError(LegatoError):
     """The database refused an operation or could not be reached."""
 
@@ -131,3 +140,16 @@ class WaitTimeout(LegatoError, TimeoutError):
 
 class StepTimeoutError(LegatoError, TimeoutError):
     """A step ran longer than its timeout and was failed."""
+
+
+class ShellError(LegatoError):
+    """A shell step's script exited with a non-zero code.
+
+    ``returncode`` is the code; ``stderr`` the end of what the script wrote to
+    standard error (the message ends with it too).
+    """
+
+    def __init__(self, message: str, *, returncode: int, stderr: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr = stderr

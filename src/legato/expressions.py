@@ -10,13 +10,20 @@ expressions in it is rendered as text. Evaluation cannot reach dunder
 attributes, mutate values or import anything, and sources and rendered text
 are bounded in size. Dot access on JSON objects means the key, so
 ``output.items`` is the ``"items"`` key, not the dict method.
+
+Filters are Jinja's own, legato's (:mod:`legato.filters`: ``fmt``, ``json``,
+``from_json``, ``date``, ``datetime``, ``bool``, ``str``) and those registered
+with ``@legato.filter``. A filter no one registered is refused where the
+expression is checked, before any run, as an unknown name is.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
@@ -25,21 +32,28 @@ from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from legato.errors import TemplateError
+from legato.errors import DefinitionError, TemplateError
+from legato.filters import BUILTIN_FILTERS
 
 __all__ = [
     "CONTEXTS",
     "STATUS_FUNCTIONS",
     "References",
     "evaluate",
+    "filter_names",
     "has_expressions",
     "is_whole_expression",
     "references",
+    "register_filter",
 ]
 
 #: Names an expression may start from. ``item`` and ``index`` exist inside a
-#: map's items, ``iteration`` inside a loop's body.
-CONTEXTS = ("params", "steps", "run", "vars", "item", "index", "iteration")
+#: map's items, ``iteration`` inside a loop's body, ``secrets`` only in a task
+#: call's inputs (the worker resolves them; see ``model/checks.py``).
+CONTEXTS = ("params", "steps", "run", "vars", "item", "index", "iteration", "secrets")
+
+#: contexts read by a fixed key only (``params.x``, ``steps.<id>``, ``secrets.NAME``)
+_KEYED = ("steps", "params", "secrets")
 
 #: Status functions a step's ``when`` may call, as in GitHub Actions.
 STATUS_FUNCTIONS = ("always", "success", "failure", "cancelled")
@@ -108,6 +122,80 @@ _env = _Env(
     autoescape=False,
     keep_trailing_newline=True,
 )
+#: Jinja's own filters, by name: the ones no user filter may replace
+_JINJA_FILTERS = frozenset(_env.filters)
+_env.filters.update(BUILTIN_FILTERS)
+_env.filters["str"] = _env.filters["string"]
+#: legato's filters, beside Jinja's
+LEGATO_FILTERS = frozenset({*BUILTIN_FILTERS, "str"})
+#: filters registered with ``@legato.filter``, by name
+_user_filters: dict[str, Callable[..., Any]] = {}
+FILTER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def register_filter(name: str, fn: Callable[..., Any]) -> None:
+    """Make ``fn`` usable as ``${{ value | name(...) }}`` in this process.
+
+    A built-in filter (Jinja's or legato's) cannot be replaced; registering a
+    name again replaces the earlier function (``@legato.filter`` refuses a name
+    another function already holds).
+    """
+    if not isinstance(name, str) or not FILTER_NAME.match(name):
+        raise DefinitionError(
+            f"filter name {name!r} is not valid: letters, digits and '_', not starting "
+            'with a digit; give the filter a valid name with @legato.filter(name="...")'
+        )
+    if name in _JINJA_FILTERS or name in LEGATO_FILTERS:
+        raise DefinitionError(
+            f"filter name {name!r} is a built-in filter; give yours another name "
+            '(@legato.filter(name="..."))'
+        )
+    if not callable(fn):
+        raise DefinitionError(f"filter {name!r} needs a function, got {fn!r}")
+    _user_filters[name] = fn
+    _env.filters[name] = fn
+
+
+def filter_names() -> dict[str, list[str]]:
+    """Known filters by who provides them: ``legato``, ``jinja`` and ``registered``."""
+    return {
+        "legato": sorted(LEGATO_FILTERS),
+        "jinja": sorted(_JINJA_FILTERS),
+        "registered": sorted(_user_filters),
+    }
+
+
+def registered_filter(name: str) -> Callable[..., Any] | None:
+    """The function registered under ``name`` with ``@legato.filter``, if any."""
+    return _user_filters.get(name)
+
+
+def _unknown_filter(text: str, name: str) -> TemplateError:
+    known = filter_names()
+    close = difflib.get_close_matches(name, [n for names in known.values() for n in names], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    jinja = ", ".join(n for n in _COMMON_JINJA if n in known["jinja"])
+    registered = ", ".join(known["registered"]) or "none in this process"
+    return TemplateError(
+        f"expression {text!r}: unknown filter {name!r}{hint}; known filters are legato's "
+        f"({', '.join(known['legato'])}), Jinja's ({jinja}, ...) and those registered "
+        f"with @legato.filter ({registered}); register one with @legato.filter in a "
+        "module every process running the workflow imports (--import or LEGATO_IMPORTS)"
+    )
+
+
+#: Jinja's filters an unknown-filter message names (all of them are usable)
+_COMMON_JINJA = ("default", "int", "float", "string", "tojson", "length", "join", "lower", "upper")
+
+
+def _check_filters(text: str, names: frozenset[str]) -> None:
+    for name in sorted(names):
+        if name not in _env.filters:
+            raise _unknown_filter(text, name)
+
+
+def _filter_names(tree: nodes.Node) -> frozenset[str]:
+    return frozenset(node.name for node in tree.find_all(nodes.Filter))
 
 
 def is_whole_expression(text: str) -> bool:
@@ -136,6 +224,10 @@ class References:
     whole_params: bool = False  # ``${{ params }}`` reads every param
     #: status functions called (``success``, ``failure``, ...)
     functions: frozenset[str] = frozenset()
+    #: secret names read (``secrets.TOKEN``)
+    secrets: frozenset[str] = frozenset()
+    #: filters applied (``fmt``, ``json``, a registered one, ...)
+    filters: frozenset[str] = frozenset()
 
     def __or__(self, other: References) -> References:
         return References(
@@ -144,32 +236,41 @@ class References:
             self.roots | other.roots,
             self.whole_params or other.whole_params,
             self.functions | other.functions,
+            self.secrets | other.secrets,
+            self.filters | other.filters,
         )
 
 
-def references(value: Any) -> References:
+def references(value: Any, *, check_filters: bool = False) -> References:
     """Parse every expression in ``value`` and return what it reads.
 
-    Raises :class:`TemplateError` for syntax errors, unknown context names and
-    step references that cannot be resolved before the run (``steps[x]``).
+    Raises :class:`TemplateError` for syntax errors, unknown context names,
+    step references that cannot be resolved before the run (``steps[x]``) and,
+    with ``check_filters`` (a definition's checks), filters this process does
+    not know. What runs a stored spec does not ask: a filter missing there
+    fails the step that uses it, when it is evaluated, not the whole process.
     """
     if isinstance(value, str):
-        return _string_references(value) if _START in value else References()
+        if _START not in value:
+            return References()
+        refs = _string_references(value)
+        if check_filters and refs.filters:
+            _check_filters(value, refs.filters)
+        return refs
     refs = References()
     if isinstance(value, dict):
         for item in value.values():
-            refs = refs | references(item)
+            refs = refs | references(item, check_filters=check_filters)
     elif isinstance(value, list):
         for item in value:
-            refs = refs | references(item)
+            refs = refs | references(item, check_filters=check_filters)
     return refs
 
 
 @lru_cache(maxsize=4096)
 def _string_references(text: str) -> References:
     tree = _parse(text)
-    steps: set[str] = set()
-    params: set[str] = set()
+    found: dict[str, set[str]] = {name: set() for name in _KEYED}
     roots: set[str] = set()
     whole_params = False
     keyed: set[int] = set()
@@ -180,7 +281,7 @@ def _string_references(text: str) -> References:
         if key is not None and key.startswith("_") and private is None:
             private = key
         inner = node.node
-        if isinstance(inner, nodes.Name) and inner.name in ("steps", "params"):
+        if isinstance(inner, nodes.Name) and inner.name in _KEYED:
             keyed.add(id(inner))
             key = _static_key(node)
             if key is None:
@@ -188,7 +289,7 @@ def _string_references(text: str) -> References:
                     f"expression {text!r}: {inner.name}[...] must use a fixed name, "
                     "so dependencies are known before the run"
                 )
-            (steps if inner.name == "steps" else params).add(key)
+            found[inner.name].add(key)
     functions: set[str] = set()
     for name in tree.find_all(nodes.Name):
         if name.name in STATUS_FUNCTIONS:
@@ -206,6 +307,11 @@ def _string_references(text: str) -> References:
             raise TemplateError(
                 f"expression {text!r}: use steps.<id>.output, not the whole steps context"
             )
+        if name.name == "secrets" and id(name) not in keyed:
+            raise TemplateError(
+                f"expression {text!r}: read one secret by name (secrets.NAME), "
+                "not the whole secrets context"
+            )
     if private is not None:
         # The sandbox refuses these when evaluated; a definition is refused at once.
         raise TemplateError(
@@ -213,7 +319,13 @@ def _string_references(text: str) -> References:
             "(names starting with '_' are private)"
         )
     return References(
-        frozenset(steps), frozenset(params), frozenset(roots), whole_params, frozenset(functions)
+        frozenset(found["steps"]),
+        frozenset(found["params"]),
+        frozenset(roots),
+        whole_params,
+        frozenset(functions),
+        frozenset(found["secrets"]),
+        _filter_names(tree),
     )
 
 
@@ -256,7 +368,7 @@ def _evaluate_string(text: str, context: Mapping[str, Any]) -> Any:
                 result._fail_with_undefined_error()
             if not isinstance(result, str):
                 return _unwrap(result)
-            rendered = result  # a whole expression's text is bounded like rendered text
+            rendered = str(result)  # bounded like rendered text; plain (tojson's is Markup)
         else:
             rendered = _compiled_template(text).render(**context)
     except TemplateError:
@@ -279,6 +391,8 @@ def _unwrap(result: Any) -> Any:
     # Jinja hands back its own immutable views for some values; give plain data back.
     if isinstance(result, Mapping) and not isinstance(result, dict):
         return {k: _unwrap(v) for k, v in result.items()}
+    if isinstance(result, date):  # ``| date``, ``| datetime``: JSON has ISO text for them
+        return result.isoformat()
     return result
 
 
@@ -286,10 +400,12 @@ def _unwrap(result: Any) -> Any:
 def _compiled_expression(source: str) -> Any:
     if len(source) > MAX_SOURCE_CHARS:
         raise TemplateError(f"expression is over the limit of {MAX_SOURCE_CHARS:,} characters")
+    text = f"${{{{{source}}}}}"
     try:
+        _check_filters(text, _filter_names(_env.parse(text)))
         return _env.compile_expression(source, undefined_to_none=False)
     except TemplateSyntaxError as exc:
-        raise TemplateError(f"expression '${{{{{source}}}}}' is not valid: {exc.message}") from None
+        raise TemplateError(f"expression {text!r} is not valid: {exc.message}") from None
 
 
 @lru_cache(maxsize=4096)
@@ -297,6 +413,8 @@ def _compiled_template(text: str) -> Any:
     if len(text) > MAX_SOURCE_CHARS:
         raise TemplateError(f"template is over the limit of {MAX_SOURCE_CHARS:,} characters")
     try:
-        return _env.from_string(text)
+        tree = _env.parse(text)
+        _check_filters(text, _filter_names(tree))
+        return _env.from_string(tree)
     except TemplateSyntaxError as exc:
         raise TemplateError(f"expression {text!r} is not valid: {exc.message}") from None

@@ -86,7 +86,10 @@ jobs:
     assert extract["kind"] == "map"
     assert extract["for_each"] == [{"region": "eu", "size": "s"}, {"region": "us", "size": "s"}]
     assert extract["max_parallel"] == 1
-    assert extract["output"] == {"region": "${{ matrix.region }}", "got": "${{ steps.fetch.output }}"}
+    assert extract["output"] == {
+        "region": "${{ matrix.region }}",
+        "got": "${{ steps.fetch.output }}",
+    }
     assert [s["id"] for s in extract["steps"]] == ["fetch"]
     assert report["kind"] == "group"
     assert report["needs"] == ["extract"]
@@ -202,7 +205,9 @@ steps: [{id: s, uses: files.echo}]
 
 def test_a_bad_cron_is_named_at_its_place() -> None:
     with pytest.raises(DefinitionError, match=r"t.yaml:\d+:\d+: .*cron"):
-        load_text("name: c\non: {cron: 'every day'}\nsteps: [{id: s, uses: files.echo}]\n", "t.yaml")
+        load_text(
+            "name: c\non: {cron: 'every day'}\nsteps: [{id: s, uses: files.echo}]\n", "t.yaml"
+        )
 
 
 def test_matrix_combinations_expand_as_github_actions_does() -> None:

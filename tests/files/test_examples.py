@@ -23,7 +23,10 @@ EXPECTED: dict[str, tuple[list[str], dict[str, object]]] = {
     "switch.yaml": (["carrier=express"], {"tracking": "express-kazoo-35", "box": "parcel"}),
     "until.yaml": (["boxes=3"], {"packed": 3}),
     "trigger.yaml": ([], {"ordered": [{"ordered": 10}, {"ordered": 10}]}),
-    "waits.yaml": (["pause=100ms"], {"approved_by": "nobody (timed out)", "tracking": "express-piano-35"}),
+    "waits.yaml": (
+        ["pause=100ms"],
+        {"approved_by": "nobody (timed out)", "tracking": "express-piano-35"},
+    ),
     "ending.yaml": (["sku=pen"], {"sold": True, "tracking": "post-pen-21"}),
     "shell.yaml": ([f"folder={EXAMPLES}"], {"files": len(list(EXAMPLES.iterdir()))}),
 }
@@ -56,8 +59,15 @@ def test_the_example_runs(
 
 def test_a_raise_fails_the_run_with_its_reason(legato: Invoke, sqlite_url: str) -> None:
     result = legato(
-        "run", str(EXAMPLES / "ending.yaml"), "--import", str(SHOP), "--url", sqlite_url,
-        "-q", "-p", "sku=unicorn",
+        "run",
+        str(EXAMPLES / "ending.yaml"),
+        "--import",
+        str(SHOP),
+        "--url",
+        sqlite_url,
+        "-q",
+        "-p",
+        "sku=unicorn",
     )
     assert result.exit_code == 1, result.output
     assert "unknown item unicorn" in result.stderr

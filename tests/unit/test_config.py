@@ -13,7 +13,13 @@ from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
 @pytest.fixture(autouse=True)
 def _no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LEGATO_URL", "LEGATO_IMPORTS", "LEGATO_MAX_PAYLOAD_BYTES"):
+    for name in (
+        "LEGATO_URL",
+        "LEGATO_IMPORTS",
+        "LEGATO_MAX_PAYLOAD_BYTES",
+        "LEGATO_SECRETS",
+        "LEGATO_ALLOW_SHELL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -50,4 +56,38 @@ def test_bad_max_payload_bytes_argument(value: Any) -> None:
         Settings.load(max_payload_bytes=value)
     assert str(info.value) == (
         f"max_payload_bytes must be a positive number of bytes, got {value!r}"
+    )
+
+
+def test_secrets_and_shell_are_off_unless_the_environment_turns_them_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = Settings.load()
+    assert (settings.secrets, settings.allow_shell) == ((), False)
+    monkeypatch.setenv("LEGATO_SECRETS", "DB_*, API_TOKEN,S3_KEY")
+    monkeypatch.setenv("LEGATO_ALLOW_SHELL", "1")
+    settings = Settings.load()
+    assert settings.secrets == ("DB_*", "API_TOKEN", "S3_KEY")
+    assert settings.allow_shell is True
+    settings = Settings.load(secrets=("ONE",), allow_shell=False)
+    assert (settings.secrets, settings.allow_shell) == (("ONE",), False)
+
+
+@pytest.mark.parametrize(
+    ("raw", "allowed"),
+    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("", False)],
+)
+def test_allow_shell_reads_yes_and_no(
+    monkeypatch: pytest.MonkeyPatch, raw: str, allowed: bool
+) -> None:
+    monkeypatch.setenv("LEGATO_ALLOW_SHELL", raw)
+    assert Settings.load().allow_shell is allowed
+
+
+def test_a_bad_allow_shell_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEGATO_ALLOW_SHELL", "sometimes")
+    with pytest.raises(ConfigError) as info:
+        Settings.load()
+    assert str(info.value) == (
+        "LEGATO_ALLOW_SHELL must be 1 or 0 (true/false, yes/no, on/off), got 'sometimes'"
     )

@@ -14,6 +14,22 @@ FORBIDDEN = {
     "model": ("legato.define", "legato.cli", "legato.store", "legato.worker", "legato.engine"),
     "engine": ("legato.define", "legato.cli", "legato.store", "legato.worker"),
     "expressions.py": ("legato.define", "legato.cli", "legato.store", "legato.model"),
+    "builtin": (
+        "legato.define",
+        "legato.cli",
+        "legato.store",
+        "legato.worker",
+        "legato.engine",
+        "legato.model",
+    ),
+    "filters.py": (
+        "legato.define",
+        "legato.cli",
+        "legato.store",
+        "legato.model",
+        "legato.engine",
+        "legato.expressions",
+    ),
     "store": ("legato.define", "legato.cli", "legato.worker"),
 }
 

@@ -24,7 +24,9 @@ PUBLIC = [
     "RunStatus",
     "SchemaVersionError",
     "Scope",
+    "SecretError",
     "Sequence",
+    "ShellError",
     "StaleAttemptError",
     "StepError",
     "StepRun",
@@ -40,6 +42,7 @@ PUBLIC = [
     "Workflow",
     "WorkflowSpec",
     "__version__",
+    "filter",
     "index",
     "item",
     "iteration",
@@ -69,5 +72,6 @@ def test_every_error_is_exported_and_a_legato_error() -> None:
     assert issubclass(errors.DatabaseUnavailableError, errors.StoreError)
     assert issubclass(errors.RunNotFoundError, errors.StoreError)
     assert issubclass(errors.CycleError, errors.DefinitionError)
+    assert issubclass(errors.SecretError, errors.ConfigError)
     assert issubclass(errors.WaitTimeout, TimeoutError)
     assert issubclass(errors.StepTimeoutError, TimeoutError)

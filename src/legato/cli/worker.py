@@ -19,7 +19,7 @@ from legato.cli.output import (
 )
 from legato.client import Client
 from legato.config import Settings
-from legato.define.tasks import default_registry
+from legato.define.tasks import BUILTIN_TASKS, default_registry
 from legato.errors import ConfigError
 from legato.worker.worker import Worker, steps
 
@@ -76,7 +76,9 @@ def worker(
         settings = Settings.load(url=url, imports=tuple(imports) if imports else None)
         for source in settings.imports:
             load_module(source)
-        if not len(default_registry):
+        if not any(t.name not in BUILTIN_TASKS for t in default_registry) and not (
+            settings.allow_shell
+        ):
             imported = ", ".join(settings.imports) or "nothing"
             raise ConfigError(
                 f"no tasks are registered (imported: {imported}); name the modules that "

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from legato.define.refs import StepRef, _Ref, _retry_policy, _to_spec_value
-from legato.define.tasks import Task
+from legato.define.tasks import Task, shell_task
 from legato.durations import parse_duration
 from legato.errors import DefinitionError
 from legato.model.spec import (
@@ -81,6 +81,51 @@ class Steps:
         entry["inputs"] = self._inputs(step_id, inputs, kwargs)
         self._call_options(entry, step_id, retry, timeout, queue, priority, max_lost_attempts)
         return self._add(entry, StepRef(self._root, step_id))
+
+    def shell(
+        self,
+        step_id: str,
+        script: Any,
+        *,
+        env: Any = None,
+        cwd: Any = None,
+        shell: str | None = None,
+        needs: Needs = None,
+        when: Any = None,
+        continue_on_error: bool = False,
+        description: str | None = None,
+        retry: RetryPolicy | int | dict[str, Any] | None = None,
+        timeout: str | float | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_lost_attempts: int | None = None,
+    ) -> StepRef:
+        """Add a step running ``script`` with ``bash -c`` (``shell="sh"`` for another shell).
+
+        It calls the built-in task ``legato.shell``, which runs only on workers
+        started with ``LEGATO_ALLOW_SHELL=1``. ``env`` adds variables to the
+        worker's environment, ``cwd`` is the directory it runs in; each may be
+        templated. Its output is ``{"returncode", "stdout", "stderr"}``; a
+        non-zero exit fails the step. ``timeout`` ends the script.
+        """
+        inputs: dict[str, Any] = {"script": script}
+        for name, value in (("env", env), ("cwd", cwd), ("shell", shell)):
+            if value is not None:
+                inputs[name] = value
+        return self.step(
+            step_id,
+            shell_task,
+            needs=needs,
+            when=when,
+            continue_on_error=continue_on_error,
+            description=description,
+            retry=retry,
+            timeout=timeout,
+            queue=queue,
+            priority=priority,
+            max_lost_attempts=max_lost_attempts,
+            inputs=inputs,
+        )
 
     def add_group(
         self,

@@ -15,6 +15,7 @@ from typing import Any, overload
 
 from pydantic import ValidationError
 
+from legato.builtin.shell import SHELL_TASK, run_shell
 from legato.durations import parse_duration
 from legato.errors import DefinitionError, UnknownTaskError
 from legato.model.spec import (
@@ -26,7 +27,7 @@ from legato.model.spec import (
     format_validation_error,
 )
 
-__all__ = ["Task", "TaskRegistry", "default_registry", "task"]
+__all__ = ["BUILTIN_TASKS", "Task", "TaskRegistry", "default_registry", "shell_task", "task"]
 
 TASK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
 #: what TASK_NAME_PATTERN asks for, in words
@@ -137,7 +138,15 @@ class TaskRegistry:
         return shown + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
+#: ``legato.shell``: a script run by ``bash -c`` where the worker allows it
+shell_task = Task(
+    run_shell, name=SHELL_TASK, retry=RetryPolicy(), timeout=None, queue=DEFAULT_QUEUE, priority=0
+)
+#: the tasks legato itself registers: no reason alone for a worker to serve a queue
+BUILTIN_TASKS = frozenset({SHELL_TASK})
+
 default_registry = TaskRegistry()
+default_registry.add(shell_task)
 
 
 def _origin(fn: Callable[..., Any]) -> str:

@@ -22,11 +22,13 @@ from legato.model.steps import LoopStep, MapStep, SleepStep, Step, TaskStep, Ter
 
 __all__ = [
     "DEFAULT_MAX_LOST_ATTEMPTS",
+    "MASK",
     "NewInstance",
     "NewStep",
     "ResolvedCall",
     "StepPolicy",
     "TaskDefaults",
+    "conceal",
     "condition_holds",
     "expression_context",
     "items_of",
@@ -37,6 +39,7 @@ __all__ = [
     "resolve_call",
     "resolve_inputs",
     "resolve_outputs",
+    "resolve_with_secrets",
     "scope_output",
     "shard_of",
     "shards_for",
@@ -371,6 +374,11 @@ class ResolvedCall:
     errors: dict[str, str]
     #: the kind of the first error (``TemplateError``, ``PayloadError``, ...)
     error_type: str | None = None
+    #: the call as it is recorded, when that differs from the call made (secrets
+    #: read as ``***``): ``{"args", "kwargs", "secrets"}``
+    recorded: dict[str, Any] | None = None
+    #: the secrets' values, to keep out of whatever this attempt records (its errors)
+    hidden: tuple[str, ...] = ()
 
     def error_message(self, step_id: str) -> str:
         """One line naming the step and each input that failed, and why."""
@@ -429,6 +437,43 @@ def resolve_inputs(
         errors["inputs"] = f"input names must be identifiers, got {bad!r}"
         types.append("TemplateError")
     return ResolvedCall(args, kwargs, errors, types[0] if types else None)
+
+
+#: what a secret's value is recorded as
+MASK = "***"
+
+
+def resolve_with_secrets(
+    step: TaskStep | MapStep,
+    context: Mapping[str, Any],
+    secrets: Mapping[str, str],
+    gate: Callable[[Any, str], Any] | None = None,
+) -> ResolvedCall:
+    """Resolve a call that reads ``secrets`` (name -> value): the call gets the values,
+    the record gets the same inputs resolved with each secret read as ``***``.
+
+    An input whose masked form cannot be resolved (``secrets.N | int`` of ``***``
+    can, ``| from_json`` cannot) is recorded as ``***`` whole. Errors are the
+    real call's, with every secret's value concealed.
+    """
+    real = resolve_inputs(step, {**context, "secrets": dict(secrets)}, gate)
+    shown = resolve_inputs(step, {**context, "secrets": dict.fromkeys(secrets, MASK)}, gate)
+    hidden = tuple(sorted({v for v in secrets.values() if v}, key=len, reverse=True))
+    args = [
+        None if f"args[{i}]" in real.errors else MASK if f"args[{i}]" in shown.errors else value
+        for i, value in enumerate(shown.args)
+    ]
+    kwargs = {name: shown.kwargs.get(name, MASK) for name in real.kwargs}
+    errors = {name: conceal(why, hidden) for name, why in real.errors.items()}
+    recorded = {"args": args, "kwargs": kwargs, "secrets": sorted(secrets)}
+    return ResolvedCall(real.args, real.kwargs, errors, real.error_type, recorded, hidden)
+
+
+def conceal(text: str, hidden: Iterable[str]) -> str:
+    """``text`` with each of the ``hidden`` values (longest first) replaced by ``***``."""
+    for value in hidden:
+        text = text.replace(value, MASK)
+    return text
 
 
 def _reason(exc: BaseException) -> str:

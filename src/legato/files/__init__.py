@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from legato.config import read_flag
 from legato.errors import DefinitionError
 from legato.files.compile import Compiled, compile_document
 from legato.files.documents import Document, parse_documents, read_documents
@@ -38,13 +39,12 @@ __all__ = [
 #: the suffixes of definition files
 SUFFIXES = (".yaml", ".yml", ".json")
 
-_TRUE = ("1", "true", "yes", "on")
-
 
 def shell_allowed(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether the operator turned shell stages on (``LEGATO_ALLOW_SHELL=1``)."""
+    """Whether the operator turned shell stages on (``LEGATO_ALLOW_SHELL=1``), as the
+    workers that would run them read it."""
     environ = os.environ if environ is None else environ
-    return environ.get("LEGATO_ALLOW_SHELL", "").strip().lower() in _TRUE
+    return read_flag("LEGATO_ALLOW_SHELL", environ.get("LEGATO_ALLOW_SHELL", ""))
 
 
 def compile_file(

@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
 __all__ = ["spec_problems"]
 
+#: the fields of a task call that may read ``secrets``
+_SECRET_FIELDS = ("inputs", "args")
+
 
 def spec_problems(spec: WorkflowSpec) -> list[str]:
     problems: list[str] = []
@@ -63,7 +66,14 @@ def _step_problems(spec: WorkflowSpec, info: StepInfo, infos: dict[str, StepInfo
     chain = info.chain
     for name, value in step.expressions().items():
         problems += _reference_problems(
-            spec, f"{where} {name}", value, info.scope, infos, chain, own=step.id
+            spec,
+            f"{where} {name}",
+            value,
+            info.scope,
+            infos,
+            chain,
+            own=step.id,
+            secrets=isinstance(step, TaskStep) and name in _SECRET_FIELDS,
         )
     if isinstance(step, MapStep) and step.task:
         for name, value in step.item_expressions().items():
@@ -75,6 +85,7 @@ def _step_problems(spec: WorkflowSpec, info: StepInfo, infos: dict[str, StepInfo
                 infos,
                 (*chain, step.id),
                 own=step.id,
+                secrets=name in _SECRET_FIELDS,
             )
     for name, value in step.inner_expressions().items():
         problems += _reference_problems(
@@ -156,13 +167,24 @@ def _reference_problems(
     *,
     own: str | None = None,
     inner: str | None = None,
+    secrets: bool = False,
 ) -> list[str]:
-    """References in ``value``, written in ``scope`` inside the compounds ``chain``."""
+    """References in ``value``, written in ``scope`` inside the compounds ``chain``.
+
+    ``secrets``: the field is a task call's inputs or args, the only place a
+    secret may be read (the worker resolves it there and records it masked).
+    """
     try:
-        refs = references(value)
+        refs = references(value, check_filters=True)
     except TemplateError as exc:
         return [f"{where}: {exc}"]
     problems: list[str] = []
+    if refs.secrets and not secrets:
+        names = ", ".join(f"secrets.{n}" for n in sorted(refs.secrets))
+        problems.append(
+            f"{where} reads {names}; secrets can be read only in the inputs and args of "
+            "a task step (or of a map's task), where the worker resolves them"
+        )
     visible = _visible_scopes(scope, chain, infos)
     for step_id in sorted(refs.steps):
         target = infos.get(step_id)

@@ -88,6 +88,8 @@ class Graph:
     deps: dict[str, tuple[str, ...]]
     #: step id -> ids that wait for it (within its scope), every scope's steps
     successors: dict[str, tuple[str, ...]]
+    #: step id -> the secret names its task call reads; only steps that read any
+    secrets: dict[str, frozenset[str]] = field(default_factory=dict)
 
     # -- the top-level view (what plain task workflows use) -------------------------
 
@@ -117,6 +119,7 @@ class Graph:
                 members.setdefault(scope, [])
         reads: dict[str, frozenset[str]] = {}
         reads_vars: dict[str, bool] = {}
+        secrets: dict[str, frozenset[str]] = {}
         wanted: dict[str, dict[str, None]] = {step_id: {} for step_id in steps}
         for step_id, i in info.items():
             outer = _refs(references, i.step.expressions())
@@ -124,6 +127,8 @@ class Graph:
             item = _refs(references, _item_expressions(i.step))
             reads[step_id] = frozenset((outer | inner | item).steps)
             reads_vars[step_id] = "vars" in (outer | inner | item).roots
+            if (outer | item).secrets:
+                secrets[step_id] = (outer | item).secrets
             for need in i.step.needs:
                 wanted[step_id][need] = None
             for read in sorted((outer | item).steps):
@@ -160,6 +165,7 @@ class Graph:
             outputs_read_vars="vars" in references(spec.outputs).roots,
             deps={k: v for g in scopes.values() for k, v in g.deps.items()},
             successors={k: v for g in scopes.values() for k, v in g.successors.items()},
+            secrets=secrets,
         )
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from legato.config import Secrets
 from legato.engine.clock import Clock
 from legato.engine.planner import NewInstance, TaskDefaults
 from legato.model.runs import Event, Run, StepError
@@ -85,6 +86,8 @@ class ClaimRequest:
     sweep_limit: int = 100
     #: the defaults of the claimer's tasks, for steps of runs started without the code
     defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)
+    #: the secrets the claimer lends the steps it claims (``secrets.NAME`` in inputs)
+    secrets: Secrets = field(default_factory=Secrets)
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ class ClaimedStep:
     resolve_error: StepError | None = None
     #: the inputs that could not be resolved, by name (``kwargs.x``, ``args[0]``)
     input_errors: dict[str, str] = field(default_factory=dict)
+    #: the call as it is recorded when that differs from ``args``/``kwargs``: a call
+    #: reading secrets is recorded with each one read as ``***``
+    recorded: dict[str, Any] | None = None
+    #: the values of the secrets the call reads: never recorded (errors conceal them)
+    hidden: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def label(self) -> str:

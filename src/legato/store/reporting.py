@@ -14,8 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from legato.engine.planner import ResolvedCall, TaskDefaults, resolve_inputs
+from legato.config import Secrets
+from legato.engine.planner import ResolvedCall, TaskDefaults, resolve_inputs, resolve_with_secrets
 from legato.engine.retry import RetryDecision, decide_retry
+from legato.errors import SecretError
 from legato.model.instances import place_of
 from legato.model.runs import StepError
 from legato.model.spec import RetryPolicy
@@ -367,7 +369,7 @@ class Report(Unit):
                 attempt=row["attempt"],
                 actor=claim.worker_id,
             )
-            claimed.append(self._claimed(row, run_id))
+            claimed.append(self._claimed(row, run_id, claim.secrets))
         return claimed
 
     def _fill_policy(self, row: dict[str, Any], defaults: TaskDefaults | None) -> dict[str, Any]:
@@ -390,13 +392,15 @@ class Report(Unit):
             "timeout": row["timeout"] if row["timeout"] is not None else defaults.timeout,
         }
 
-    def _claimed(self, row: dict[str, Any], run_id: str) -> ClaimedStep:
+    def _claimed(self, row: dict[str, Any], run_id: str, secrets: Secrets) -> ClaimedStep:
         """The claimed attempt with its call resolved; nothing here may raise.
 
-        Whatever cannot be resolved (an input, the stored policy, the spec)
-        becomes the attempt's ``resolve_error``: the step fails, the worker goes on.
+        Whatever cannot be resolved (an input, a secret, the stored policy, the
+        spec) becomes the attempt's ``resolve_error``: the step fails, the
+        worker goes on.
         """
         problem: str | None = None
+        error_type = "StepSetupError"
         policy = _stored_policy(self.store, row)
         if isinstance(policy, str):
             problem, policy = policy, RetryPolicy()
@@ -410,17 +414,21 @@ class Report(Unit):
             stored = None  # unreadable: resolve them again
         if problem is not None:
             pass
-        elif isinstance(stored, dict) and not stored.get("errors"):
-            # An earlier attempt resolved them: call again the same way.
+        elif isinstance(stored, dict) and not stored.get("errors") and not stored.get("secrets"):
+            # An earlier attempt resolved them: call again the same way (a call
+            # reading secrets was recorded masked: it is resolved again).
             call = ResolvedCall(stored.get("args", []), stored.get("kwargs", {}), {})
         else:
             try:
-                call = self._resolve(row, run_id)
+                call = self._resolve(row, run_id, secrets)
+            except SecretError as exc:
+                problem = str(exc)
+                error_type = "SecretError"
             except Exception as exc:  # the spec or the run's context cannot be read
                 problem = f"its inputs cannot be resolved: {StepError.of(exc)}"
         resolve_error = None
         if problem is not None:
-            resolve_error = StepError("StepSetupError", f"step {row['key']!r}: {problem}")
+            resolve_error = StepError(error_type, f"step {row['key']!r}: {problem}")
         elif call is not None and call.errors:
             resolve_error = StepError(
                 call.error_type or "TemplateError", call.error_message(row["key"])
@@ -439,9 +447,11 @@ class Report(Unit):
             kwargs={} if call is None else call.kwargs,
             resolve_error=resolve_error,
             input_errors={} if call is None else call.errors,
+            recorded=None if call is None else call.recorded,
+            hidden=() if call is None else call.hidden,
         )
 
-    def _resolve(self, row: dict[str, Any], run_id: str) -> ResolvedCall:
+    def _resolve(self, row: dict[str, Any], run_id: str, secrets: Secrets) -> ResolvedCall:
         graph = self.progress.graph(run_id)
         step = graph.steps[row["step_id"]]
         key = row["key"]
@@ -467,6 +477,9 @@ class Report(Unit):
             plain, _ = to_json(value, what=what, max_bytes=None, path=path)
             return plain
 
+        names = graph.secrets.get(step.id)
+        if names:  # only a call that reads secrets looks them up, here in the worker
+            return resolve_with_secrets(step, context, secrets.values(names), gate)
         return resolve_inputs(step, context, gate)
 
 

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from legato.define.tasks import Task
+from legato.engine.planner import conceal
 from legato.engine.retry import exception_names, is_retryable
 from legato.errors import StepTimeoutError
 from legato.model.runs import StepError
@@ -92,9 +93,12 @@ class Executor:
         return _result(claimed, ok=True, output_json=output_json)
 
     def _error(self, claimed: ClaimedStep, exc: BaseException) -> StepResult:
-        error = StepError.of(
-            exc, traceback="".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:]
-        )
+        message = str(exc) or type(exc).__qualname__
+        trace = "".join(traceback.format_exception(exc))
+        if claimed.hidden:  # a task's error may quote the secrets it was given
+            message = conceal(message, claimed.hidden)
+            trace = conceal(trace, claimed.hidden)
+        error = StepError(type(exc).__qualname__, message, trace[-_TRACEBACK_CHARS:])
         retryable = is_retryable(claimed.retry, exception_names(exc))
         return failure_result(claimed, error, retryable=retryable)
 
@@ -170,13 +174,18 @@ def _call(task: Task, claimed: ClaimedStep) -> Any:
     # The task gets its own copies of its arguments: one that changes them must
     # change neither the params the store caches for later steps nor the
     # inputs recorded for this attempt.
-    fresh = loads(inputs_json(claimed))
+    fresh = loads(dumps({"args": claimed.args, "kwargs": claimed.kwargs}))
     return task.fn(*fresh["args"], **fresh["kwargs"])
 
 
 def inputs_json(claimed: ClaimedStep) -> str:
-    """The call as it is recorded with the attempt, with what could not be resolved."""
-    recorded: dict[str, Any] = {"args": claimed.args, "kwargs": claimed.kwargs}
+    """The call as it is recorded with the attempt (secrets masked), with what could
+    not be resolved."""
+    recorded: dict[str, Any] = (
+        {"args": claimed.args, "kwargs": claimed.kwargs}
+        if claimed.recorded is None
+        else dict(claimed.recorded)
+    )
     if claimed.input_errors:
         recorded["errors"] = claimed.input_errors
     return dumps(recorded)

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from legato.client import Client, task_defaults
-from legato.define.tasks import Task, TaskRegistry
+from legato.config import Secrets
+from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry
 from legato.errors import ConfigError, DatabaseUnavailableError
 from legato.model.runs import StepError
 from legato.model.states import RunStatus
@@ -158,6 +159,8 @@ class Worker:
         self._background_stop = threading.Event()
         #: the registered tasks' defaults, for steps of runs started without their code
         self._defaults = {task.name: task_defaults(task) for task in self.registry}
+        #: what ``secrets.NAME`` in the inputs of the steps this worker claims may read
+        self._secrets = Secrets(client.settings.secrets)
 
     def __repr__(self) -> str:
         queues = self._claim_queues()
@@ -191,6 +194,7 @@ class Worker:
                 sweep=sweep,
                 timers=timers,
                 defaults=self._defaults,
+                secrets=self._secrets,
             )
         if not results and claim is None:
             return TickResult(running=len(self._running))
@@ -312,7 +316,9 @@ class Worker:
             return self.queues
         if self.root_run_id is not None:
             return None  # everything of the one run tree it works
-        return tuple(sorted({task.queue for task in self.registry})) or ("default",)
+        # legato's own tasks (legato.shell) do not widen a worker's queues
+        own = {task.queue for task in self.registry if task.name not in BUILTIN_TASKS}
+        return tuple(sorted(own)) or ("default",)
 
     def _busy(self) -> int:
         with self._abandoned_lock:
