@@ -37,9 +37,14 @@ __all__ = [
     "references",
 ]
 
-#: Names an expression may start from. ``item`` and ``index`` exist inside a
-#: map's items, ``iteration`` inside a loop's body.
-CONTEXTS = ("params", "steps", "run", "vars", "item", "index", "iteration")
+#: Names an expression may start from. ``item`` (also called ``matrix``) and
+#: ``index`` exist inside a map's items, ``iteration`` inside a loop's body.
+#: ``jobs.<id>.outputs`` and ``.status`` are ``steps.<id>.output`` and ``.status``
+#: as YAML jobs name them.
+CONTEXTS = ("params", "steps", "jobs", "run", "vars", "item", "matrix", "index", "iteration")
+
+#: what ``jobs.<id>`` offers
+_JOB_FIELDS = ("outputs", "status")
 
 #: Status functions a step's ``when`` may call, as in GitHub Actions.
 STATUS_FUNCTIONS = ("always", "success", "failure", "cancelled")
@@ -136,14 +141,18 @@ class References:
     whole_params: bool = False  # ``${{ params }}`` reads every param
     #: status functions called (``success``, ``failure``, ...)
     functions: frozenset[str] = frozenset()
+    #: the steps among ``steps`` read for their status only (``steps.<id>.status``)
+    status_only: frozenset[str] = frozenset()
 
     def __or__(self, other: References) -> References:
+        outputs = (self.steps - self.status_only) | (other.steps - other.status_only)
         return References(
             self.steps | other.steps,
             self.params | other.params,
             self.roots | other.roots,
             self.whole_params or other.whole_params,
             self.functions | other.functions,
+            (self.status_only | other.status_only) - outputs,
         )
 
 
@@ -173,10 +182,18 @@ def _string_references(text: str) -> References:
     roots: set[str] = set()
     whole_params = False
     keyed: set[int] = set()
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+    accesses = [
+        node
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem))
+        if isinstance(node, nodes.Getattr | nodes.Getitem)
+    ]
+    #: what each access is followed by: ``steps.a`` -> ``output`` in ``steps.a.output``
+    field_of = {id(node.node): _static_key(node) for node in accesses}
+    status_reads: set[str] = set()
+    output_reads: set[str] = set()
+    for node in accesses:
         inner = node.node
-        if isinstance(inner, nodes.Name) and inner.name in ("steps", "params"):
+        if isinstance(inner, nodes.Name) and inner.name in ("steps", "jobs", "params"):
             keyed.add(id(inner))
             key = _static_key(node)
             if key is None:
@@ -184,7 +201,17 @@ def _string_references(text: str) -> References:
                     f"expression {text!r}: {inner.name}[...] must use a fixed name, "
                     "so dependencies are known before the run"
                 )
-            (steps if inner.name == "steps" else params).add(key)
+            if inner.name == "params":
+                params.add(key)
+                continue
+            steps.add(key)
+            field = field_of.get(id(node))
+            if inner.name == "jobs" and field not in _JOB_FIELDS:
+                raise TemplateError(
+                    f"expression {text!r}: use jobs.{key}.outputs or jobs.{key}.status; "
+                    f"jobs.{key} offers nothing else"
+                )
+            (status_reads if field == "status" else output_reads).add(key)
     functions: set[str] = set()
     for name in tree.find_all(nodes.Name):
         if name.name in STATUS_FUNCTIONS:
@@ -198,12 +225,19 @@ def _string_references(text: str) -> References:
         roots.add(name.name)
         if name.name == "params" and id(name) not in keyed:
             whole_params = True
-        if name.name == "steps" and id(name) not in keyed:
+        if name.name in ("steps", "jobs") and id(name) not in keyed:
+            field = "output" if name.name == "steps" else "outputs"
             raise TemplateError(
-                f"expression {text!r}: use steps.<id>.output, not the whole steps context"
+                f"expression {text!r}: use {name.name}.<id>.{field}, "
+                f"not the whole {name.name} context"
             )
     return References(
-        frozenset(steps), frozenset(params), frozenset(roots), whole_params, frozenset(functions)
+        frozenset(steps),
+        frozenset(params),
+        frozenset(roots),
+        whole_params,
+        frozenset(functions),
+        frozenset(status_reads - output_reads),
     )
 
 

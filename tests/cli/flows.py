@@ -135,5 +135,11 @@ counting = legato.Workflow("cli_counting")  # a loop that runs three iterations
 looped = counting.loop("count", until="${{ iteration >= 2 }}", max_iterations=5)
 looped.step("tick", echo, at=legato.iteration)
 
+grouped = legato.Workflow("cli_grouped")  # a group of two steps, then one after it
+job = grouped.group("job")
+job.step("load", echo, at=1)
+job.step("save", echo, at=2, after=["load"])
+grouped.step("report", echo, at=job.output)
+
 parent = legato.Workflow("cli_parent")  # calls cli_etl as a child run
 parent.outputs(child=parent.sub_workflow("call", etl, params={"source": "inner"}).output)

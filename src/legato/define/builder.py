@@ -141,13 +141,13 @@ class Workflow(Steps):
             "decorate it with @legato.task"
         )
 
-    def _need_id(self, need: StepRef | str) -> str:
+    def _need_id(self, need: StepRef | str, field: str = "needs") -> str:
         if isinstance(need, StepRef):
             return need.id
         if isinstance(need, str):
             return need
         raise DefinitionError(
-            f"workflow {self.name!r}: needs takes steps or step ids, got {need!r}"
+            f"workflow {self.name!r}: {field} takes steps or step ids, got {need!r}"
         )
 
     def _add_need(self, step_id: str, need: str) -> None:

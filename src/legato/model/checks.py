@@ -12,6 +12,7 @@ from legato.errors import DefinitionError, TemplateError
 from legato.expressions import STATUS_FUNCTIONS, is_whole_expression, references
 from legato.model.graph import TOP, StepInfo, walk
 from legato.model.steps import (
+    GroupStep,
     LoopStep,
     MapStep,
     SignalStep,
@@ -49,16 +50,20 @@ def _step_problems(spec: WorkflowSpec, info: StepInfo, infos: dict[str, StepInfo
     step = info.step
     where = f"step {step.id!r}"
     problems: list[str] = []
-    for dep in step.needs:
-        if dep == step.id:
-            problems.append(f"{where} needs itself")
-        elif dep not in infos:
-            problems.append(f"{where} needs unknown step {dep!r}")
-        elif infos[dep].scope != info.scope:
-            problems.append(
-                f"{where} needs step {dep!r}, which is in another scope; a step can need "
-                "only steps beside it (its compound step can need the others)"
-            )
+    for verb, can, deps in (
+        ("needs", "need", step.needs),
+        ("runs after", "run after", step.after),
+    ):
+        for dep in deps:
+            if dep == step.id:
+                problems.append(f"{where} {verb} itself")
+            elif dep not in infos:
+                problems.append(f"{where} {verb} unknown step {dep!r}")
+            elif infos[dep].scope != info.scope:
+                problems.append(
+                    f"{where} {verb} step {dep!r}, which is in another scope; a step can "
+                    f"{can} only steps beside it (its compound step can {can} the others)"
+                )
     problems += _shape_problems(step, where)
     chain = info.chain
     for name, value in step.expressions().items():
@@ -123,6 +128,8 @@ def _shape_problems(step: Step, where: str) -> list[str]:
             )
     if isinstance(step, LoopStep) and not step.steps:
         problems.append(f"{where}: a loop needs at least one step")
+    if isinstance(step, GroupStep) and not step.steps:
+        problems.append(f"{where}: a group needs at least one step")
     if isinstance(step, SwitchStep):
         if not step.cases:
             problems.append(f"{where}: a switch needs at least one case")
@@ -187,6 +194,8 @@ def _reference_problems(
     kinds = {infos[c].step.kind for c in chain if c in infos}
     if {"item", "index"} & refs.roots and "map" not in kinds:
         problems.append(f"{where}: item and index exist only inside a map")
+    if "matrix" in refs.roots and "map" not in kinds:
+        problems.append(f"{where}: matrix exists only inside a map (it is the map's item)")
     if "iteration" in refs.roots and "loop" not in kinds:
         problems.append(f"{where}: iteration exists only inside a loop")
     unknown = refs.functions - set(STATUS_FUNCTIONS)
