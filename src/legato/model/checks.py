@@ -1,4 +1,5 @@
-"""The checks a spec passes beyond its fields: ids, scopes, references, each kind's shape.
+"""The checks a spec passes beyond its fields: ids, scopes, references, each kind's shape,
+the params each schedule trigger starts runs with.
 
 Every problem is collected, so one pass reports them all; the spec raises one
 :class:`~legato.errors.DefinitionError` listing them.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from legato.errors import DefinitionError, TemplateError
+from legato.errors import DefinitionError, ParamError, TemplateError
 from legato.expressions import STATUS_FUNCTIONS, is_whole_expression, references
 from legato.model.graph import TOP, StepInfo, walk
 from legato.model.steps import (
@@ -43,6 +44,12 @@ def spec_problems(spec: WorkflowSpec) -> list[str]:
         problems += _step_problems(spec, info, infos)
     for key, value in spec.outputs.items():
         problems += _reference_problems(spec, f"output {key!r}", value, TOP, infos, ())
+    for number, trigger in enumerate(spec.triggers):
+        try:
+            spec.bind_params(trigger.params)
+        except ParamError as exc:
+            why = str(exc).removeprefix(f"workflow {spec.label}: ")
+            problems.append(f"trigger {number} ({trigger.cron}) params: {why}")
     return problems
 
 
