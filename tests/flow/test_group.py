@@ -194,6 +194,25 @@ def test_cancelling_a_run_reaches_inside_its_group(client: Client) -> None:
     }
 
 
+def test_a_terminate_inside_a_group_ends_the_run_and_what_the_group_holds(
+    db_url: str,
+) -> None:
+    wf = Workflow("group_terminate")
+    job = wf.group("job")
+    stop = job.terminate("stop", reason="enough", outputs={"done": True})
+    job.step("never", echo, x=1, needs=[stop])
+    wf.step("later", echo, x=job.output)
+    run = run_of(wf, db_url)
+    assert run.status is RunStatus.COMPLETED
+    assert run.outputs == {"done": True}
+    assert statuses(run) == {
+        "job": "cancelled",
+        "stop": "completed",
+        "never": "cancelled",
+        "later": "cancelled",
+    }
+
+
 def test_steps_outside_read_a_group_only_through_its_output() -> None:
     wf = Workflow("group_hidden")
     job = wf.group("job")
