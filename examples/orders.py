@@ -3,8 +3,8 @@
 A map prices each order (one bad order does not stop the others), a switch
 sends big totals to a person for approval, a loop polls a warehouse until it
 has packed everything, a sleep waits between batches, variables keep what was
-decided, a sub-workflow sends the notice, and a terminate ends early when
-there is nothing to ship.
+decided, a group prints the labels and then, by a sub-workflow, sends the
+notice, and a terminate ends early when there is nothing to ship.
 
 Small totals run straight through::
 
@@ -48,6 +48,11 @@ def pack(round: int, orders: int) -> dict:
 @legato.task
 def auto_approve(total: int) -> dict:
     return {"approved": True, "by": f"policy (total {total})"}
+
+
+@legato.task
+def print_labels(orders: int) -> int:
+    return orders
 
 
 @legato.task
@@ -97,13 +102,16 @@ packed = packing.step("pack", pack, round=legato.iteration, orders="${{ params.o
 packing.sleep("pause", "200ms", needs=[packed])
 packing.repeat_until(packed.output["done"])
 
-notice = wf.sub_workflow(
+# Dispatch as one step: labels first, then the notice; the group outputs the notice's.
+dispatch = wf.group("dispatch", needs=[packing], output="${{ steps.notify.output }}")
+labels = dispatch.step("labels", print_labels, orders="${{ params.orders | length }}")
+dispatch.sub_workflow(
     "notify",
     notify,
     params={"text": "orders worth ${{ steps.total.output }} are packed"},
-    needs=[packing],
+    after=[labels],
 )
-wf.outputs(total=total.output, approved_by=legato.var("by"), receipt=notice.output["receipt"])
+wf.outputs(total=total.output, approved_by=legato.var("by"), receipt=dispatch.output["receipt"])
 
 if __name__ == "__main__":
     run = legato.run(wf)

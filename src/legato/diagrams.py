@@ -1,9 +1,10 @@
 """A workflow as a diagram: Mermaid flowcharts and Graphviz DOT.
 
 Each kind of step has a shape of its own, so a reader tells a map from a task
-at a glance; a compound step (switch, map, loop) is drawn with the steps it
-holds in a box beside it, linked by a dotted edge (labelled with the case, for
-a switch's branches). Edges are the dependencies within each scope.
+at a glance; a compound step (switch, group, map, loop) is drawn with the steps
+it holds in a box beside it, linked by a dotted edge (labelled with the case,
+for a switch's branches). Edges are the dependencies within each scope; an
+edge that only orders (``after``) is dashed and labelled ``after``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterator
 from legato.model.graph import Graph
 from legato.model.spec import WorkflowSpec
 from legato.model.steps import (
+    GroupStep,
     LoopStep,
     MapStep,
     SignalStep,
@@ -30,6 +32,7 @@ __all__ = ["to_dot", "to_mermaid"]
 _MERMAID_SHAPES = {
     "task": ("[", "]"),
     "switch": ("{", "}"),
+    "group": ("(", ")"),
     "map": ("[[", "]]"),
     "loop": ("{{", "}}"),
     "sub_workflow": ("[/", "/]"),
@@ -43,6 +46,7 @@ _MERMAID_SHAPES = {
 _DOT_SHAPES = {
     "task": "box",
     "switch": "diamond",
+    "group": "folder",
     "map": "box3d",
     "loop": "hexagon",
     "sub_workflow": "component",
@@ -77,8 +81,10 @@ def to_mermaid(spec: WorkflowSpec) -> str:
                     )
                     lines.append(f"{pad}{ids[step_id]} -.->{edge_label} {ids[root]}")
         for step_id in graph.scopes[name].order:
+            after = graph.ordering.get(step_id, frozenset())
             for dep in graph.scopes[name].deps[step_id]:
-                lines.append(f"{pad}{ids[dep]} --> {ids[step_id]}")
+                arrow = "-. after .->" if dep in after else "-->"
+                lines.append(f"{pad}{ids[dep]} {arrow} {ids[step_id]}")
 
     scope("", 1)
     return "\n".join(lines) + "\n"
@@ -115,8 +121,10 @@ def to_dot(spec: WorkflowSpec) -> str:
                     )
                     lines.append(f"{pad}{ids[step_id]} -> {ids[root]} [style=dotted{label}];")
         for step_id in graph.scopes[name].order:
+            after = graph.ordering.get(step_id, frozenset())
             for dep in graph.scopes[name].deps[step_id]:
-                lines.append(f"{pad}{ids[dep]} -> {ids[step_id]};")
+                style = ' [style=dashed, label="after"]' if dep in after else ""
+                lines.append(f"{pad}{ids[dep]} -> {ids[step_id]}{style};")
 
     scope("", 1)
     lines.append("}")
@@ -140,6 +148,8 @@ def _inner_scopes(step: Step) -> Iterator[tuple[str, str]]:
             yield name, f"{step.id}: each item"
         elif isinstance(step, LoopStep):
             yield name, f"{step.id}: each iteration"
+        elif isinstance(step, GroupStep):
+            yield name, f"{step.id}: its steps"
         else:  # pragma: no cover - no other kind holds steps
             yield name, step.id
 

@@ -47,13 +47,29 @@ __all__ = [
     "register_filter",
 ]
 
-#: Names an expression may start from. ``item`` and ``index`` exist inside a
-#: map's items, ``iteration`` inside a loop's body, ``secrets`` only in a task
-#: call's inputs (the worker resolves them; see ``model/checks.py``).
-CONTEXTS = ("params", "steps", "run", "vars", "item", "index", "iteration", "secrets")
+#: Names an expression may start from. ``item`` (also called ``matrix``) and
+#: ``index`` exist inside a map's items, ``iteration`` inside a loop's body,
+#: ``secrets`` only in a task call's inputs (the worker resolves them; see
+#: ``model/checks.py``). ``jobs.<id>.outputs`` and ``.status`` are
+#: ``steps.<id>.output`` and ``.status`` as YAML jobs name them.
+CONTEXTS = (
+    "params",
+    "steps",
+    "jobs",
+    "run",
+    "vars",
+    "item",
+    "matrix",
+    "index",
+    "iteration",
+    "secrets",
+)
 
 #: contexts read by a fixed key only (``params.x``, ``steps.<id>``, ``secrets.NAME``)
-_KEYED = ("steps", "params", "secrets")
+_KEYED = ("steps", "jobs", "params", "secrets")
+
+#: what ``jobs.<id>`` offers
+_JOB_FIELDS = ("outputs", "status")
 
 #: Status functions a step's ``when`` may call, as in GitHub Actions.
 STATUS_FUNCTIONS = ("always", "success", "failure", "cancelled")
@@ -228,8 +244,11 @@ class References:
     secrets: frozenset[str] = frozenset()
     #: filters applied (``fmt``, ``json``, a registered one, ...)
     filters: frozenset[str] = frozenset()
+    #: the steps among ``steps`` read for their status only (``steps.<id>.status``)
+    status_only: frozenset[str] = frozenset()
 
     def __or__(self, other: References) -> References:
+        outputs = (self.steps - self.status_only) | (other.steps - other.status_only)
         return References(
             self.steps | other.steps,
             self.params | other.params,
@@ -238,6 +257,7 @@ class References:
             self.functions | other.functions,
             self.secrets | other.secrets,
             self.filters | other.filters,
+            (self.status_only | other.status_only) - outputs,
         )
 
 
@@ -275,8 +295,16 @@ def _string_references(text: str) -> References:
     whole_params = False
     keyed: set[int] = set()
     private: str | None = None
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+    accesses = [
+        node
+        for node in tree.find_all((nodes.Getattr, nodes.Getitem))
+        if isinstance(node, nodes.Getattr | nodes.Getitem)
+    ]
+    #: what each access is followed by: ``steps.a`` -> ``output`` in ``steps.a.output``
+    field_of = {id(node.node): _static_key(node) for node in accesses}
+    status_reads: set[str] = set()
+    output_reads: set[str] = set()
+    for node in accesses:
         key = _static_key(node)
         if key is not None and key.startswith("_") and private is None:
             private = key
@@ -289,7 +317,17 @@ def _string_references(text: str) -> References:
                     f"expression {text!r}: {inner.name}[...] must use a fixed name, "
                     "so dependencies are known before the run"
                 )
-            found[inner.name].add(key)
+            if inner.name in ("params", "secrets"):
+                found[inner.name].add(key)
+                continue
+            found["steps"].add(key)
+            field = field_of.get(id(node))
+            if inner.name == "jobs" and field not in _JOB_FIELDS:
+                raise TemplateError(
+                    f"expression {text!r}: use jobs.{key}.outputs or jobs.{key}.status; "
+                    f"jobs.{key} offers nothing else"
+                )
+            (status_reads if field == "status" else output_reads).add(key)
     functions: set[str] = set()
     for name in tree.find_all(nodes.Name):
         if name.name in STATUS_FUNCTIONS:
@@ -303,9 +341,11 @@ def _string_references(text: str) -> References:
         roots.add(name.name)
         if name.name == "params" and id(name) not in keyed:
             whole_params = True
-        if name.name == "steps" and id(name) not in keyed:
+        if name.name in ("steps", "jobs") and id(name) not in keyed:
+            field = "output" if name.name == "steps" else "outputs"
             raise TemplateError(
-                f"expression {text!r}: use steps.<id>.output, not the whole steps context"
+                f"expression {text!r}: use {name.name}.<id>.{field}, "
+                f"not the whole {name.name} context"
             )
         if name.name == "secrets" and id(name) not in keyed:
             raise TemplateError(
@@ -326,6 +366,7 @@ def _string_references(text: str) -> References:
         frozenset(functions),
         frozenset(found["secrets"]),
         _filter_names(tree),
+        frozenset(status_reads - output_reads),
     )
 
 

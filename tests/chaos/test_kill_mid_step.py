@@ -31,7 +31,7 @@ def fan_workflow(width: int) -> Workflow:
             work,
             step=f"b{i}",
             block_first=True,
-            after=a.output["step"],
+            inputs={"after": a.output["step"]},
             retry={"max_attempts": 1},  # no retries: a lost worker must not need one
             **common,
         )

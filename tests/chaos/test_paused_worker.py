@@ -28,8 +28,8 @@ def test_a_paused_worker_cannot_overwrite_the_newer_attempt(
     wf = Workflow("paused")
     common = logged(wf)
     a = wf.step("a", work, step="a", **common)
-    b = wf.step("b", work, step="b", hold=2.5, after=a.output["step"], **common)
-    wf.step("c", work, step="c", after=b.output["attempt"], **common)
+    b = wf.step("b", work, step="b", hold=2.5, inputs={"after": a.output["step"]}, **common)
+    wf.step("c", work, step="c", inputs={"after": b.output["attempt"]}, **common)
 
     with Client(db_url) as client:
         paused = procs.worker(db_url, lease=1.0, concurrency=1)

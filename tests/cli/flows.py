@@ -135,5 +135,21 @@ counting = legato.Workflow("cli_counting")  # a loop that runs three iterations
 looped = counting.loop("count", until="${{ iteration >= 2 }}", max_iterations=5)
 looped.step("tick", echo, at=legato.iteration)
 
+dated = legato.Workflow("cli_dated")  # params a schedule or a person fills in
+dated.step(
+    "echo",
+    echo,
+    day=dated.param("day", type="date"),
+    at=dated.param("at", "2024-01-01T00:00:00+00:00", type="datetime"),
+    level=dated.param("level", 1, type="choice", options=[1, 2, "max"]),
+)
+dated.outputs(values="${{ steps.echo.output }}")
+
+grouped = legato.Workflow("cli_grouped")  # a group of two steps, then one after it
+job = grouped.group("job")
+job.step("load", echo, at=1)
+job.step("save", echo, at=2, after=["load"])
+grouped.step("report", echo, at=job.output)
+
 parent = legato.Workflow("cli_parent")  # calls cli_etl as a child run
 parent.outputs(child=parent.sub_workflow("call", etl, params={"source": "inner"}).output)

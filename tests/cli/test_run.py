@@ -70,6 +70,25 @@ def test_params_are_typed_as_the_workflow_declares_them(legato: Invoke, sqlite_u
     }
 
 
+def test_dates_times_and_choices_are_read_as_declared(legato: Invoke, sqlite_url: str) -> None:
+    result = legato(
+        "run",
+        target("dated"),
+        *("-p", "day=2024-02-29", "-p", "at=2024-03-01T09:30:00Z", "-p", "level=2"),
+        "--url",
+        sqlite_url,
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {
+        "values": {"day": "2024-02-29", "at": "2024-03-01T09:30:00+00:00", "level": 2}
+    }
+    words = legato(
+        "run", target("dated"), "-p", "day=2024-02-29", "-p", "level=max", "--url", sqlite_url
+    )
+    assert words.exit_code == 0, words.output
+    assert json.loads(words.stdout)["values"]["level"] == "max"
+
+
 def test_params_json_gives_values_and_p_overrides_them(legato: Invoke, sqlite_url: str) -> None:
     given = json.dumps({"n": 1, "flag": True, "anything": [1, "two"], "name": "json"})
     result = legato(
@@ -226,6 +245,18 @@ def test_a_broken_file_is_one_error_line_and_stores_nothing(
             ["param 'items' is list: expected a JSON array"],
         ),
         (["typed", "-p", "n"], ["-p 'n': expected key=value"]),
+        (
+            ["dated", "-p", "day=2023-02-29"],
+            ["-p day=2023-02-29: param 'day' must be a date, ISO text YYYY-MM-DD"],
+        ),
+        (
+            ["dated", "-p", "day=2024-01-01", "-p", "at=9:30"],
+            ["param 'at' must be a datetime, ISO 8601 text", "got str '9:30'"],
+        ),
+        (
+            ["dated", "-p", "day=2024-01-01", "-p", "level=3"],
+            ["-p level=3: param 'level' must be one of 1, 2, \"max\", got str '3'"],
+        ),
         (["typed", "--params-json", "{nope"], ["--params-json is not valid JSON"]),
         (["typed", "--params-json", '{"n": "1"}'], ["param 'n' must be int, got str '1'"]),
         (["etl", "-p", "source=x", "--tag", "env"], ["--tag 'env': expected key=value"]),

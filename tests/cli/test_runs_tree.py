@@ -113,6 +113,23 @@ def test_a_loop_shows_each_iteration_and_its_steps(legato: Invoke, db_url: str) 
     assert "count[3]" not in out
 
 
+def test_a_group_shows_its_steps_inside_it(legato: Invoke, db_url: str) -> None:
+    ran = legato("run", target("grouped"), "--url", db_url)
+    assert ran.exit_code == 0, ran.output
+    with Client(db_url) as client:
+        (run,) = client.list_runs(limit=1)
+    out = legato("runs", "show", run.id, "--url", db_url).stdout
+    assert "4 steps: 4 completed" in line_of(out, "steps")
+    group = line_of(out, "job ")
+    assert "group · 2 steps" in group and "completed" in group
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    names = [row.split("│")[1] for row in rows]
+    at = {name.strip(): name for name in names}
+    assert list(at)[:4] == ["job", "load", "save", "report"]  # a group, then its steps
+    indent = {step: len(name) - len(name.lstrip()) for step, name in at.items()}
+    assert indent["load"] == indent["save"] > indent["job"] == indent["report"]
+
+
 def test_a_sub_workflow_step_names_its_child_run(legato: Invoke, db_url: str) -> None:
     ran = legato("run", target("parent"), "--url", db_url)
     assert ran.exit_code == 0, ran.output

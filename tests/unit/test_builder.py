@@ -345,7 +345,7 @@ def test_param_declarations() -> None:
         wf.param("typed", type="number")
     assert str(info.value) == (
         "workflow 'params': param 'typed': type: Input should be 'any', 'str', 'int', 'float', "
-        "'bool', 'list' or 'dict' (found 'number')"
+        "'bool', 'list', 'dict', 'date', 'datetime' or 'choice' (found 'number')"
     )
 
 

@@ -34,6 +34,9 @@ def every_kind() -> Workflow:
     wf.wait_for_signal("approve", "approval", needs=[loop])
     wf.set_vars("remember", seen=True, needs=[loop])
     wf.terminate("stop", when="${{ params.mode == 'stop' }}", needs=[loop])
+    job = wf.group("job", needs=[loop])
+    job.step("inside", work)
+    job.step("tidy", work, after=["inside"])
     return wf
 
 
@@ -65,6 +68,7 @@ def test_mermaid_draws_each_kind_in_its_own_shape() -> None:
         "approve": (">", "]"),
         "stop": ("([", "])"),
         "remember": ("[/", "\\]"),
+        "job": ("(", ")"),
     }
     seen = set()
     for step_id, (opening, closing) in shapes.items():
@@ -95,6 +99,9 @@ def test_mermaid_boxes_what_compound_steps_hold_and_draws_dependencies() -> None
     assert f"{ids['first-step']} --> {ids['route']}" in text
     for after in ("child", "nap", "approve", "remember", "stop"):
         assert f"{ids['poll']} --> {ids[after]}" in text
+    assert re.search(r'subgraph \S+\["job: its steps"\]', text)
+    assert f"{ids['job']} -.-> {ids['inside']}" in text
+    assert f"{ids['inside']} -. after .-> {ids['tidy']}" in text  # an order, not a need
     # Inside a box, between its subgraph line and its end.
     box = text.split('["each: each item"]', 1)[1].split("end", 1)[0]
     assert '"fetch<br/>' in box and '"store<br/>' in box and '"check<br/>' not in box
@@ -114,6 +121,7 @@ def test_dot_draws_the_same_graph() -> None:
         "approve": "cds",
         "stop": "doubleoctagon",
         "remember": "parallelogram",
+        "job": "folder",
     }
     ids = {}
     for line in text.splitlines():
@@ -126,6 +134,8 @@ def test_dot_draws_the_same_graph() -> None:
     assert f'{ids["route"]} -> {ids["quick"]} [style=dotted, label="case fast"];' in text
     assert f"{ids['fetch']} -> {ids['store']};" in text
     assert 'label="each: each item"; style=dashed;' in text
+    assert 'label="job: its steps"; style=dashed;' in text
+    assert f'{ids["inside"]} -> {ids["tidy"]} [style=dashed, label="after"];' in text
     assert "subgraph cluster_" in text
 
 
@@ -172,6 +182,16 @@ def test_the_dot_output_renders_with_graphviz(tmp_path: Path) -> None:
     assert rendered.stderr == ""  # no syntax warnings either
     svg = html.unescape(rendered.stdout)
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
-    for step_id in ("first-step", "route", "quick", "slow", "fetch", "store", "check", "stop"):
+    for step_id in (
+        "first-step",
+        "route",
+        "quick",
+        "slow",
+        "fetch",
+        "store",
+        "check",
+        "stop",
+        "tidy",
+    ):
         assert f">{step_id}</text>" in svg, step_id
     assert "each: each item" in svg and "route: case fast" in svg

@@ -141,7 +141,8 @@ def test_unknown_names_fail_when_evaluated_and_when_checked() -> None:
         references("${{ foo.bar }}")
     assert str(info.value) == (
         "expression '${{ foo.bar }}': unknown name 'foo'; "
-        "expressions start from one of params, steps, run, vars, item, index, iteration, secrets"
+        "expressions start from one of params, steps, jobs, run, vars, item, matrix, index, "
+        "iteration, secrets"
     )
     with pytest.raises(TemplateError, match="unknown name 'range'"):
         references("${{ range(10) }}")

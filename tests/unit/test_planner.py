@@ -19,6 +19,7 @@ from legato.engine.planner import (
     truthy,
 )
 from legato.errors import TemplateError
+from legato.expressions import evaluate
 from legato.model.graph import Graph
 from legato.model.spec import RetryPolicy, StepSpec, WorkflowSpec
 from legato.model.states import StepStatus
@@ -170,9 +171,21 @@ def test_expression_context_shape() -> None:
     assert ctx == {
         "params": {"p": 1},
         "steps": {"a": {"output": [1]}},
+        "jobs": {"a": {"outputs": [1]}},
         "run": {"id": "r"},
         "vars": {},
     }
+
+
+def test_jobs_and_matrix_read_what_steps_and_item_read() -> None:
+    ctx = expression_context(
+        {}, {"a": {"n": 2}}, {}, statuses={"a": "completed", "b": "failed"}, item={"os": "linux"}
+    )
+    assert evaluate("${{ jobs.a.outputs.n }}", ctx) == 2
+    assert evaluate("${{ jobs.a.status }}/${{ jobs.b.status }}", ctx) == "completed/failed"
+    assert evaluate("${{ jobs.b.outputs }}", ctx) is None
+    assert evaluate("${{ matrix.os }}", ctx) == evaluate("${{ item.os }}", ctx) == "linux"
+    assert "matrix" not in expression_context({}, {}, {})  # only inside a map
 
 
 def test_resolve_call_args_and_kwargs() -> None:

@@ -294,8 +294,8 @@ def test_bad_expressions_are_definition_problems() -> None:
     )
     assert err.problems == [
         "step 'a' inputs: expression \"${{ open('f') }}\": unknown name 'open'; "
-        "expressions start from one of params, steps, run, vars, item, index, iteration, "
-        "secrets"
+        "expressions start from one of params, steps, jobs, run, vars, item, matrix, index, "
+        "iteration, secrets"
     ]
 
 

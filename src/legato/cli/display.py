@@ -422,6 +422,9 @@ def step_what(step: StepRun, run: Run | None = None) -> str:
         if failed:
             text += f", {failed:,} failed"
         return text
+    if step.kind == "group" and run is not None:
+        held = sum(1 for s in run.steps.values() if s.scope == step.step_id)
+        return f"group · {_count(held, 'step')}"
     return step.kind
 
 

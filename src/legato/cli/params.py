@@ -1,7 +1,9 @@
 """Run params from the command line, typed by what the workflow declares.
 
 ``-p n=3`` is the int 3 when the workflow declares ``n`` as an int and the
-text ``"3"`` when it declares ``str`` or ``any``; lists and dicts are JSON.
+text ``"3"`` when it declares ``str`` or ``any``; lists and dicts are JSON;
+``date`` and ``datetime`` are ISO text; a ``choice`` is the option written so
+(``-p level=2`` is the number 2 when 2 is an option).
 ``--params-json`` gives values as JSON directly. Binding (missing, unknown,
 wrong type) stays the spec's job, so the messages match the Python API's.
 """
@@ -14,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from legato.errors import ParamError
-from legato.model.spec import WorkflowSpec
+from legato.model.spec import ParamSpec, WorkflowSpec
 
 __all__ = ["build_params", "parse_pairs"]
 
@@ -54,12 +56,30 @@ def build_params(
         declared = spec.params.get(name)
         kind = declared.type if declared is not None else "any"
         try:
-            params[name] = coerce(text, kind)
+            if declared is not None and kind in ("date", "datetime", "choice"):
+                params[name] = declared.accept(_option(text, declared))  # checked as the API does
+            else:
+                params[name] = coerce(text, kind)
         except ValueError as exc:
-            problems.append(f"-p {name}={text}: param {name!r} is {kind}: {exc}")
+            problems.append(f"-p {name}={text}: param {name!r} {_is(exc, kind)}")
     if problems:
         raise ParamError(f"workflow {spec.label}: " + "; ".join(problems))
     return params
+
+
+def _option(text: str, param: ParamSpec) -> Any:
+    """The option of a choice written as ``text`` (``2`` for the number 2), else the text."""
+    for option in param.options or ():
+        written = option if isinstance(option, str) else json.dumps(option)
+        if text == written:
+            return option
+    return text
+
+
+def _is(exc: ValueError, kind: str) -> str:
+    """``is int: 'x' is not a whole number``, or the spec's own ``must be ...`` message."""
+    message = str(exc)
+    return message if message.startswith("must be") else f"is {kind}: {message}"
 
 
 def coerce(text: str, kind: str) -> Any:

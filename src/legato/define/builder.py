@@ -9,6 +9,7 @@ same as one written in YAML. The methods adding steps of each kind are in
 
 from __future__ import annotations
 
+import datetime
 import typing
 from collections.abc import Sequence as SequenceABC
 from typing import Any
@@ -19,7 +20,7 @@ from legato.define.refs import OutputRef, ParamRef, StepRef, _literal, _to_spec_
 from legato.define.steps import Steps
 from legato.define.tasks import Task
 from legato.errors import DefinitionError
-from legato.model.spec import ParamSpec, WorkflowSpec, format_validation_error
+from legato.model.spec import ParamSpec, Trigger, WorkflowSpec, format_validation_error
 
 __all__ = ["OutputRef", "ParamRef", "Sequence", "StepRef", "Workflow"]
 
@@ -39,6 +40,7 @@ class Workflow(Steps):
         #: every step of every scope, by id (ids are unique across scopes)
         self._all: dict[str, dict[str, Any]] = {}
         self._outputs: dict[str, Any] = {}
+        self._triggers: list[Trigger] = []
         self._tasks: dict[str, Task] = {}
         self._spec: WorkflowSpec | None = None
         self._init_steps(self, self._steps)
@@ -55,19 +57,28 @@ class Workflow(Steps):
         *,
         type: str = "any",
         description: str | None = None,
+        options: list[Any] | None = None,
     ) -> ParamRef:
-        """Declare a run param (required unless it has a default) and refer to it."""
+        """Declare a run param (required unless it has a default) and refer to it.
+
+        ``type`` is ``any``, ``str``, ``int``, ``float``, ``bool``, ``list``, ``dict``,
+        ``date`` (ISO text ``2024-05-01``), ``datetime`` (ISO 8601 text) or ``choice``,
+        which takes one of ``options``.
+        """
         if default is not _MISSING:
-            _literal(default, f"param {name!r} default")
+            default = _literal(_iso(default), f"param {name!r} default")
         try:
             declared = ParamSpec(
                 type=type,  # type: ignore[arg-type]
                 required=default is _MISSING,
                 default=None if default is _MISSING else default,
                 description=description,
+                options=None if options is None else _literal(options, f"param {name!r} options"),
             )
         except ValidationError as exc:
-            problems = "; ".join(format_validation_error(exc))
+            problems = "; ".join(
+                p.removeprefix("(top level): ") for p in format_validation_error(exc)
+            )
             raise DefinitionError(f"workflow {self.name!r}: param {name!r}: {problems}") from None
         existing = self._params.get(name)
         if existing is not None and declared != existing:
@@ -86,6 +97,21 @@ class Workflow(Steps):
         self._changed()
         return self
 
+    def schedule(
+        self, cron: str, *, timezone: str = "UTC", params: dict[str, Any] | None = None
+    ) -> Workflow:
+        """Start a run whenever ``cron`` (five fields, or ``@daily``...) matches in ``timezone``
+        (an IANA name), with ``params``; several schedules may be given."""
+        plain = _literal(params or {}, "schedule params")
+        try:
+            trigger = Trigger(cron=cron, timezone=timezone, params=plain)
+        except ValidationError as exc:
+            problems = "; ".join(format_validation_error(exc))
+            raise DefinitionError(f"workflow {self.name!r}: schedule {problems}") from None
+        self._triggers.append(trigger)
+        self._changed()
+        return self
+
     # -- results --------------------------------------------------------------
 
     @property
@@ -100,6 +126,7 @@ class Workflow(Steps):
                 "extra_params": self._extra_params,
                 "steps": list(self._steps.values()),
                 "outputs": self._outputs,
+                "triggers": [t.model_dump() for t in self._triggers],
             }
             self._spec = WorkflowSpec.parse(data, source=f"workflow {self.name!r}")
             from legato.define.validate import check_calls
@@ -147,13 +174,13 @@ class Workflow(Steps):
             "decorate it with @legato.task"
         )
 
-    def _need_id(self, need: StepRef | str) -> str:
+    def _need_id(self, need: StepRef | str, field: str = "needs") -> str:
         if isinstance(need, StepRef):
             return need.id
         if isinstance(need, str):
             return need
         raise DefinitionError(
-            f"workflow {self.name!r}: needs takes steps or step ids, got {need!r}"
+            f"workflow {self.name!r}: {field} takes steps or step ids, got {need!r}"
         )
 
     def _add_need(self, step_id: str, need: str) -> None:
@@ -227,6 +254,11 @@ class Sequence(Workflow):
             else:
                 default = _MISSING if p.default is p.empty else p.default
                 self.param(p.name, default, type=_param_type(hints.get(p.name)))
+
+
+def _iso(value: Any) -> Any:
+    """A date or time default as the ISO text a run holds (JSON has no dates)."""
+    return value.isoformat() if isinstance(value, datetime.date) else value
 
 
 def _type_hints(task: Task) -> dict[str, Any]:

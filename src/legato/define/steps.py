@@ -1,17 +1,18 @@
 """Adding steps of every kind to a scope: the workflow's top level, a branch, a body.
 
 :class:`Steps` is what ``legato.Workflow`` and every compound step's body offer:
-``step`` (a task call), ``switch``, ``map``, ``loop``, ``sub_workflow``, ``sleep``,
-``wait_for_signal``, ``terminate`` and ``set_vars``. A compound returns a
-reference that is also the scope of its own steps::
+``step`` (a task call), ``switch``, ``group``, ``map``, ``loop``, ``sub_workflow``,
+``sleep``, ``wait_for_signal``, ``terminate`` and ``set_vars``. A compound returns
+a reference that is also the scope of its own steps::
 
     fetch = wf.map("fetch", over=listed.output["urls"], max_parallel=8)
     page = fetch.step("get", download, url=legato.item)
     fetch.step("parse", parse, html=page.output)
 
-Every kind takes ``needs``, ``when`` (a condition: ``"${{ failure() }}"``, a
-reference), ``continue_on_error`` and ``description``, keyword-only, so they
-never clash with a task's inputs (pass clashing names in ``inputs={...}``).
+Every kind takes ``needs``, ``after`` (steps it starts after, whatever became of
+them), ``when`` (a condition: ``"${{ failure() }}"``, a reference),
+``continue_on_error`` and ``description``, keyword-only, so they never clash with
+a task's inputs (pass clashing names in ``inputs={...}``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from legato.model.spec import (
 if TYPE_CHECKING:
     from legato.define.builder import Workflow
 
-__all__ = ["LoopRef", "MapRef", "Scope", "Steps", "SwitchRef"]
+__all__ = ["GroupRef", "LoopRef", "MapRef", "Scope", "Steps", "SwitchRef"]
 
 Needs = Iterable[StepRef | str] | None
 
@@ -56,6 +57,7 @@ class Steps:
         task: Task | str,
         *,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -76,7 +78,7 @@ class Steps:
         dict of RetryPolicy fields. ``max_lost_attempts`` overrides the task's
         budget of lost workers (see :func:`legato.task`).
         """
-        entry = self._entry(step_id, "task", needs, when, continue_on_error, description)
+        entry = self._entry(step_id, "task", needs, when, continue_on_error, description, after)
         entry["task"] = self._root._task_name(step_id, task)
         entry["inputs"] = self._inputs(step_id, inputs, kwargs)
         self._call_options(entry, step_id, retry, timeout, queue, priority, max_lost_attempts)
@@ -132,13 +134,15 @@ class Steps:
         items: Iterable[Task | tuple[str, Task] | tuple[str, Task, dict[str, Any]]],
         *,
         needs: Needs = None,
+        after: Needs = None,
     ) -> list[StepRef]:
-        """Add parallel sibling steps that share ``needs``.
+        """Add parallel sibling steps that share ``needs`` (and ``after``).
 
         Each item is a task (its step id is the function's name), ``(id, task)``
         or ``(id, task, inputs)``.
         """
         needs = list(needs or ())
+        after = list(after or ())
         refs = []
         for entry in items:
             if isinstance(entry, Task):
@@ -151,7 +155,7 @@ class Steps:
                     f"workflow {self._root.name!r}: add_group items are tasks, (id, task) or "
                     f"(id, task, inputs), got {entry!r}"
                 )
-            refs.append(self.step(step_id, task, needs=needs, inputs=inputs))
+            refs.append(self.step(step_id, task, needs=needs, after=after, inputs=inputs))
         return refs
 
     # -- compound steps -----------------------------------------------------------------
@@ -162,6 +166,7 @@ class Steps:
         on: Any,
         *,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -172,10 +177,34 @@ class Steps:
         own steps. The switch's output is the output of the branch's last step, and
         a step after the switch runs after whichever branch ran.
         """
-        entry = self._entry(step_id, "switch", needs, when, continue_on_error, description)
+        entry = self._entry(step_id, "switch", needs, when, continue_on_error, description, after)
         entry["value"] = _to_spec_value(on, f"step {step_id!r} on")
         entry["cases"] = {}
         return self._add(entry, SwitchRef(self._root, step_id, entry))
+
+    def group(
+        self,
+        step_id: str,
+        *,
+        needs: Needs = None,
+        after: Needs = None,
+        when: Any = None,
+        continue_on_error: bool = False,
+        description: str | None = None,
+        output: Any = None,
+    ) -> GroupRef:
+        """Steps run once, as one step: add them to the returned scope.
+
+        Steps after the group start once all of its steps have finished, and read
+        them through its output: ``output`` (it may read the group's steps) or
+        else its last step's output. A failed step inside fails the group, unless
+        that step continues on error.
+        """
+        entry = self._entry(step_id, "group", needs, when, continue_on_error, description, after)
+        entry["steps"] = []
+        if output is not None:
+            entry["output"] = _to_spec_value(output, f"step {step_id!r} output")
+        return self._add(entry, GroupRef(self._root, step_id, entry))
 
     def map(
         self,
@@ -185,6 +214,7 @@ class Steps:
         over: Any,
         max_parallel: int | None = None,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -206,7 +236,7 @@ class Steps:
         failed item fails the map unless ``continue_on_error``. At most
         ``max_parallel`` items run at once.
         """
-        entry = self._entry(step_id, "map", needs, when, continue_on_error, description)
+        entry = self._entry(step_id, "map", needs, when, continue_on_error, description, after)
         entry["for_each"] = _to_spec_value(over, f"step {step_id!r} over")
         if max_parallel is not None:
             entry["max_parallel"] = max_parallel
@@ -232,6 +262,7 @@ class Steps:
         until: Any = None,
         max_iterations: int = 100,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -245,7 +276,7 @@ class Steps:
         ``max_iterations`` iterations, else the loop fails. Its output is the last
         iteration's ``output`` (default: its last step's output).
         """
-        entry = self._entry(step_id, "loop", needs, when, continue_on_error, description)
+        entry = self._entry(step_id, "loop", needs, when, continue_on_error, description, after)
         entry["steps"] = []
         entry["max_iterations"] = max_iterations
         if output is not None:
@@ -265,6 +296,7 @@ class Steps:
         version: str | None = None,
         params: dict[str, Any] | None = None,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -278,7 +310,9 @@ class Steps:
         the step's output; a failed child fails the step, and ``retry`` starts a new
         child.
         """
-        entry = self._entry(step_id, "sub_workflow", needs, when, continue_on_error, description)
+        entry = self._entry(
+            step_id, "sub_workflow", needs, when, continue_on_error, description, after
+        )
         if isinstance(workflow, str):
             entry["workflow"] = workflow
             if version is not None:
@@ -314,6 +348,7 @@ class Steps:
         *,
         until: Any = None,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -323,7 +358,7 @@ class Steps:
         ``until`` is an ISO 8601 time with a zone, seconds since the epoch, or an
         expression giving one. The timer is in the database: it fires after restarts.
         """
-        entry = self._entry(step_id, "sleep", needs, when, continue_on_error, description)
+        entry = self._entry(step_id, "sleep", needs, when, continue_on_error, description, after)
         if duration is not None:
             if isinstance(duration, _Ref) or (isinstance(duration, str) and "${{" in duration):
                 entry["duration"] = _to_spec_value(duration, f"step {step_id!r} duration")
@@ -341,6 +376,7 @@ class Steps:
         timeout: str | float | None = None,
         default: Any = ...,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -351,7 +387,9 @@ class Steps:
         is kept for it. After ``timeout`` the step fails, or completes with
         ``default`` when one is given.
         """
-        entry = self._entry(step_id, "wait_for_signal", needs, when, continue_on_error, description)
+        entry = self._entry(
+            step_id, "wait_for_signal", needs, when, continue_on_error, description, after
+        )
         entry["signal"] = signal or step_id
         if timeout is not None:
             entry["timeout"] = self._duration(step_id, timeout, "timeout")
@@ -368,12 +406,13 @@ class Steps:
         reason: Any = None,
         outputs: dict[str, Any] | None = None,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         description: str | None = None,
     ) -> StepRef:
         """End the run at once with ``status`` (``completed`` or ``failed``), a ``reason``
         and ``outputs``; steps already running finish, nothing new starts."""
-        entry = self._entry(step_id, "terminate", needs, when, False, description)
+        entry = self._entry(step_id, "terminate", needs, when, False, description, after)
         entry["status"] = status
         if reason is not None:
             entry["reason"] = _to_spec_value(reason, f"step {step_id!r} reason")
@@ -388,6 +427,7 @@ class Steps:
         step_id: str,
         *,
         needs: Needs = None,
+        after: Needs = None,
         when: Any = None,
         continue_on_error: bool = False,
         description: str | None = None,
@@ -395,7 +435,7 @@ class Steps:
         **values: Any,
     ) -> StepRef:
         """Set run variables (``legato.var("name")`` reads them in every expression)."""
-        entry = self._entry(step_id, "set_vars", needs, when, continue_on_error, description)
+        entry = self._entry(step_id, "set_vars", needs, when, continue_on_error, description, after)
         merged = {**(vars or {}), **values}
         entry["vars"] = {
             k: _to_spec_value(v, f"step {step_id!r} var {k!r}") for k, v in merged.items()
@@ -415,6 +455,7 @@ class Steps:
         when: Any,
         continue_on_error: bool,
         description: str | None,
+        after: Needs = None,
     ) -> dict[str, Any]:
         if step_id in self._root._all:
             raise DefinitionError(f"workflow {self._root.name!r}: duplicate step id {step_id!r}")
@@ -422,6 +463,8 @@ class Steps:
         if kind != "task":
             entry["kind"] = kind
         entry["needs"] = [self._root._need_id(n) for n in needs or ()]
+        if after:
+            entry["after"] = [self._root._need_id(a, "after") for a in after]
         if when is not None:
             text = when.template() if isinstance(when, _Ref) else when
             if not isinstance(text, str):
@@ -531,6 +574,14 @@ class SwitchRef(StepRef):
         self._entry["default"] = steps
         self._workflow._changed()
         return Scope(self._workflow, steps)
+
+
+class GroupRef(StepRef, Scope):
+    """A group step, and the scope of the steps it runs."""
+
+    def __init__(self, workflow: Workflow, step_id: str, entry: dict[str, Any]) -> None:
+        StepRef.__init__(self, workflow, step_id)
+        Scope.__init__(self, workflow, entry["steps"])
 
 
 class MapRef(StepRef, Scope):

@@ -209,19 +209,27 @@ def expression_context(
     index: int | None = None,
     iteration: int | None = None,
 ) -> dict[str, Any]:
-    """What an expression can read: ``params``, ``steps.<id>.output`` and ``.status``,
-    ``run``, ``vars``, and inside a map ``item``/``index``, inside a loop ``iteration``."""
+    """What an expression can read: ``params``, ``steps.<id>.output`` and ``.status``
+    (``jobs.<id>.outputs`` and ``.status``, as YAML jobs say it), ``run``, ``vars``,
+    and inside a map ``item`` (``matrix``) and ``index``, inside a loop ``iteration``."""
     steps: dict[str, dict[str, Any]] = {s: {"output": out} for s, out in outputs.items()}
     for step_id, status in (statuses or {}).items():
         steps.setdefault(step_id, {"output": None})["status"] = status
+    jobs: dict[str, dict[str, Any]] = {}
+    for step_id, read in steps.items():
+        jobs[step_id] = {"outputs": read["output"]}
+        if "status" in read:
+            jobs[step_id]["status"] = read["status"]
     context: dict[str, Any] = {
         "params": params,
         "steps": steps,
+        "jobs": jobs,
         "run": run,
         "vars": variables or {},
     }
     if item is not _NOT_GIVEN:
         context["item"] = item
+        context["matrix"] = item
         context["index"] = index
     if iteration is not None:
         context["iteration"] = iteration
@@ -240,7 +248,7 @@ def status_functions(dep_statuses: Iterable[str]) -> dict[str, Callable[[], bool
     statuses = list(dep_statuses)
     return {
         "always": lambda: True,
-        "success": lambda: all(s == StepStatus.COMPLETED for s in statuses),
+        "success": lambda: _all_completed(statuses),
         "failure": lambda: any(s == StepStatus.FAILED for s in statuses),
         "cancelled": lambda: any(s == StepStatus.CANCELLED for s in statuses),
     }
@@ -256,19 +264,31 @@ def reacts_to_failure(step: Step) -> bool:
     return step.when is not None and bool(references(step.when).functions & _REACTING)
 
 
-def condition_holds(step: Step, context: Mapping[str, Any], dep_statuses: Iterable[str]) -> bool:
+def condition_holds(
+    step: Step,
+    context: Mapping[str, Any],
+    dep_statuses: Iterable[str],
+    after_statuses: Iterable[str] = (),
+) -> bool:
     """Whether a ready step runs: its ``when``, or by default every dependency completed.
 
     As in GitHub Actions, a condition that calls no status function also needs
     ``success()``; ``always()``, ``failure()`` or ``cancelled()`` say otherwise.
+    ``after_statuses`` are those of the steps it only runs after (``after``, neither
+    needed nor read): the status functions see them, the default ``success()`` does not.
     """
-    functions = status_functions(dep_statuses)
+    needed = list(dep_statuses)
+    functions = status_functions([*needed, *after_statuses])
     if step.when is None:
-        return functions["success"]()
+        return _all_completed(needed)
     value = truthy(evaluate(step.when, {**context, **functions}))
     if not references(step.when).functions:
-        value = value and functions["success"]()
+        value = value and _all_completed(needed)
     return value
+
+
+def _all_completed(statuses: list[str]) -> bool:
+    return all(s == StepStatus.COMPLETED for s in statuses)
 
 
 # -- kinds ------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The checks a spec passes beyond its fields: ids, scopes, references, each kind's shape.
+"""The checks a spec passes beyond its fields: ids, scopes, references, each kind's shape,
+the params each schedule trigger starts runs with.
 
 Every problem is collected, so one pass reports them all; the spec raises one
 :class:`~legato.errors.DefinitionError` listing them.
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from legato.errors import DefinitionError, TemplateError
+from legato.errors import DefinitionError, ParamError, TemplateError
 from legato.expressions import STATUS_FUNCTIONS, is_whole_expression, references
 from legato.model.graph import TOP, StepInfo, walk
 from legato.model.steps import (
+    GroupStep,
     LoopStep,
     MapStep,
     SignalStep,
@@ -45,6 +47,12 @@ def spec_problems(spec: WorkflowSpec) -> list[str]:
         problems += _step_problems(spec, info, infos)
     for key, value in spec.outputs.items():
         problems += _reference_problems(spec, f"output {key!r}", value, TOP, infos, ())
+    for number, trigger in enumerate(spec.triggers):
+        try:
+            spec.bind_params(trigger.params)
+        except ParamError as exc:
+            why = str(exc).removeprefix(f"workflow {spec.label}: ")
+            problems.append(f"trigger {number} ({trigger.cron}) params: {why}")
     return problems
 
 
@@ -52,16 +60,20 @@ def _step_problems(spec: WorkflowSpec, info: StepInfo, infos: dict[str, StepInfo
     step = info.step
     where = f"step {step.id!r}"
     problems: list[str] = []
-    for dep in step.needs:
-        if dep == step.id:
-            problems.append(f"{where} needs itself")
-        elif dep not in infos:
-            problems.append(f"{where} needs unknown step {dep!r}")
-        elif infos[dep].scope != info.scope:
-            problems.append(
-                f"{where} needs step {dep!r}, which is in another scope; a step can need "
-                "only steps beside it (its compound step can need the others)"
-            )
+    for verb, can, deps in (
+        ("needs", "need", step.needs),
+        ("runs after", "run after", step.after),
+    ):
+        for dep in deps:
+            if dep == step.id:
+                problems.append(f"{where} {verb} itself")
+            elif dep not in infos:
+                problems.append(f"{where} {verb} unknown step {dep!r}")
+            elif infos[dep].scope != info.scope:
+                problems.append(
+                    f"{where} {verb} step {dep!r}, which is in another scope; a step can "
+                    f"{can} only steps beside it (its compound step can {can} the others)"
+                )
     problems += _shape_problems(step, where)
     chain = info.chain
     for name, value in step.expressions().items():
@@ -134,6 +146,8 @@ def _shape_problems(step: Step, where: str) -> list[str]:
             )
     if isinstance(step, LoopStep) and not step.steps:
         problems.append(f"{where}: a loop needs at least one step")
+    if isinstance(step, GroupStep) and not step.steps:
+        problems.append(f"{where}: a group needs at least one step")
     if isinstance(step, SwitchStep):
         if not step.cases:
             problems.append(f"{where}: a switch needs at least one case")
@@ -209,6 +223,8 @@ def _reference_problems(
     kinds = {infos[c].step.kind for c in chain if c in infos}
     if {"item", "index"} & refs.roots and "map" not in kinds:
         problems.append(f"{where}: item and index exist only inside a map")
+    if "matrix" in refs.roots and "map" not in kinds:
+        problems.append(f"{where}: matrix exists only inside a map (it is the map's item)")
     if "iteration" in refs.roots and "loop" not in kinds:
         problems.append(f"{where}: iteration exists only inside a loop")
     unknown = refs.functions - set(STATUS_FUNCTIONS)

@@ -1,8 +1,10 @@
 """The dependency graphs of a spec: one per scope, computed once per spec and cached.
 
-A scope is the run's top level, a map's items, a loop's body or a switch's
-branch. Within a scope, a step waits for its ``needs`` and for every step of
-the scope its expressions read (a data reference is a dependency). A step
+A scope is the run's top level, a map's items, a loop's body, a switch's
+branch or a group. Within a scope, a step waits for its ``needs``, for every
+step of the scope its expressions read (a data reference is a dependency) and
+for its ``after`` steps, which order it without being needed (even when it
+reads their status): their failure does not stop it (:attr:`Graph.ordering`). A step
 deep inside a compound that reads a step of an outer scope makes the
 compound at that scope wait for it, so whatever a step reads has finished
 before its scope starts. The graphs give each step its successors and the
@@ -34,7 +36,7 @@ class StepInfo:
     """Where a step sits: its scope, and the compounds around it."""
 
     step: Step
-    #: the scope it belongs to: ``""``, a map or loop id, or ``<switch>:case:<name>``
+    #: the scope it belongs to: ``""``, a map, loop or group id, or ``<switch>:case:<name>``
     scope: str
     #: the compound steps around it, outermost first
     chain: tuple[str, ...]
@@ -90,6 +92,11 @@ class Graph:
     successors: dict[str, tuple[str, ...]]
     #: step id -> the secret names its task call reads; only steps that read any
     secrets: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: step id -> the dependencies it only runs after (``after`` and neither needed nor
+    #: read): how they ended does not count for its default condition. Only steps with some.
+    ordering: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: step id -> the successors that only run after it (the reverse of ``ordering``)
+    ordering_successors: dict[str, frozenset[str]] = field(default_factory=dict)
 
     # -- the top-level view (what plain task workflows use) -------------------------
 
@@ -131,13 +138,21 @@ class Graph:
                 secrets[step_id] = (outer | item).secrets
             for need in i.step.needs:
                 wanted[step_id][need] = None
-            for read in sorted((outer | item).steps):
+            # A step it runs after and reads the status of only stays an order.
+            ordered = (outer | item).status_only & set(i.step.after)
+            for read in sorted((outer | item).steps - ordered):
                 _depend(info, step_id, read, wanted)
             for read in sorted(inner.steps):
                 # The compound's own scopes finish before these are read: only
                 # what lies outside it is a dependency.
                 if step_id not in info.get(read, i).chain:
                     _depend(info, step_id, read, wanted)
+        only_after: dict[str, set[str]] = {}
+        for step_id, i in info.items():
+            for a in i.step.after:
+                if a not in wanted[step_id]:
+                    only_after.setdefault(step_id, set()).add(a)
+                    wanted[step_id][a] = None
         scopes = {}
         for name, ids in members.items():
             position = {s: n for n, s in enumerate(ids)}
@@ -154,6 +169,12 @@ class Graph:
                 successors={k: tuple(v) for k, v in successors.items()},
                 order=order,
             )
+        all_deps = {k: v for g in scopes.values() for k, v in g.deps.items()}
+        ordering = {
+            s: kept
+            for s, after in only_after.items()
+            if (kept := frozenset(after & set(all_deps[s])))
+        }
         return cls(
             spec=spec,
             steps=steps,
@@ -163,9 +184,11 @@ class Graph:
             reads_vars=reads_vars,
             output_reads=references(spec.outputs).steps,
             outputs_read_vars="vars" in references(spec.outputs).roots,
-            deps={k: v for g in scopes.values() for k, v in g.deps.items()},
+            deps=all_deps,
             successors={k: v for g in scopes.values() for k, v in g.successors.items()},
             secrets=secrets,
+            ordering=ordering,
+            ordering_successors=_reverse(ordering),
         )
 
 
@@ -178,6 +201,14 @@ def walk(steps: list[Step], scope: str = TOP, chain: tuple[Step, ...] = ()) -> I
     for step in steps:
         for name, inner in step.scopes.items():
             yield from walk(inner, name, (*chain, step))
+
+
+def _reverse(edges: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+    found: dict[str, set[str]] = {}
+    for step_id, targets in edges.items():
+        for target in targets:
+            found.setdefault(target, set()).add(step_id)
+    return {k: frozenset(v) for k, v in found.items()}
 
 
 def _item_expressions(step: Step) -> dict[str, Any]:

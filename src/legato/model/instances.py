@@ -3,14 +3,14 @@
 A spec step runs once per repetition of the maps and loops around it, so an
 instance's key is the step id prefixed by one ``<compound>[<n>].`` per
 enclosing map item or loop iteration: ``load``, ``fetch[3]`` (item 3 of the
-map ``fetch``), ``retry_loop[2].call``, ``outer[0].inner[5].call``. A switch
-adds nothing (its branch runs once). Keys are unique within a run, so
+map ``fetch``), ``retry_loop[2].call``, ``outer[0].inner[5].call``. A switch or a
+group adds nothing (its steps run once). Keys are unique within a run, so
 unfolding the same instance twice (a replayed transaction) is refused by the
 database rather than done twice.
 
 A *scope instance* is what counts and finishes the instances inside it: the
 run itself (``""``), a map (its items), a map item with steps of its own, a
-loop iteration, a switch (its chosen branch).
+loop iteration, a switch (its chosen branch), a group.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 
 from legato.model.graph import Graph
-from legato.model.steps import LoopStep, MapStep, SwitchStep
+from legato.model.steps import GroupStep, LoopStep, MapStep, SwitchStep
 
 __all__ = ["ITEM", "ITERATION", "Place", "instance_key", "item_key", "place_of"]
 
@@ -91,5 +91,5 @@ def scope_key(graph: Graph, step_id: str, place: Place) -> str:
     if isinstance(compound, MapStep | LoopStep):
         index = place.repeats[-1][1]
         return item_key(parent, index, place.truncated(len(place.repeats) - 1))
-    assert isinstance(compound, SwitchStep)
+    assert isinstance(compound, SwitchStep | GroupStep)
     return place.key(parent)

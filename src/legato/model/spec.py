@@ -13,10 +13,18 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import date, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from legato.errors import DefinitionError, ParamError
 from legato.model.steps import (
@@ -42,6 +50,7 @@ __all__ = [
     "Step",
     "StepSpec",
     "TaskStep",
+    "Trigger",
     "WorkflowSpec",
     "check_max_lost_attempts",
     "check_priority",
@@ -52,7 +61,9 @@ __all__ = [
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 VERSION_PATTERN = re.compile(r"^[a-zA-Z0-9._-]+$")
 
-ParamType = Literal["any", "str", "int", "float", "bool", "list", "dict"]
+ParamType = Literal[
+    "any", "str", "int", "float", "bool", "list", "dict", "date", "datetime", "choice"
+]
 
 
 #: RetryPolicy.max_attempts allows at most 1000 attempts: the first and 999 retries
@@ -89,12 +100,111 @@ class _Model(BaseModel):
 
 
 class ParamSpec(_Model):
-    """A declared run param: its type, whether it is required, its default."""
+    """A declared run param: its type, whether it is required, its default.
+
+    Values stay JSON: a ``date`` is ISO text (``2024-05-01``), a ``datetime`` ISO
+    8601 text (``2024-05-01T09:30:00+02:00``, kept with its offset when it has
+    one), a ``choice`` one of its ``options``.
+    """
 
     type: ParamType = "any"
     required: bool = True
     default: Any = None
     description: str | None = None
+    #: the values a ``choice`` param may take (text, numbers or booleans)
+    options: list[Any] | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> Self:
+        if self.type == "choice":
+            if not self.options:
+                raise ValueError(
+                    "a choice param needs options: a non-empty list of the values it may take"
+                )
+            odd = [o for o in self.options if not isinstance(o, str | int | float)]
+            if odd:
+                raise ValueError(f"options are text, numbers or booleans, got {odd[0]!r}")
+            if len({json.dumps(o) for o in self.options}) != len(self.options):
+                raise ValueError(f"options are given twice: {self.options!r}")
+        elif self.options is not None:
+            raise ValueError(f"options belong to a choice param, not to a {self.type} one")
+        if self.type in ("date", "datetime", "choice") and self.default is not None:
+            try:
+                self.accept(self.default)
+            except ValueError as exc:
+                raise ValueError(f"default {exc}") from None
+        return self
+
+    def accept(self, value: Any) -> Any:
+        """``value`` as a run holds it (dates and times as ISO text), or a ``ValueError``
+        saying what this param must be and what was found."""
+        if self.type == "any":
+            return value
+        if self.type == "date":
+            return _iso_date(value)
+        if self.type == "datetime":
+            return _iso_datetime(value)
+        if self.type == "choice":
+            options = self.options or []
+            if any(_same(value, option) for option in options):
+                return value
+            listed = ", ".join(json.dumps(o) for o in options)
+            raise ValueError(f"must be one of {listed}, got {_found(value)}")
+        ok = isinstance(value, _PY_TYPES[self.type])
+        if self.type in ("int", "float") and isinstance(value, bool):
+            ok = False
+        if not ok:
+            raise ValueError(f"must be {self.type}, got {_found(value)}")
+        return value
+
+
+#: the fields of a cron expression, in order
+CRON_FIELDS = "minute hour day-of-month month day-of-week"
+
+
+class Trigger(_Model):
+    """A schedule: runs started when ``cron`` matches, read in ``timezone``, with ``params``.
+
+    Stored with the spec (a scheduler reads it); ``cron`` has the five standard
+    fields or is one of ``@hourly``, ``@daily``, ``@weekly``, ``@monthly``,
+    ``@yearly``; ``timezone`` is an IANA name, so 09:00 stays 09:00 across
+    daylight saving changes.
+    """
+
+    cron: str
+    timezone: str = "UTC"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        fields = value.split()
+        if not value.startswith("@") and len(fields) != 5:
+            raise ValueError(
+                f"{value!r} is not a cron expression: it has {len(fields)} fields, "
+                f"a cron expression has five ({CRON_FIELDS}) or is @hourly, @daily, ..."
+            )
+        if not croniter.is_valid(value):
+            raise ValueError(
+                f"{value!r} is not a cron expression (five fields: {CRON_FIELDS}, "
+                "e.g. '0 6 * * 1-5'; or @hourly, @daily, @weekly, @monthly, @yearly)"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"{value!r} is not an IANA time zone (e.g. UTC, Europe/Paris, America/New_York)"
+            ) from None
+        return value
 
 
 #: the task step, by the name it had when it was the only kind
@@ -112,6 +222,8 @@ class WorkflowSpec(_Model):
     extra_params: bool = False
     steps: list[Step]
     outputs: dict[str, Any] = Field(default_factory=dict)
+    #: when a scheduler starts it (none: only when asked)
+    triggers: list[Trigger] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -229,10 +341,11 @@ class WorkflowSpec(_Model):
         for name, param in self.params.items():
             if name in given:
                 value = given.pop(name)
-                problem = _type_problem(name, param.type, value)
-                if problem:
-                    problems.append(problem)
-                bound[name] = value
+                try:
+                    bound[name] = param.accept(value)
+                except ValueError as exc:
+                    problems.append(f"param {name!r} {exc}")
+                    bound[name] = value
             elif param.required:
                 problems.append(f"missing required param {name!r}")
             else:
@@ -262,16 +375,41 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
     "dict": (dict,),
 }
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-def _type_problem(name: str, expected: str, value: Any) -> str | None:
-    if expected == "any":
-        return None
-    ok = isinstance(value, _PY_TYPES[expected])
-    if expected in ("int", "float") and isinstance(value, bool):
-        ok = False
-    if ok:
-        return None
-    return f"param {name!r} must be {expected}, got {type(value).__name__} {value!r}"
+
+def _found(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 80 else text[:77] + '...'}"
+
+
+def _iso_date(value: Any) -> str:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and _ISO_DATE.match(value):
+        try:
+            return date.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise ValueError(f"must be a date, ISO text YYYY-MM-DD (e.g. 2024-05-01), got {_found(value)}")
+
+
+def _iso_datetime(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, str) and _ISO_DATE.match(value[:10]):
+        try:
+            return datetime.fromisoformat(value).isoformat()
+        except ValueError:
+            pass
+    raise ValueError(
+        f"must be a datetime, ISO 8601 text (e.g. 2024-05-01T09:30:00+02:00), got {_found(value)}"
+    )
+
+
+def _same(value: Any, option: Any) -> bool:
+    """Equal as JSON values: ``True`` is not ``1``, ``"1"`` is not ``1``."""
+    return isinstance(value, bool) == isinstance(option, bool) and value == option
 
 
 def _reference_problems(spec: WorkflowSpec) -> list[str]:

@@ -2,11 +2,12 @@
 
 A step is a task call (``task``, run by a worker) or one of the kinds the
 engine decides by itself, without a worker: ``switch`` (one branch of several),
-``map`` (a task or a sub-graph once per item of a list), ``loop`` (a sub-graph
-until a condition holds), ``sub_workflow`` (another workflow as one step),
-``sleep``, ``wait_for_signal``, ``terminate`` and ``set_vars``. Every kind shares
-``id``, ``needs``, ``when`` (a condition; false means skipped) and
-``continue_on_error``. Compound kinds hold steps of their own (``scopes``).
+``group`` (steps of its own run once, as one step), ``map`` (a task or a
+sub-graph once per item of a list), ``loop`` (a sub-graph until a condition
+holds), ``sub_workflow`` (another workflow as one step), ``sleep``,
+``wait_for_signal``, ``terminate`` and ``set_vars``. Every kind shares ``id``,
+``needs``, ``after`` (order only), ``when`` (a condition; false means skipped)
+and ``continue_on_error``. Compound kinds hold steps of their own (``scopes``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "KINDS",
     "STEP_ID_PATTERN",
     "Call",
+    "GroupStep",
     "LoopStep",
     "MapStep",
     "RetryPolicy",
@@ -47,6 +49,7 @@ Backoff = Literal["fixed", "linear", "exponential"]
 KINDS = (
     "task",
     "switch",
+    "group",
     "map",
     "loop",
     "sub_workflow",
@@ -108,6 +111,10 @@ class StepBase(_Model):
 
     id: str
     needs: list[str] = Field(default_factory=list)
+    #: steps of the same scope this one starts after, whatever became of them: an
+    #: order, not a need. Their failure or skip does not skip it (the default
+    #: ``success()`` looks at ``needs`` and data only); status functions see them.
+    after: list[str] = Field(default_factory=list)
     #: a ``${{ }}`` condition, decided when the step's dependencies have finished;
     #: false means skipped. Without a status function it also needs them all to
     #: have completed (``success()``); ``always()``, ``failure()``, ``cancelled()``
@@ -209,6 +216,27 @@ class SwitchStep(StepBase):
 
     def expressions(self) -> dict[str, Any]:
         return {**super().expressions(), "value": self.value}
+
+
+class GroupStep(StepBase):
+    """Its ``steps`` run once, as one step: a scope of their own, like a switch's branch.
+
+    The steps inside may depend on each other and read steps outside; steps
+    outside read them only through the group's output: ``output`` (evaluated
+    after its steps, reading them) or else the output of its last step (of each
+    last step, by id, when several end it). A failed step inside fails the group.
+    """
+
+    kind: Literal["group"]
+    steps: list[Step]
+    output: Any = None
+
+    @property
+    def scopes(self) -> dict[str, list[Step]]:
+        return {self.id: self.steps}
+
+    def inner_expressions(self) -> dict[str, Any]:
+        return {} if self.output is None else {"output": self.output}
 
 
 def _case_name(value: Any) -> str:
@@ -403,6 +431,7 @@ def _kind_of(value: Any) -> str:
 Step = Annotated[
     Annotated[TaskStep, Tag("task")]
     | Annotated[SwitchStep, Tag("switch")]
+    | Annotated[GroupStep, Tag("group")]
     | Annotated[MapStep, Tag("map")]
     | Annotated[LoopStep, Tag("loop")]
     | Annotated[SubWorkflowStep, Tag("sub_workflow")]
@@ -413,5 +442,5 @@ Step = Annotated[
     Discriminator(_kind_of),
 ]
 
-for _model in (SwitchStep, MapStep, LoopStep):
+for _model in (SwitchStep, GroupStep, MapStep, LoopStep):
     _model.model_rebuild()

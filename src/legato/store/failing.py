@@ -1,9 +1,9 @@
 """What a failure does to the rest of its scope, inside one transaction.
 
 As in GitHub Actions: a failed step stops everything of its scope (the run, a
-map's item, a switch's branch, a loop's iteration) that has not started, except
-the steps whose ``when`` reacts to failures (``always()``, ``failure()``,
-``cancelled()``). While those are still to run the scope is *failing*: its first
+map's item, a switch's branch, a group, a loop's iteration) that has not
+started, except the steps whose ``when`` reacts to failures (``always()``,
+``failure()``, ``cancelled()``). While those are still to run the scope is *failing*: its first
 error is kept on its holder's row (the run's row for the run itself), compound
 steps still running are cancelled with what they hold, tasks already running
 finish and keep their results, and the scope fails with that error once the
@@ -16,7 +16,7 @@ from legato.engine.planner import reacts_to_failure
 from legato.model.instances import ITEM, ITERATION
 from legato.model.runs import StepError
 from legato.model.states import RunStatus, StepStatus
-from legato.model.steps import SwitchStep
+from legato.model.steps import GroupStep, SwitchStep
 from legato.payload import dumps
 from legato.store.flow import Flow, Inst, _inside
 
@@ -113,6 +113,8 @@ class Failing(Flow):
                 name = step.id
             elif isinstance(step, SwitchStep):
                 name = (self.store._json(holder["inputs"]) or {}).get("branch")
+            elif isinstance(step, GroupStep):
+                name = step.id
             else:
                 name = None  # a map calling its task: its items are not steps
         if name is None or name not in graph.scopes:

@@ -33,6 +33,7 @@ from legato.model.instances import ITEM, ITERATION, Place, instance_key, item_ke
 from legato.model.runs import StepError
 from legato.model.states import RunStatus, StepStatus
 from legato.model.steps import (
+    GroupStep,
     LoopStep,
     MapStep,
     Step,
@@ -155,7 +156,7 @@ class Flow:
         *,
         inner: Place | None = None,
         with_deps: bool = True,
-    ) -> tuple[dict[str, Any], list[str]]:
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """What ``step_id``'s expressions read at ``place``, and its dependencies' statuses.
 
         ``inner`` is the place inside the step (an iteration's), for what it reads
@@ -200,7 +201,7 @@ class Flow:
         context = expression_context(
             run.params, outputs, run.run, variables, statuses=statuses, **extra
         )
-        deps = [statuses.get(d, StepStatus.WAITING.value) for d in graph.deps.get(step_id, ())]
+        deps = {d: statuses.get(d, StepStatus.WAITING.value) for d in graph.deps.get(step_id, ())}
         return context, deps
 
     def variables(self, run_id: str) -> dict[str, Any]:
@@ -237,7 +238,13 @@ class Flow:
         else:
             try:
                 context, deps = self.context(inst.run_id, inst.step_id, place)
-                runs = condition_holds(step, context, deps)
+                after = graph.ordering.get(inst.step_id, frozenset())
+                runs = condition_holds(
+                    step,
+                    context,
+                    [s for d, s in deps.items() if d not in after],
+                    [s for d, s in deps.items() if d in after],
+                )
             except Exception as exc:
                 self._fail_now(inst, _error(exc, step, "when"))
                 return
@@ -288,21 +295,43 @@ class Flow:
         place = place_of(inst.key)[0]
         successors = graph.successors.get(inst.step_id, ())
         if successors:
-            keys = [instance_key(graph, s, place) for s in successors]
-            rows = self.tx.all(
-                "release_successors",
-                run_id=inst.run_id,
-                keys=self.store._list(keys),
-                failed=0 if status is StepStatus.COMPLETED else 1,
-                now=self.store.clock.now(),
-            )
-            for row in rows:
-                if row["status"] == StepStatus.QUEUED:  # released straight to the queue
-                    self.unit.event(inst.run_id, "step.queued", step_id=row["key"])
-                    self.tx.queued(inst.run_id, row["key"])
-                elif row["deps_remaining"] == 0:
-                    self.ready(Inst.of(inst.run_id, row), deps_failed=int(row["deps_failed"]))
+            failed = status is not StepStatus.COMPLETED
+            after = graph.ordering_successors.get(inst.step_id) if failed else None
+            if after:  # those that only run after it are released as if it completed
+                self._release(inst, graph, place, [s for s in successors if s in after], False)
+                successors = tuple(s for s in successors if s not in after)
+            self._release(inst, graph, place, successors, failed)
         self.count_down(inst.run_id, inst.scope, inst.key)
+
+    def _release(
+        self,
+        inst: Inst,
+        graph: Graph,
+        place: Place,
+        successors: tuple[str, ...] | list[str],
+        failed: bool,
+    ) -> None:
+        """One dependency less for each successor; those with none left are ready.
+
+        ``failed`` counts against the default condition of the successors (their
+        ``deps_failed``): they are then skipped, or not queued on release.
+        """
+        if not successors:
+            return
+        keys = [instance_key(graph, s, place) for s in successors]
+        rows = self.tx.all(
+            "release_successors",
+            run_id=inst.run_id,
+            keys=self.store._list(keys),
+            failed=int(failed),
+            now=self.store.clock.now(),
+        )
+        for row in rows:
+            if row["status"] == StepStatus.QUEUED:  # released straight to the queue
+                self.unit.event(inst.run_id, "step.queued", step_id=row["key"])
+                self.tx.queued(inst.run_id, row["key"])
+            elif row["deps_remaining"] == 0:
+                self.ready(Inst.of(inst.run_id, row), deps_failed=int(row["deps_failed"]))
 
     def _item_finished(self, inst: Inst) -> None:
         graph = self.graph(inst.run_id)
@@ -393,6 +422,8 @@ class Flow:
             elif isinstance(step, SwitchStep):
                 started = self.store._json(row["inputs"]) or {}
                 self._complete(inst, self._scope_output(inst, step, started.get("branch"), None))
+            elif isinstance(step, GroupStep):
+                self._complete(inst, self._scope_output(inst, step, step.id, step.output))
         except _Failed as failed:
             self._fail_now(inst, failed.error)
 

@@ -1,6 +1,7 @@
 """What each kind of step does when it is ready, inside the transaction that made it so.
 
-A task is queued for a worker; a switch opens its chosen branch; a map creates
+A task is queued for a worker; a switch opens its chosen branch, a group its
+steps; a map creates
 its items; a loop its first iteration (and the next, while ``until`` does not
 hold); a sub-workflow starts its child run; a sleep or a signal wait
 suspends until its timer or its signal; ``set_vars`` and ``terminate`` act at
@@ -27,6 +28,7 @@ from legato.model.runs import StepError
 from legato.model.spec import RetryPolicy
 from legato.model.states import RunStatus, StepStatus
 from legato.model.steps import (
+    GroupStep,
     LoopStep,
     MapStep,
     SetVarsStep,
@@ -60,6 +62,9 @@ class Progress(Failing):
         self.unit.begin_run(inst.run_id)
         if isinstance(step, SwitchStep):
             self._switch(inst, step, context, place)
+        elif isinstance(step, GroupStep):
+            self._begin(inst, None)
+            self.open_scope(inst.run_id, step.id, place, inst.key, self._position(inst))
         elif isinstance(step, MapStep):
             self._map(inst, step, context, place)
         elif isinstance(step, LoopStep):
