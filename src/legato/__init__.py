@@ -11,6 +11,7 @@ from legato.errors import (
     ConflictError,
     CycleError,
     DatabaseUnavailableError,
+    DefinitionConflictError,
     DefinitionError,
     IdempotencyConflictError,
     LegatoError,
@@ -24,7 +25,9 @@ from legato.errors import (
     TemplateError,
     UnknownTaskError,
     WaitTimeout,
+    WorkflowNotFoundError,
 )
+from legato.model.definitions import Definition, DeployResult
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus, StepStatus
@@ -39,7 +42,10 @@ __all__ = [
     "ConflictError",
     "CycleError",
     "DatabaseUnavailableError",
+    "Definition",
+    "DefinitionConflictError",
     "DefinitionError",
+    "DeployResult",
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
@@ -65,6 +71,7 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "Workflow",
+    "WorkflowNotFoundError",
     "WorkflowSpec",
     "__version__",
     "index",
