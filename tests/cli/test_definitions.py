@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -275,3 +277,16 @@ def test_run_help_says_where_names_are_looked_for(legato: Invoke) -> None:
         "the database, then imported as a module."
     ) in text
     assert "--import" in text
+
+
+def test_runs_show_gives_a_logical_date_that_is_not_the_created_time(
+    legato: Invoke, sqlite_url: str, flows: ModuleType
+) -> None:
+    with Client(sqlite_url) as client:
+        dated = client.start(flows.etl, {"source": "s"}, logical_date="2024-05-01")
+        plain = client.start(flows.etl, {"source": "s"})
+    shown = legato("runs", "show", dated, "--url", sqlite_url).stdout
+    assert re.search(r"logical date\s+2024-05-01T00:00:00\+00:00", shown), shown
+    assert "logical date" not in legato("runs", "show", plain, "--url", sqlite_url).stdout
+    document = json.loads(legato("runs", "show", dated, "--json", "--url", sqlite_url).stdout)
+    assert document["logical_date"] == "2024-05-01T00:00:00+00:00"
