@@ -271,7 +271,8 @@ class Client:
         timeout: float | None = None,
         **start_options: Any,
     ) -> Run:
-        """Start a run and wait for it to finish (workers run elsewhere)."""
+        """Start a run (of a workflow, or of one given by name) and wait for it to finish
+        (workers run elsewhere)."""
         timeout = seconds_option(timeout, "timeout")
         run_id = self.start(workflow, params, **start_options)
         return self.wait(run_id, timeout=timeout)
