@@ -37,7 +37,14 @@ from legato.payload import to_json
 from legato.store import Store, open_store
 from legato.store.base import NewDefinition, NewRun
 
-__all__ = ["Client", "WorkflowLike", "seconds_option", "task_defaults", "unserved_note"]
+__all__ = [
+    "Client",
+    "WorkflowLike",
+    "logical_date_option",
+    "seconds_option",
+    "task_defaults",
+    "unserved_note",
+]
 
 #: a workflow object, a spec as a dict, or (to start one) a workflow's name
 WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any] | str
@@ -126,7 +133,7 @@ class Client:
             )
         else:
             spec, extra_tasks = _as_spec(workflow)
-        when = _logical_date(logical_date)
+        when = logical_date_option(logical_date)
         defaults = self.task_defaults_for(spec, extra_tasks)
         bound = spec.bind_params(dict(params or {}))
         plain_params, _ = to_json(
@@ -422,7 +429,7 @@ def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
     )
 
 
-def _logical_date(value: datetime | date | str | None) -> datetime | None:
+def logical_date_option(value: datetime | date | str | None) -> datetime | None:
     """A run's logical date as an aware UTC datetime; text is ISO 8601, naive means UTC."""
     if value is None:
         return None

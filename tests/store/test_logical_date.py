@@ -9,6 +9,7 @@ import pytest
 
 import legato
 from legato import Client, ParamError, RunStatus, Workflow
+from legato.client import logical_date_option
 
 from .helpers import claim, sql, table_counts
 from .tasks import echo
@@ -45,20 +46,32 @@ def test_by_default_a_run_is_for_the_time_it_was_created(client: Client) -> None
         (" 2024-05-01T06:30:00-05:00 ", "2024-05-01T11:30:00"),
     ],
 )
-def test_a_given_logical_date_is_kept_in_utc(client: Client, given: Any, expected: str) -> None:
-    run = client.get(client.start(dated(), logical_date=given))
-    assert run.logical_date == datetime.fromisoformat(expected).replace(tzinfo=UTC)
-    assert said(client) == expected + "+00:00"
-    assert run.created_at != run.logical_date
+def test_a_logical_date_is_read_as_utc(given: Any, expected: str) -> None:
+    assert logical_date_option(given) == datetime.fromisoformat(expected).replace(tzinfo=UTC)
 
 
 @pytest.mark.parametrize("given", ["yesterday", "2024-13-01", 20240501])
-def test_a_bad_logical_date_is_refused_before_anything_is_stored(
-    client: Client, given: Any
-) -> None:
-    before = table_counts(client.store)
+def test_a_bad_logical_date_names_what_is_expected(given: Any) -> None:
     with pytest.raises(ParamError, match="logical_date"):
-        client.start(dated(), logical_date=given)
+        logical_date_option(given)
+
+
+def test_a_given_logical_date_is_kept(client: Client) -> None:
+    given = datetime(2024, 5, 1, 6, 30, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
+    run = client.get(client.start(dated(), logical_date=given))
+    assert run.logical_date == given
+    assert run.logical_date.tzinfo is UTC  # type: ignore[union-attr]
+    assert said(client) == "2024-05-01T04:30:00.250000+00:00"
+
+
+def test_a_bad_logical_date_is_refused_before_anything_is_stored(client: Client) -> None:
+    before = table_counts(client.store)
+    with pytest.raises(ParamError) as info:
+        client.start(dated(), logical_date="yesterday")
+    assert str(info.value) == (
+        "logical_date 'yesterday' is not an ISO 8601 date or time "
+        "(2024-05-01, 2024-05-01T06:00:00+02:00)"
+    )
     assert table_counts(client.store) == before
 
 
