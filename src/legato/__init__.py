@@ -12,6 +12,7 @@ from legato.errors import (
     ConflictError,
     CycleError,
     DatabaseUnavailableError,
+    DefinitionConflictError,
     DefinitionError,
     IdempotencyConflictError,
     LegatoError,
@@ -27,7 +28,9 @@ from legato.errors import (
     TemplateError,
     UnknownTaskError,
     WaitTimeout,
+    WorkflowNotFoundError,
 )
+from legato.model.definitions import Definition, DeployResult
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus, StepStatus
@@ -42,7 +45,10 @@ __all__ = [
     "ConflictError",
     "CycleError",
     "DatabaseUnavailableError",
+    "Definition",
+    "DefinitionConflictError",
     "DefinitionError",
+    "DeployResult",
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
@@ -70,6 +76,7 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "Workflow",
+    "WorkflowNotFoundError",
     "WorkflowSpec",
     "__version__",
     "filter",

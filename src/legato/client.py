@@ -8,10 +8,13 @@ anything is written.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
 from typing import Any
 
+from legato.catalog import find_workflow
 from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
@@ -26,16 +29,25 @@ from legato.errors import (
     UnknownTaskError,
     WaitTimeout,
 )
+from legato.model.definitions import Definition, DeployResult
 from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
 from legato.model.states import StepStatus
 from legato.payload import to_json
 from legato.store import Store, open_store
-from legato.store.base import NewRun
+from legato.store.base import NewDefinition, NewRun
 
-__all__ = ["Client", "WorkflowLike", "seconds_option", "task_defaults", "unserved_note"]
+__all__ = [
+    "Client",
+    "WorkflowLike",
+    "logical_date_option",
+    "seconds_option",
+    "task_defaults",
+    "unserved_note",
+]
 
-WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any]
+#: a workflow object, a spec as a dict, or (to start one) a workflow's name
+WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any] | str
 
 #: the shortest run id prefix a reader may give instead of the whole id
 MIN_ID_PREFIX = 8
@@ -46,6 +58,9 @@ class Client:
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://...``; without it,
     ``LEGATO_URL``, else a SQLite file ``legato.db`` in the working directory.
+    ``conf_path`` is where workflows started by name are looked for first (one
+    folder, several, or several joined by ``os.pathsep``); without it,
+    ``LEGATO_CONF_PATH``, else ``./workflows``.
     """
 
     def __init__(
@@ -57,8 +72,9 @@ class Client:
         migrate: bool = True,
         clock: Clock | None = None,
         store: Store | None = None,
+        conf_path: str | os.PathLike[str] | tuple[str | os.PathLike[str], ...] | None = None,
     ) -> None:
-        settings = Settings.load(url=url, max_payload_bytes=max_payload_bytes)
+        settings = Settings.load(url=url, max_payload_bytes=max_payload_bytes, conf_path=conf_path)
         self.settings = settings
         self.registry = registry if registry is not None else default_registry
         self.store = store or open_store(
@@ -91,16 +107,33 @@ class Client:
         workflow: WorkflowLike,
         params: Mapping[str, Any] | None = None,
         *,
+        version: str | None = None,
         tags: Mapping[str, str] | None = None,
         created_by: str | None = None,
         correlation_id: str | None = None,
         idempotency_key: str | None = None,
+        logical_date: datetime | date | str | None = None,
     ) -> str:
         """Store a new run and queue its first steps; return its id.
 
+        ``workflow`` given by name is looked up by :meth:`find_workflow` (``version``
+        picks one; the newest otherwise); this process needs none of its tasks' code
+        when workers have registered them. ``logical_date`` is the time the run is
+        for (``run.logical_date`` in expressions): a datetime, a date or ISO 8601
+        text, read as UTC without an offset; by default the run's created time.
         A repeated ``idempotency_key`` returns the first run's id and starts nothing.
         """
-        spec, extra_tasks = _as_spec(workflow)
+        extra_tasks: dict[str, Task] = {}
+        if isinstance(workflow, str):
+            spec = self.find_workflow(workflow, version)
+        elif version is not None:
+            raise ParamError(
+                f"version={version!r} picks a version of a workflow given by name; "
+                "this one is given whole"
+            )
+        else:
+            spec, extra_tasks = _as_spec(workflow)
+        when = logical_date_option(logical_date)
         defaults = self.task_defaults_for(spec, extra_tasks)
         bound = spec.bind_params(dict(params or {}))
         plain_params, _ = to_json(
@@ -118,9 +151,70 @@ class Client:
                 correlation_id=correlation_id,
                 idempotency_key=idempotency_key,
                 task_defaults=defaults,
+                logical_date=when,
             )
         )
         return run_id
+
+    def find_workflow(self, name: str, version: str | None = None) -> WorkflowSpec:
+        """The workflow ``name`` (at ``version``, else the newest): from the definition
+        files of the conf path first, then from those deployed in this database.
+
+        Not found is a :class:`~legato.WorkflowNotFoundError` naming where it looked.
+        """
+        return find_workflow(
+            name,
+            version,
+            folders=self.settings.conf_path,
+            store=self.store,
+            url=self.url,
+        ).spec
+
+    # -- deployed definitions ---------------------------------------------------------
+
+    def deploy(
+        self,
+        workflow: WorkflowLike,
+        *,
+        source: str | None = None,
+        deployed_by: str | None = None,
+    ) -> DeployResult:
+        """Deploy a workflow version, so anyone can start it by name without its file or
+        code. Its tasks are not needed here (workers bring them).
+
+        Deploying the same name, version and content again changes nothing
+        (``unchanged``); other content under a deployed name and version raises
+        :class:`~legato.DefinitionConflictError`: bump the version instead.
+        """
+        [result] = self.deploy_all([(workflow, source)], deployed_by=deployed_by)
+        return result
+
+    def deploy_all(
+        self,
+        workflows: Iterable[tuple[WorkflowLike, str | None]],
+        *,
+        deployed_by: str | None = None,
+    ) -> list[DeployResult]:
+        """Deploy several workflows, each with its source (a file, or ``None``), in one
+        transaction: every one is checked first, then all are stored or none is."""
+        new = []
+        for workflow, source in workflows:
+            if isinstance(workflow, str):
+                raise DefinitionError(
+                    f"deploy takes a workflow, not a name ({workflow!r}); to deploy a "
+                    "definition file, read it with legato.files.load_file or run legato deploy"
+                )
+            spec, _ = _as_spec(workflow)
+            new.append(NewDefinition(spec, source, deployed_by))
+        statuses = self.store.deploy_all(new)
+        return [
+            DeployResult(d.spec.name, d.spec.version, d.spec.content_hash, status)
+            for d, status in zip(new, statuses, strict=True)
+        ]
+
+    def definitions(self, name: str | None = None) -> list[Definition]:
+        """Deployed definitions (of the workflow ``name``, if given), by name, newest first."""
+        return self.store.definitions(name)
 
     def task_defaults_for(
         self, spec: WorkflowSpec, extra: Mapping[str, Task] | None = None
@@ -184,7 +278,8 @@ class Client:
         timeout: float | None = None,
         **start_options: Any,
     ) -> Run:
-        """Start a run and wait for it to finish (workers run elsewhere)."""
+        """Start a run (of a workflow, or of one given by name) and wait for it to finish
+        (workers run elsewhere)."""
         timeout = seconds_option(timeout, "timeout")
         run_id = self.start(workflow, params, **start_options)
         return self.wait(run_id, timeout=timeout)
@@ -332,6 +427,30 @@ def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
     raise DefinitionError(
         f"expected a legato.Workflow, a WorkflowSpec or a spec dict, got {type(workflow).__name__}"
     )
+
+
+def logical_date_option(value: datetime | date | str | None) -> datetime | None:
+    """A run's logical date as an aware UTC datetime; text is ISO 8601, naive means UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ParamError(
+                f"logical_date {value!r} is not an ISO 8601 date or time "
+                "(2024-05-01, 2024-05-01T06:00:00+02:00)"
+            ) from None
+    elif not isinstance(value, datetime):
+        if not isinstance(value, date):
+            raise ParamError(
+                "logical_date must be a datetime, a date or ISO 8601 text, "
+                f"got {type(value).__name__}"
+            )
+        value = datetime(value.year, value.month, value.day)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def task_defaults(task: Task) -> TaskDefaults:

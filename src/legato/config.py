@@ -6,14 +6,18 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from urllib.parse import urlsplit, urlunsplit
 
 from legato.errors import ConfigError, SecretError
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
-__all__ = ["DEFAULT_URL", "Secrets", "Settings", "read_flag"]
+__all__ = ["DEFAULT_CONF_PATH", "DEFAULT_URL", "Secrets", "Settings", "read_flag", "redact_url"]
 
 #: A SQLite file in the working directory.
 DEFAULT_URL = "sqlite:///legato.db"
+
+#: Where workflows are looked up by name: definition files in this folder.
+DEFAULT_CONF_PATH = ("./workflows",)
 
 
 _YES = ("1", "true", "yes", "on")
@@ -30,6 +34,8 @@ class Settings:
     secrets: tuple[str, ...] = ()
     #: ``LEGATO_ALLOW_SHELL``: whether this process runs ``legato.shell`` steps
     allow_shell: bool = False
+    #: folders searched for definition files by workflow name (``LEGATO_CONF_PATH``)
+    conf_path: tuple[str, ...] = DEFAULT_CONF_PATH
 
     @classmethod
     def load(
@@ -40,6 +46,7 @@ class Settings:
         imports: tuple[str, ...] | None = None,
         secrets: tuple[str, ...] | None = None,
         allow_shell: bool | None = None,
+        conf_path: str | os.PathLike[str] | tuple[str | os.PathLike[str], ...] | None = None,
     ) -> Settings:
         env = os.environ
         if max_payload_bytes is None:
@@ -72,7 +79,30 @@ class Settings:
             imports=imports,
             secrets=tuple(secrets),
             allow_shell=bool(allow_shell),
+            conf_path=_folders(conf_path, env.get("LEGATO_CONF_PATH")),
         )
+
+
+def _folders(
+    given: str | os.PathLike[str] | tuple[str | os.PathLike[str], ...] | None, raw: str | None
+) -> tuple[str, ...]:
+    """Folders as given (one, a tuple, or several joined by ``os.pathsep``), else the variable's."""
+    if given is None:
+        folders = tuple(p for p in (raw or "").split(os.pathsep) if p.strip())
+        return folders or DEFAULT_CONF_PATH
+    if isinstance(given, str | os.PathLike):
+        text = os.fspath(given)
+        return tuple(p for p in text.split(os.pathsep) if p.strip()) or DEFAULT_CONF_PATH
+    return tuple(os.fspath(p) for p in given) or DEFAULT_CONF_PATH
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _names(raw: str) -> tuple[str, ...]:

@@ -23,7 +23,9 @@ def run(
     timeout: float | None = None,
     **start_options: Any,
 ) -> Run:
-    """Start ``workflow`` and run its steps in this process until the run ends.
+    """Start ``workflow`` (or the workflow of that name, found as
+    :meth:`Client.start <legato.Client.start>` finds it) and run its steps in this
+    process until the run ends.
 
     The run is stored like any other (default: ``LEGATO_URL``, else
     ``legato.db`` in the working directory), so it can be inspected afterwards,

@@ -5,7 +5,8 @@
     LegatoError
     ├── DefinitionError          a workflow or task definition is invalid
     │   ├── CycleError           the steps depend on each other in a circle
-    │   └── UnknownTaskError     a step calls a task that is not registered
+    │   ├── UnknownTaskError     a step calls a task that is not registered
+    │   └── WorkflowNotFoundError  no workflow of that name (and version) is found
     ├── TemplateError            a ${{ ... }} expression cannot be parsed or evaluated
     ├── ParamError               run params are missing, unknown or of the wrong type
     ├── PayloadError             a value cannot cross a process boundary as JSON
@@ -17,7 +18,8 @@
     │   ├── RunNotFoundError     no run has that id
     │   └── ConflictError        a transition lost a race (state was not what was expected)
     │       ├── StaleAttemptError        a result arrived for an attempt no longer current
-    │       └── IdempotencyConflictError an idempotency key already started another run
+    │       ├── IdempotencyConflictError an idempotency key already started another run
+    │       └── DefinitionConflictError  a deployed name and version already hold other content
     ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
     ├── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
     └── ShellError               a shell step's script exited with a non-zero code
@@ -32,6 +34,7 @@ __all__ = [
     "ConflictError",
     "CycleError",
     "DatabaseUnavailableError",
+    "DefinitionConflictError",
     "DefinitionError",
     "IdempotencyConflictError",
     "LegatoError",
@@ -47,6 +50,7 @@ __all__ = [
     "TemplateError",
     "UnknownTaskError",
     "WaitTimeout",
+    "WorkflowNotFoundError",
 ]
 
 
@@ -79,6 +83,10 @@ class CycleError(DefinitionError):
 
 class UnknownTaskError(DefinitionError):
     """A step calls a task that is not in the registry."""
+
+
+class WorkflowNotFoundError(DefinitionError):
+    """No workflow of the name (and version) asked for is in the conf path or deployed."""
 
 
 class TemplateError(LegatoError):
@@ -132,6 +140,18 @@ class StaleAttemptError(ConflictError):
 
 class IdempotencyConflictError(ConflictError):
     """An idempotency key already started a run of another workflow or with other params."""
+
+
+class DefinitionConflictError(ConflictError):
+    """A deployed workflow version already holds other content: versions never change."""
+
+    def __init__(self, message: str, *, name: str, version: str, existing: str, new: str) -> None:
+        self.name = name
+        self.version = version
+        #: the content hashes of the deployed definition and of the one refused
+        self.existing_hash = existing
+        self.new_hash = new
+        super().__init__(message)
 
 
 class WaitTimeout(LegatoError, TimeoutError):

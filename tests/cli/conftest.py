@@ -21,7 +21,7 @@ from .helpers import FLOWS, Invoke, legato_command, subprocess_env
 def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test works in its own folder, with no LEGATO_* settings leaking in."""
     monkeypatch.chdir(tmp_path)
-    for name in ("LEGATO_URL", "LEGATO_IMPORTS"):
+    for name in ("LEGATO_URL", "LEGATO_IMPORTS", "LEGATO_CONF_PATH"):
         monkeypatch.delenv(name, raising=False)
     # Loading a file puts its folder on sys.path; keep that to this test.
     monkeypatch.setattr(sys, "path", list(sys.path))

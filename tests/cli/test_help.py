@@ -33,6 +33,9 @@ def test_every_command_is_covered() -> None:
         "runs show",
         "db",
         "db upgrade",
+        "deploy",
+        "definitions",
+        "definitions list",
     }
 
 

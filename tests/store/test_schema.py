@@ -39,6 +39,7 @@ TABLES = {
     "signals",
     "signal_channels",
     "task_defaults",
+    "definitions",
 }
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from legato.config import DEFAULT_URL, Settings
+from legato.config import DEFAULT_CONF_PATH, DEFAULT_URL, Settings, redact_url
 from legato.errors import ConfigError
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
@@ -19,6 +21,7 @@ def _no_settings(monkeypatch: pytest.MonkeyPatch) -> None:
         "LEGATO_MAX_PAYLOAD_BYTES",
         "LEGATO_SECRETS",
         "LEGATO_ALLOW_SHELL",
+        "LEGATO_CONF_PATH",
     ):
         monkeypatch.delenv(name, raising=False)
 
@@ -91,3 +94,20 @@ def test_a_bad_allow_shell_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> 
     assert str(info.value) == (
         "LEGATO_ALLOW_SHELL must be 1 or 0 (true/false, yes/no, on/off), got 'sometimes'"
     )
+
+
+def test_conf_path_from_the_variable_then_the_argument(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.load().conf_path == DEFAULT_CONF_PATH == ("./workflows",)
+    monkeypatch.setenv("LEGATO_CONF_PATH", os.pathsep.join(["/etc/flows", "", "flows"]))
+    assert Settings.load().conf_path == ("/etc/flows", "flows")
+    assert Settings.load(conf_path="only").conf_path == ("only",)
+    assert Settings.load(conf_path=f"a{os.pathsep}b").conf_path == ("a", "b")
+    assert Settings.load(conf_path=(Path("a"), "b")).conf_path == ("a", "b")
+    monkeypatch.setenv("LEGATO_CONF_PATH", os.pathsep)  # nothing in it: the default
+    assert Settings.load().conf_path == DEFAULT_CONF_PATH
+
+
+def test_urls_in_messages_hide_their_password() -> None:
+    assert redact_url("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
+    assert redact_url("postgresql://me@db/x") == "postgresql://me@db/x"
+    assert redact_url("sqlite:///legato.db") == "sqlite:///legato.db"

@@ -12,7 +12,10 @@ PUBLIC = [
     "ConflictError",
     "CycleError",
     "DatabaseUnavailableError",
+    "Definition",
+    "DefinitionConflictError",
     "DefinitionError",
+    "DeployResult",
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
@@ -40,6 +43,7 @@ PUBLIC = [
     "WaitTimeout",
     "Worker",
     "Workflow",
+    "WorkflowNotFoundError",
     "WorkflowSpec",
     "__version__",
     "filter",
@@ -69,6 +73,8 @@ def test_every_error_is_exported_and_a_legato_error() -> None:
         assert issubclass(exc, errors.LegatoError)
     assert issubclass(errors.StaleAttemptError, errors.ConflictError)
     assert issubclass(errors.IdempotencyConflictError, errors.ConflictError)
+    assert issubclass(errors.DefinitionConflictError, errors.ConflictError)
+    assert issubclass(errors.WorkflowNotFoundError, errors.DefinitionError)
     assert issubclass(errors.DatabaseUnavailableError, errors.StoreError)
     assert issubclass(errors.RunNotFoundError, errors.StoreError)
     assert issubclass(errors.CycleError, errors.DefinitionError)

@@ -275,6 +275,7 @@ def _run_header(run: Run) -> Table:
         ("idempotency key", run.idempotency_key),
         ("parent run", _parent(run)),
         ("created", format_time(run.created_at)),
+        ("logical date", _logical_date(run)),
         ("started", format_time(run.started_at) or None),
         ("finished", format_time(run.finished_at) or None),
         ("duration", format_duration(_elapsed(run.started_at, run.finished_at)) or None),
@@ -284,6 +285,13 @@ def _run_header(run: Run) -> Table:
         if value is not None:
             grid.add_row(label, value)
     return grid
+
+
+def _logical_date(run: Run) -> str | None:
+    """The time the run is for, shown when it is not simply its created time."""
+    if run.logical_date is None or run.logical_date == run.created_at:
+        return None
+    return run.logical_date.isoformat()
 
 
 def _step_summary(run: Run) -> str:

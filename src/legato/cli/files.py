@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 
 from legato.cli.loading import check_workflow, load_module, load_workflow, spec_of
+from legato.cli.options import ImportsOption
 from legato.cli.output import EXIT_FAILED, configure_logging, exit_now, stderr, user_errors
 from legato.config import Settings
 from legato.define.tasks import default_registry
@@ -34,18 +35,6 @@ from legato.files import (
 from legato.files.compile import Compiled
 
 __all__ = ["export", "schema", "validate"]
-
-
-ImportsOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--import",
-        "-i",
-        metavar="MODULE_OR_FILE",
-        help="A module or file defining tasks (and filters); repeatable. Default: LEGATO_IMPORTS.",
-        show_default=False,
-    ),
-]
 
 
 def validate(

@@ -1,4 +1,5 @@
-"""Find the code a command names: ``file.py:attr`` or ``module:attr``, and task modules.
+"""Find the workflow a command names: ``file.py:attr``, ``module:attr``, a definition
+file, or a workflow's name; and task modules.
 
 A file is imported as a module named after its stem, with its folder on
 ``sys.path``, so its tasks get the names ``@legato.task`` gives when the file
@@ -21,10 +22,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from legato.catalog import Found, find_workflow, split_name
+from legato.client import Client
+from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
 from legato.define.validate import check_tasks
-from legato.errors import DefinitionError, LegatoError
+from legato.errors import DefinitionError, LegatoError, SchemaVersionError, WorkflowNotFoundError
 from legato.files import SUFFIXES, load_file
 from legato.model.spec import WorkflowSpec
 
@@ -32,6 +36,7 @@ __all__ = [
     "Target",
     "check_workflow",
     "load_module",
+    "load_target",
     "load_workflow",
     "spec_of",
     "split_target",
@@ -67,6 +72,48 @@ def split_target(text: str) -> Target:
             f"{text!r}: expected path/to/file.py:workflow or package.module:workflow"
         )
     return Target(source, attr)
+
+
+def load_target(text: str, settings: Settings) -> tuple[WorkflowObject, Found | None]:
+    """TARGET as ``legato run`` takes it, and where a workflow given by name was found.
+
+    A workflow's name (``etl``, or ``etl@2`` for a version: no ``:``, not a file) is
+    looked for in the definition files of the conf path, then among the definitions
+    deployed in the database (read only: no database is created), and last imported
+    as a module, as any other target is (a module's only workflow).
+    """
+    named = None if ":" in text or Path(text).is_file() else split_name(text)
+    if named is None:
+        return load_workflow(text), None
+    name, version = named
+    try:
+        found = _find_named(name, version, settings)
+    except WorkflowNotFoundError as missing:
+        if version is not None:
+            raise
+        try:
+            return load_workflow(text), None
+        except DefinitionError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ModuleNotFoundError) and cause.name == text:
+                raise WorkflowNotFoundError(
+                    f"{missing}; and no module named {text!r} can be imported"
+                ) from None
+            raise
+    return found.spec, found
+
+
+def _find_named(name: str, version: str | None, settings: Settings) -> Found:
+    try:
+        client = Client(settings.url, migrate=False, conf_path=settings.conf_path)
+    except SchemaVersionError:  # no database, or no legato schema in it: nothing deployed
+        return find_workflow(
+            name, version, folders=settings.conf_path, store=None, url=settings.url
+        )
+    with client:
+        return find_workflow(
+            name, version, folders=settings.conf_path, store=client.store, url=client.url
+        )
 
 
 def load_workflow(text: str) -> WorkflowObject:

@@ -10,7 +10,7 @@ from legato.config import DEFAULT_URL
 from legato.durations import parse_duration
 from legato.errors import ConfigError
 
-__all__ = ["JsonOption", "UrlOption", "VerboseOption", "duration_option"]
+__all__ = ["ImportsOption", "JsonOption", "UrlOption", "VerboseOption", "duration_option"]
 
 UrlOption = Annotated[
     str | None,
@@ -19,6 +19,17 @@ UrlOption = Annotated[
         envvar="LEGATO_URL",
         metavar="URL",
         help=f"Database: sqlite:///path.db or postgresql://user@host/db (default: {DEFAULT_URL})",
+        show_default=False,
+    ),
+]
+
+ImportsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--import",
+        "-i",
+        metavar="MODULE_OR_FILE",
+        help="A module or file defining tasks (and filters); repeatable. Default: LEGATO_IMPORTS.",
         show_default=False,
     ),
 ]

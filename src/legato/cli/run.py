@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout, suppress
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,8 +23,8 @@ from rich.live import Live
 from rich.text import Text
 
 from legato.cli.display import RunProgress, format_duration
-from legato.cli.loading import check_workflow, load_workflow, split_target
-from legato.cli.options import UrlOption, VerboseOption, duration_option
+from legato.cli.loading import check_workflow, load_module, load_target, split_target
+from legato.cli.options import ImportsOption, UrlOption, VerboseOption, duration_option
 from legato.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -40,8 +41,10 @@ from legato.cli.output import (
 )
 from legato.cli.params import build_params, parse_pairs
 from legato.client import Client, signal_waits
+from legato.config import Settings
 from legato.embedded import work_until_finished
-from legato.errors import LegatoError, WaitTimeout
+from legato.errors import DefinitionError, LegatoError, UnknownTaskError, WaitTimeout
+from legato.files import SUFFIXES
 from legato.model.runs import Run, StepRun
 from legato.model.states import RunStatus, StepStatus
 from legato.worker.worker import Worker
@@ -54,8 +57,11 @@ def run(
         str,
         typer.Argument(
             metavar="TARGET",
-            help="The workflow: path/to/file.py:NAME or package.module:NAME "
-            "(NAME may be left out when the file defines one workflow).",
+            help="The workflow: a definition file (flows/etl.yaml), path/to/file.py:NAME or "
+            "package.module:NAME (NAME may be left out when the file defines one workflow), "
+            "or a workflow's name (etl, or etl@2 for a version), looked for in the files of "
+            "LEGATO_CONF_PATH (default ./workflows) first, then among the definitions "
+            "deployed in the database, then imported as a module.",
             show_default=False,
         ),
     ],
@@ -111,21 +117,37 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the outputs and errors.")
     ] = False,
+    imports: ImportsOption = None,
     url: UrlOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Run a workflow here and print its outputs as JSON.
+
+    The tasks it calls must be importable here: a Python target brings its
+    own; for a definition file or a workflow found by name, name the modules
+    that define them (--import or LEGATO_IMPORTS).
 
     Exits 0 when the run completed, 1 when it failed or was cancelled, 2 on
     bad input (nothing is stored then), 124 on --timeout, 130 on Ctrl-C.
     """
     configure_logging(logging.INFO if verbose else logging.WARNING)
     try:
-        # Everything is checked before the database is opened: bad input stores nothing.
+        # Everything is checked before the database is written: bad input stores nothing.
         with user_errors():
             wait_for = duration_option(timeout, "--timeout", allow_zero=False)
-            workflow = load_workflow(target)
-            spec, _ = check_workflow(workflow, target)
+            settings = Settings.load(url=url, imports=tuple(imports) if imports else None)
+            for module in settings.imports:
+                load_module(module)
+            workflow, found = load_target(target, settings)
+            try:
+                spec, _ = check_workflow(workflow, target)
+            except DefinitionError as exc:
+                if isinstance(exc.__cause__, UnknownTaskError):  # the tasks run here: say how
+                    raise UnknownTaskError(
+                        f"{exc}; give legato run the modules defining the tasks with "
+                        "--import MODULE (or LEGATO_IMPORTS)"
+                    ) from None
+                raise
             params = build_params(spec, parse_pairs(param or [], "-p"), params_json)
             spec.bind_params(params)
             tags = parse_pairs(tag or [], "--tag")
@@ -141,8 +163,23 @@ def run(
                 )
             live = not (no_progress or quiet) and stdout().is_terminal and stderr().is_terminal
             if not (live or quiet):
-                stderr().print(f"run {run_id} started ({spec.label})", style="dim", soft_wrap=True)
-            resume = _resume_hint(client, run_id, split_target(target).source)
+                origin = ""
+                if found is not None:
+                    origin = (
+                        f", deployed in {found.source}"
+                        if found.deployed
+                        else f" from {found.source}"
+                    )
+                stderr().print(
+                    f"run {run_id} started ({spec.label}{origin})", style="dim", soft_wrap=True
+                )
+            # a worker needs what this process imported: the Python target, and --import's
+            source = split_target(target).source
+            python = found is None and Path(source).suffix.lower() not in SUFFIXES
+            sources = list(
+                dict.fromkeys([source, *settings.imports] if python else settings.imports)
+            )
+            resume = _resume_hint(client, run_id, sources)
             finished = _work(
                 client, run_id, spec.label, concurrency, wait_for, live=live, resume=resume
             )
@@ -199,9 +236,12 @@ def _work(
         exit_now(EXIT_TIMEOUT)
 
 
-def _resume_hint(client: Client, run_id: str, source: str) -> str:
+def _resume_hint(client: Client, run_id: str, sources: list[str]) -> str:
     """The command that carries this run on: a worker for its tasks and every queue it uses."""
-    command = ["legato", "worker", "--import", source, "--url", redact_url(client.url)]
+    command = ["legato", "worker"]
+    for source in sources or ["MODULE"]:
+        command += ["--import", source]
+    command += ["--url", redact_url(client.url)]
     queues = sorted({step.queue for step in client.get(run_id).steps.values()})
     served = {task.queue for task in client.registry}
     if not set(queues) <= served:  # a step moved to a queue its task does not name

@@ -190,6 +190,9 @@ class Run:
     #: the step of the parent run this run is the sub-workflow of
     parent_step: str | None = None
     root_run_id: str | None = None
+    #: the time the run is for (a day's batch, a schedule's slot): ``run.logical_date``
+    #: in expressions; by default the time it was created
+    logical_date: datetime | None = None
 
     @property
     def finished(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from legato.config import Secrets
 from legato.engine.clock import Clock
 from legato.engine.planner import NewInstance, TaskDefaults
+from legato.model.definitions import Definition, DeployStatus
 from legato.model.runs import Event, Run, StepError
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus
@@ -27,6 +28,7 @@ __all__ = [
     "AttemptRef",
     "ClaimRequest",
     "ClaimedStep",
+    "NewDefinition",
     "NewRun",
     "ReportOutcome",
     "StepResult",
@@ -65,7 +67,18 @@ class NewRun:
     #: the defaults of every task the spec calls, as the starter resolved them: kept
     #: with the run for the steps it creates later
     task_defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)
+    #: the time the run is for (``run.logical_date``); ``None``: its created time
+    logical_date: datetime | None = None
     run_id: str = field(default_factory=new_run_id)
+
+
+@dataclass(frozen=True)
+class NewDefinition:
+    """A workflow version to deploy, with who deploys it and from where."""
+
+    spec: WorkflowSpec
+    source: str | None = None
+    deployed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,34 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def get_spec(self, spec_hash: str) -> WorkflowSpec:
         """The stored spec with that content hash."""
+
+    @abc.abstractmethod
+    def deploy_all(self, definitions: Sequence[NewDefinition]) -> list[DeployStatus]:
+        """Deploy every definition in one transaction: all are stored or none is.
+
+        Each returns ``"created"``, or ``"unchanged"`` when its name, version and
+        content hash are deployed already (then nothing about it is written, not
+        even who deployed it again). A name and version deployed with another
+        content hash raise :class:`~legato.errors.DefinitionConflictError` and
+        nothing of the call is stored: a deployed version never changes. Of two
+        deploys of one name and version racing, exactly one is created; the
+        other is unchanged or a conflict.
+        """
+
+    def deploy(
+        self, spec: WorkflowSpec, *, source: str | None = None, deployed_by: str | None = None
+    ) -> DeployStatus:
+        """Deploy one workflow version (:meth:`deploy_all` of one)."""
+        return self.deploy_all([NewDefinition(spec, source, deployed_by)])[0]
+
+    @abc.abstractmethod
+    def definitions(self, name: str | None = None) -> list[Definition]:
+        """Deployed definitions (of the workflow ``name``, if given), by name, newest first."""
+
+    @abc.abstractmethod
+    def definition(self, name: str, version: str | None = None) -> WorkflowSpec:
+        """The deployed spec of ``name`` at ``version``, or the newest deployed (the one
+        deployed last); raises :class:`~legato.errors.WorkflowNotFoundError`."""
 
     @abc.abstractmethod
     def report_and_claim(

@@ -119,6 +119,8 @@ class RunCaches:
     def _context_of(self, row: dict[str, Any]) -> RunContext:
         run_id = self._id(row["id"]) or ""
         created = self._ts(row["created_at"])
+        # runs created before logical dates were kept read their created time
+        logical = self._ts(row["logical_date"]) or created
         return RunContext(
             spec_hash=row["spec_hash"],
             params=self._json(row["params"]),
@@ -130,6 +132,7 @@ class RunCaches:
                 "correlation_id": row["correlation_id"],
                 "tags": self._json(row["tags"]),
                 "created_at": created.isoformat() if created else None,
+                "logical_date": logical.isoformat() if logical else None,
                 "parent_run_id": self._id(row["parent_run_id"]),
             },
             root_run_id=self._id(row["root_run_id"]) or run_id,

@@ -459,9 +459,13 @@ class Flow:
         try:
             rows = self.instance_rows(run_id, sorted(graph.output_reads))
             reads = {k: self.store._json(r["output"]) for k, r in rows.items()}
+            statuses = {k: r["status"] for k, r in rows.items()}
             variables = self.variables(run_id) if graph.outputs_read_vars else None
             outputs = resolve_outputs(
-                graph, expression_context(context.params, reads, context.run, variables)
+                graph,
+                expression_context(
+                    context.params, reads, context.run, variables, statuses=statuses
+                ),
             )
             plain, _ = to_json(outputs, what="run outputs", max_bytes=self.store.max_payload_bytes)
         except Exception as exc:  # whatever the outputs raise fails the run, not the worker

@@ -40,6 +40,8 @@ def run_from_row(
         variables=store._json(row["variables"]) or {},
         parent_step=row["parent_step"],
         root_run_id=store._id(row["root_run_id"]),
+        # runs created before logical dates were kept read their created time
+        logical_date=store._ts(row["logical_date"]) or store._ts(row["created_at"]),
         steps={s["key"]: step_from_row(store, s) for s in step_rows},
     )
 

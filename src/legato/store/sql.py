@@ -23,21 +23,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults
 from legato.errors import (
-    DefinitionError,
     IdempotencyConflictError,
     LegatoError,
     RunNotFoundError,
     StoreError,
+    WorkflowNotFoundError,
 )
+from legato.model.definitions import Definition, DeployStatus
 from legato.model.graph import Graph
 from legato.model.runs import Event, Run
 from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
+from legato.store import definitions as _definitions
 from legato.store import operations
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
+    NewDefinition,
     NewRun,
     ReportOutcome,
     StepResult,
@@ -174,6 +177,7 @@ class SQLStore(RunCaches, Store):
 
         graph = spec.graph
         defaults = self.run_defaults(unit.tx, parent_run_id, graph)
+        logical_date = self.context(unit.tx, parent_run_id).run["logical_date"]
         new = NewRun(
             spec=spec,
             params=params,
@@ -183,6 +187,8 @@ class SQLStore(RunCaches, Store):
             parent_run_id=parent_run_id,
             parent_step=parent_step,
             root_run_id=root_run_id,
+            # a child run is for the same time as its parent
+            logical_date=datetime.fromisoformat(logical_date) if logical_date else None,
         )
         self._insert_run(unit, new)
         return new.run_id
@@ -220,6 +226,7 @@ class SQLStore(RunCaches, Store):
             tags=dumps(new.tags),
             idempotency_key=new.idempotency_key,
             task_defaults=dumps(task_defaults),
+            logical_date=None if new.logical_date is None else new.logical_date.timestamp(),
             now=self.clock.now(),
         )
         if row is None:
@@ -232,6 +239,7 @@ class SQLStore(RunCaches, Store):
                 "tags": dict(new.tags),
                 "task_defaults": task_defaults,
                 "created_at": row["created_at"],
+                "logical_date": row["logical_date"],
             },
         )
         with self._cache_lock:
@@ -430,16 +438,31 @@ class SQLStore(RunCaches, Store):
             )
         return workers
 
+    # -- deployed definitions (legato.store.definitions) ---------------------------------------
+
+    def deploy_all(self, definitions: Sequence[NewDefinition]) -> list[DeployStatus]:
+        return _definitions.deploy_all(self, definitions)
+
+    def definitions(self, name: str | None = None) -> list[Definition]:
+        return _definitions.definitions(self, name)
+
+    def definition(self, name: str, version: str | None = None) -> WorkflowSpec:
+        return _definitions.definition(self, name, version)
+
     def newest_spec(self, tx: Tx, name: str, version: str | None) -> WorkflowSpec:
-        """The newest stored spec of the workflow ``name`` (of ``version``, if given)."""
+        """The workflow ``name`` (at ``version``, if given) for a sub-workflow step: the
+        newest deployed definition, else the newest spec a run stored."""
         row = tx.one("newest_spec", name=name, version=version)
         if row is None:
             which = f"{name}@{version}" if version else name
-            raise DefinitionError(
-                f"no workflow {which!r} is stored: start it once (or deploy it) so its spec "
-                "is known"
+            raise WorkflowNotFoundError(
+                f"no workflow {which!r} is stored: deploy it (legato deploy) or start it "
+                "once so its spec is known"
             )
-        text = row["spec"]
+        return self.stored_spec(tx, row["spec"])
+
+    def stored_spec(self, tx: Tx, text: Any) -> WorkflowSpec:
+        """A spec as a query read it (JSON text), parsed once per content hash."""
         spec = WorkflowSpec.model_validate_json(
             text if isinstance(text, str | bytes) else dumps(text)
         )

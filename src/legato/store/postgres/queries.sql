@@ -22,22 +22,53 @@ ON CONFLICT (hash) DO NOTHING;
 -- name: get_spec
 SELECT spec::text AS spec FROM workflow_specs WHERE hash = %(hash)s;
 
+-- A workflow named by a sub-workflow step: the newest deployed definition
+-- (of the version, if given), else the newest spec a run stored.
 -- name: newest_spec
-SELECT spec::text AS spec FROM workflow_specs
-WHERE name = %(name)s AND (%(version)s::text IS NULL OR version = %(version)s::text)
-ORDER BY created_at DESC
+SELECT spec FROM (
+    SELECT s.spec::text AS spec, 0 AS stored, d.deployed_at AS at, d.seq
+    FROM definitions AS d JOIN workflow_specs AS s ON s.hash = d.hash
+    WHERE d.name = %(name)s AND (%(version)s::text IS NULL OR d.version = %(version)s::text)
+    UNION ALL
+    SELECT spec::text, 1, created_at, 0 FROM workflow_specs
+    WHERE name = %(name)s AND (%(version)s::text IS NULL OR version = %(version)s::text)
+) AS candidates
+ORDER BY stored, at DESC, seq DESC
+LIMIT 1;
+
+-- name: insert_definition
+INSERT INTO definitions (name, version, hash, source, deployed_at, deployed_by)
+VALUES (%(name)s, %(version)s, %(hash)s, %(source)s, legato_now(), %(deployed_by)s)
+ON CONFLICT (name, version) DO NOTHING
+RETURNING hash;
+
+-- name: definition_hash
+SELECT hash FROM definitions WHERE name = %(name)s AND version = %(version)s;
+
+-- name: list_definitions
+SELECT name, version, hash, source, deployed_at, deployed_by FROM definitions
+WHERE %(name)s::text IS NULL OR name = %(name)s::text
+ORDER BY name, deployed_at DESC, seq DESC;
+
+-- name: definition_spec
+SELECT s.spec::text AS spec
+FROM definitions AS d JOIN workflow_specs AS s ON s.hash = d.hash
+WHERE d.name = %(name)s AND (%(version)s::text IS NULL OR d.version = %(version)s::text)
+ORDER BY d.deployed_at DESC, d.seq DESC
 LIMIT 1;
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
                   created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
-                  root_run_id, task_defaults, created_at, updated_at)
+                  root_run_id, task_defaults, logical_date, created_at, updated_at)
 VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending',
         %(params)s::json, %(tags)s::jsonb, %(created_by)s, %(correlation_id)s,
         %(idempotency_key)s, %(parent_run_id)s, %(parent_step)s, %(root_run_id)s,
-        %(task_defaults)s::json, legato_now(), legato_now())
+        %(task_defaults)s::json,
+        COALESCE(to_timestamp(%(logical_date)s::double precision), legato_now()),
+        legato_now(), legato_now())
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, created_at;
+RETURNING id, created_at, logical_date;
 
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
@@ -202,7 +233,8 @@ RETURNING id;
 
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
-       correlation_id, created_at, parent_run_id, parent_step, root_run_id, task_defaults
+       correlation_id, created_at, logical_date, parent_run_id, parent_step, root_run_id,
+       task_defaults
 FROM runs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: instances

@@ -14,21 +14,50 @@ ON CONFLICT (hash) DO NOTHING;
 -- name: get_spec
 SELECT spec FROM workflow_specs WHERE hash = :hash;
 
+-- A workflow named by a sub-workflow step: the newest deployed definition
+-- (of the version, if given), else the newest spec a run stored.
 -- name: newest_spec
-SELECT spec FROM workflow_specs
-WHERE name = :name AND (:version IS NULL OR version = :version)
-ORDER BY created_at DESC
+SELECT spec FROM (
+    SELECT s.spec, 0 AS stored, d.deployed_at AS at, d.seq
+    FROM definitions AS d JOIN workflow_specs AS s ON s.hash = d.hash
+    WHERE d.name = :name AND (:version IS NULL OR d.version = :version)
+    UNION ALL
+    SELECT spec, 1, created_at, 0 FROM workflow_specs
+    WHERE name = :name AND (:version IS NULL OR version = :version)
+)
+ORDER BY stored, at DESC, seq DESC
+LIMIT 1;
+
+-- name: insert_definition
+INSERT INTO definitions (name, version, hash, source, deployed_at, deployed_by, seq)
+VALUES (:name, :version, :hash, :source, :now, :deployed_by,
+        (SELECT COALESCE(MAX(seq), 0) + 1 FROM definitions))
+ON CONFLICT (name, version) DO NOTHING
+RETURNING hash;
+
+-- name: definition_hash
+SELECT hash FROM definitions WHERE name = :name AND version = :version;
+
+-- name: list_definitions
+SELECT name, version, hash, source, deployed_at, deployed_by FROM definitions
+WHERE :name IS NULL OR name = :name
+ORDER BY name, deployed_at DESC, seq DESC;
+
+-- name: definition_spec
+SELECT s.spec FROM definitions AS d JOIN workflow_specs AS s ON s.hash = d.hash
+WHERE d.name = :name AND (:version IS NULL OR d.version = :version)
+ORDER BY d.deployed_at DESC, d.seq DESC
 LIMIT 1;
 
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
                   created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
-                  root_run_id, task_defaults, created_at, updated_at)
+                  root_run_id, task_defaults, logical_date, created_at, updated_at)
 VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, :tags,
         :created_by, :correlation_id, :idempotency_key, :parent_run_id, :parent_step,
-        :root_run_id, :task_defaults, :now, :now)
+        :root_run_id, :task_defaults, COALESCE(:logical_date, :now), :now, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
-RETURNING id, created_at;
+RETURNING id, created_at, logical_date;
 
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
@@ -160,7 +189,8 @@ RETURNING id;
 
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
-       correlation_id, created_at, parent_run_id, parent_step, root_run_id, task_defaults
+       correlation_id, created_at, logical_date, parent_run_id, parent_step, root_run_id,
+       task_defaults
 FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: instances
