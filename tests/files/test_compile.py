@@ -86,6 +86,7 @@ jobs:
     assert extract["kind"] == "map"
     assert extract["for_each"] == [{"region": "eu", "size": "s"}, {"region": "us", "size": "s"}]
     assert extract["max_parallel"] == 1
+    assert extract["matrix"] is True  # matrix.<axis> reads it at any depth inside
     assert extract["output"] == {
         "region": "${{ matrix.region }}",
         "got": "${{ steps.fetch.output }}",

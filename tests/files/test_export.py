@@ -77,13 +77,28 @@ def every_option() -> WorkflowSpec:
     return wf.spec
 
 
-CASES = [*builder_workflows(), ("every_option", every_option())]
+def file_workflows() -> list[tuple[str, WorkflowSpec]]:
+    """Every workflow the YAML examples and the job tests define (shell allowed to read)."""
+    from legato.files import load_file
+
+    from .test_jobs_run import FAILING, FLOW
+
+    found = [
+        (f"examples/yaml/{path.name}", spec)
+        for path in sorted((ROOT / "examples" / "yaml").glob("*.yaml"))
+        for spec in load_file(path, allow_shell=True)
+    ]
+    found += [(spec.name, spec) for text in (FLOW, FAILING) for spec in load_text(text)]
+    return found
+
+
+CASES = [*builder_workflows(), ("every_option", every_option()), *file_workflows()]
 
 
 @pytest.mark.parametrize(("name", "spec"), CASES, ids=[c[0] for c in CASES])
 def test_yaml_and_json_read_back_as_the_same_spec(name: str, spec: WorkflowSpec) -> None:
     for text, as_json in ((to_yaml(spec), False), (to_json_text(spec), True)):
-        (back,) = load_text(text, f"{name}.export", json_syntax=as_json)
+        (back,) = load_text(text, f"{name}.export", json_syntax=as_json, allow_shell=True)
         assert back.canonical_json() == spec.canonical_json()
         assert back.content_hash == spec.content_hash
 

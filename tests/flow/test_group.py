@@ -133,7 +133,7 @@ def test_a_group_inside_a_map_runs_once_per_item(db_url: str) -> None:
     wf = Workflow("group_in_map")
     per = wf.map("per", over=[1, 2, 3])
     job = per.group("job", output="${{ steps.double.output }}")
-    job.step("double", add, a=legato.item, b="${{ matrix }}")
+    job.step("double", add, a=legato.item, b="${{ item }}")
     per.step("label", tag, label="${{ index }}", x=job.output)
     wf.outputs(per=per.output)
     run = run_of(wf, db_url)

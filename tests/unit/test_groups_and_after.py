@@ -237,14 +237,19 @@ def test_jobs_offers_outputs_and_status_only() -> None:
     ]
 
 
-def test_matrix_exists_only_inside_a_map() -> None:
+def test_matrix_exists_only_inside_a_map_over_a_matrix() -> None:
     assert problems({"id": "a", "task": T, "inputs": {"os": "${{ matrix.os }}"}}) == [
-        "step 'a' inputs: matrix exists only inside a map (it is the map's item)"
+        "step 'a' inputs: matrix exists only inside a job with a strategy.matrix"
     ]
+    # A plain map's items are items, not matrix combinations.
+    assert problems(
+        {"id": "m", "kind": "map", "for_each": [1], "task": T, "inputs": {"x": "${{ matrix }}"}}
+    ) == ["step 'm' inputs: matrix exists only inside a job with a strategy.matrix"]
     spec = parse(
         {
             "id": "m",
             "kind": "map",
+            "matrix": True,
             "for_each": [{"os": "linux"}],
             "task": T,
             "inputs": {"os": "${{ matrix.os }}"},
@@ -252,8 +257,17 @@ def test_matrix_exists_only_inside_a_map() -> None:
         {
             "id": "per",
             "kind": "map",
-            "for_each": [1],
-            "steps": [{"id": "inner", "task": T, "inputs": {"x": "${{ matrix }}"}}],
+            "matrix": True,
+            "for_each": [{"os": "linux"}],
+            "steps": [
+                {
+                    "id": "inner",
+                    "kind": "map",
+                    "for_each": [1, 2],
+                    "task": T,
+                    "inputs": {"os": "${{ matrix.os }}", "n": "${{ item }}"},
+                }
+            ],
         },
     )
     assert spec.graph.deps["m"] == ()

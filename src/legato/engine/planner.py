@@ -208,10 +208,12 @@ def expression_context(
     item: Any = _NOT_GIVEN,
     index: int | None = None,
     iteration: int | None = None,
+    matrix: Any = _NOT_GIVEN,
 ) -> dict[str, Any]:
     """What an expression can read: ``params``, ``steps.<id>.output`` and ``.status``
     (``jobs.<id>.outputs`` and ``.status``, as YAML jobs say it), ``run``, ``vars``,
-    and inside a map ``item`` (``matrix``) and ``index``, inside a loop ``iteration``."""
+    inside a map ``item`` and ``index``, inside a job's matrix ``matrix``, inside a
+    loop ``iteration``."""
     steps: dict[str, dict[str, Any]] = {s: {"output": out} for s, out in outputs.items()}
     for step_id, status in (statuses or {}).items():
         steps.setdefault(step_id, {"output": None})["status"] = status
@@ -229,8 +231,9 @@ def expression_context(
     }
     if item is not _NOT_GIVEN:
         context["item"] = item
-        context["matrix"] = item
         context["index"] = index
+    if matrix is not _NOT_GIVEN:
+        context["matrix"] = matrix
     if iteration is not None:
         context["iteration"] = iteration
     return context

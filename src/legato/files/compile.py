@@ -426,7 +426,7 @@ class _Compiler:
         combinations = matrix_combinations(strategy.matrix, strategy.include, strategy.exclude)
         if not combinations:
             self.problem((*path, "strategy"), "the matrix has no combinations")
-        step.update(kind="map", for_each=combinations)
+        step.update(kind="map", for_each=combinations, matrix=True)
         if strategy.max_parallel is not None:
             step["max_parallel"] = strategy.max_parallel
         return step
@@ -552,6 +552,8 @@ class _Compiler:
             step["steps"] = steps
         if stage.output is not None:
             step["output"] = stage.output
+        if stage.matrix:
+            step["matrix"] = True
         return step
 
     def parallel(self, stage: ParallelStage, path: DocPath, step_id: str) -> dict[str, Any]:

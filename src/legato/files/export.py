@@ -159,6 +159,8 @@ def _map(step: dict[str, Any]) -> dict[str, Any]:
         out["steps"] = _steps(step["steps"])
     if "output" in step:
         out["output"] = step["output"]
+    if step.get("matrix"):
+        out["matrix"] = True
     return {**out, **_calls(step)}
 
 

@@ -244,6 +244,9 @@ class MapStage(CallOptions, StageBase):
     stages: list[Stage] | None = None
     steps: list[Stage] | None = None
     output: Any = None
+    #: its items are matrix combinations: ``matrix`` reads them at any depth inside
+    #: (what a job's ``strategy.matrix`` compiles to)
+    matrix: bool = False
 
 
 class ParallelStage(StageBase):

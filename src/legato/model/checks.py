@@ -223,8 +223,11 @@ def _reference_problems(
     kinds = {infos[c].step.kind for c in chain if c in infos}
     if {"item", "index"} & refs.roots and "map" not in kinds:
         problems.append(f"{where}: item and index exist only inside a map")
-    if "matrix" in refs.roots and "map" not in kinds:
-        problems.append(f"{where}: matrix exists only inside a map (it is the map's item)")
+    matrices = [c for c in chain if c in infos and isinstance(infos[c].step, MapStep)]
+    if "matrix" in refs.roots and not any(
+        getattr(infos[c].step, "matrix", False) for c in matrices
+    ):
+        problems.append(f"{where}: matrix exists only inside a job with a strategy.matrix")
     if "iteration" in refs.roots and "loop" not in kinds:
         problems.append(f"{where}: iteration exists only inside a loop")
     unknown = refs.functions - set(STATUS_FUNCTIONS)

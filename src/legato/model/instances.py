@@ -57,6 +57,14 @@ class Place:
                 return compound, index
         return None
 
+    def matrix_of(self, graph: Graph) -> tuple[str, int] | None:
+        """The nearest enclosing item of a map over a job's matrix (``matrix`` reads it)."""
+        for compound, index in reversed(self.repeats):
+            step = graph.steps.get(compound)
+            if isinstance(step, MapStep) and step.matrix:
+                return compound, index
+        return None
+
 
 def place_of(key: str) -> tuple[Place, str]:
     """``outer[0].inner[5].call`` -> (its place, ``call``)."""

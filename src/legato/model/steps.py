@@ -268,6 +268,9 @@ class MapStep(Call, StepBase):
     inputs: dict[str, Any] | str = Field(default_factory=dict)
     steps: list[Step] = Field(default_factory=list)
     output: Any = None
+    #: its items are a job's matrix combinations: ``matrix`` reads the item at any
+    #: depth inside, where ``item`` is the nearest map's
+    matrix: bool = False
 
     @field_validator("max_parallel", mode="before")
     @classmethod

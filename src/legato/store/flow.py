@@ -180,7 +180,14 @@ class Flow:
             compound, index = item_row
             depth = [c for c, _ in around.repeats].index(compound)
             item_at = item_key(compound, index, around.truncated(depth))
-        keys = sorted(set(wanted.values()) | ({item_at} if item_at else set()))
+        matrix_row = around.matrix_of(graph)
+        matrix_at = None
+        if matrix_row is not None:
+            compound, index = matrix_row
+            depth = [c for c, _ in around.repeats].index(compound)
+            matrix_at = item_key(compound, index, around.truncated(depth))
+        items = {k for k in (item_at, matrix_at) if k}
+        keys = sorted(set(wanted.values()) | items)
         rows = self.instance_rows(run_id, keys)
         outputs: dict[str, Any] = {}
         statuses: dict[str, str] = {}
@@ -194,6 +201,9 @@ class Flow:
             row = rows.get(item_at)
             extra["item"] = None if row is None else self.store._json(row["item"])
             extra["index"] = item_row[1]
+        if matrix_at is not None:
+            row = rows.get(matrix_at)
+            extra["matrix"] = None if row is None else self.store._json(row["item"])
         loop_at = around.index_of(LoopStep, graph)
         if loop_at is not None:
             extra["iteration"] = loop_at[1]

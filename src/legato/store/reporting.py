@@ -461,6 +461,8 @@ class Report(Unit):
             context, _ = self.progress.context(run_id, step.id, place, with_deps=False)
             context["item"] = self.store._json(row["item"])
             context["index"] = row["idx"]
+            if step.matrix:
+                context["matrix"] = context["item"]
         else:
             assert isinstance(step, TaskStep)
             context, _ = self.progress.context(run_id, step.id, place_of(key)[0], with_deps=False)
