@@ -177,15 +177,20 @@ def test_expression_context_shape() -> None:
     }
 
 
-def test_jobs_and_matrix_read_what_steps_and_item_read() -> None:
+def test_jobs_read_what_steps_read_and_matrix_its_own_item() -> None:
     ctx = expression_context(
-        {}, {"a": {"n": 2}}, {}, statuses={"a": "completed", "b": "failed"}, item={"os": "linux"}
+        {},
+        {"a": {"n": 2}},
+        {},
+        statuses={"a": "completed", "b": "failed"},
+        item=3,
+        matrix={"os": "linux"},
     )
     assert evaluate("${{ jobs.a.outputs.n }}", ctx) == 2
     assert evaluate("${{ jobs.a.status }}/${{ jobs.b.status }}", ctx) == "completed/failed"
     assert evaluate("${{ jobs.b.outputs }}", ctx) is None
-    assert evaluate("${{ matrix.os }}", ctx) == evaluate("${{ item.os }}", ctx) == "linux"
-    assert "matrix" not in expression_context({}, {}, {})  # only inside a map
+    assert evaluate("${{ matrix.os }}-${{ item }}", ctx) == "linux-3"
+    assert "matrix" not in expression_context({}, {}, {}, item=1)  # only inside a matrix
 
 
 def test_resolve_call_args_and_kwargs() -> None:
