@@ -15,3 +15,8 @@ def echo(x: Any = None) -> Any:
 @legato.task(name="files.add")
 def add(a: int, b: int = 1) -> int:
     return a + b
+
+
+@legato.task(name="tasks/extract", tag="v1")
+def extract_v1(source: str = "s3") -> dict[str, Any]:
+    return {"source": source, "version": 1}

@@ -14,6 +14,17 @@ SHOP = EXAMPLES / "shop.py"
 
 #: example -> (params, expected outputs, or a check of them)
 EXPECTED: dict[str, tuple[list[str], dict[str, object]]] = {
+    "etl.yaml": (
+        ["day=2024-05-02"],
+        {
+            "report": {
+                "currency": "EUR",
+                "day": "2024-05-02",
+                "regions": ["eu", "us", "apac"],
+                "total": 3106.5,
+            }
+        },
+    ),
     "task.yaml": (["sku=book"], {"on_shelf": 3, "restocked": True}),
     "foreach.yaml": (
         [],

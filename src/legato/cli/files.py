@@ -135,12 +135,16 @@ def _task_problems(item: Compiled) -> list[str]:
         if name in default_registry:
             found[name] = default_registry.get(name)
             continue
-        known = ", ".join(default_registry.names()[:8]) or "none"
+        tagged = default_registry.tagged(name)
+        known = (
+            f"tagged versions: {', '.join(tagged)}"
+            if tagged
+            else f"registered: {', '.join(default_registry.names()[:8]) or 'none'}"
+        )
         path = item.paths.get(step.id, ())
         where = item.document.where((*path, "uses"))
         problems.append(
-            f"{where}: step {step.id!r} uses task {name!r}, which is not registered "
-            f"(registered: {known})"
+            f"{where}: step {step.id!r} uses task {name!r}, which is not registered ({known})"
         )
     if not problems:
         try:

@@ -34,6 +34,7 @@ TASK_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/@-]*$")
 NAME_RULE = "letters, digits and _ . : / @ -, starting with a letter, digit or _"
 #: characters a default name's module part cannot keep (a file named "my flow.py")
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.:/@-]")
+_TAG = re.compile(r"^[A-Za-z0-9._-]+$")
 DEFAULT_QUEUE = "default"
 
 
@@ -127,6 +128,10 @@ class TaskRegistry:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def tagged(self, name: str) -> list[str]:
+        """The tagged versions of ``name`` registered (``name@v1``, ...), for hints."""
+        return [n for n in self.names() if n.startswith(name + "@")]
+
     def names(self) -> list[str]:
         return sorted(self._tasks)
 
@@ -203,6 +208,7 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+    tag: str | None = None,
     registry: TaskRegistry | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
@@ -222,6 +228,7 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+    tag: str | None = None,
     registry: TaskRegistry | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Register a function as a task, with the defaults its steps inherit.
@@ -232,6 +239,8 @@ def task(
     ``max_lost_attempts`` is how many times a step's worker may be lost (killed,
     stuck, cut off from the database) before the step fails; a lost worker
     never spends ``retries``, which are for the task's own errors.
+    ``tag`` registers a tagged version, ``name@tag``, as ddeutil-workflow's
+    ``@tag`` does: a definition calls it with ``uses: tasks/extract@v1``.
     """
 
     def register(func: Callable[..., Any]) -> Task:
@@ -240,7 +249,15 @@ def task(
         if not callable(func):
             raise DefinitionError(f"@task needs a function, got {func!r}")
         default_name = default_task_name(func)
-        where = f"task {name or default_name}"
+        if tag is not None:
+            if not isinstance(tag, str) or not _TAG.match(tag):
+                raise DefinitionError(
+                    f"task {name or default_name}: tag {tag!r} must be letters, digits, "
+                    "'.', '_' or '-'"
+                )
+            default_name = f"{default_name}@{tag}"
+        given = None if name is None else (name if tag is None else f"{name}@{tag}")
+        where = f"task {given or default_name}"
         # Each setting is checked under the name it is given here, so the error
         # says retries or max_retry_delay, not the RetryPolicy field behind it.
         try:
@@ -266,14 +283,14 @@ def task(
             raise DefinitionError(f"{where}: invalid retry settings: {problems}") from None
         except Exception as exc:
             raise DefinitionError(f"{where}: invalid retry settings: {exc}") from None
-        if name is None and not TASK_NAME_PATTERN.match(default_name):
+        if given is None and not TASK_NAME_PATTERN.match(default_name):
             raise DefinitionError(
                 f"{_origin(func)} has no valid default task name ({default_name!r} is not: "
                 f'{NAME_RULE}); give the task a name with @task(name="...")'
             )
         created = Task(
             func,
-            name=default_name if name is None else name,
+            name=default_name if given is None else given,
             retry=policy,
             timeout=seconds,
             queue=queue,

@@ -51,7 +51,9 @@ def check_tasks(
         if task is None and name in registry:
             task = registry.get(name)
         if task is None:
-            missing.append(f"step {step.id!r} calls task {name!r}, which is not registered")
+            tagged = registry.tagged(name)
+            hint = f" (tagged versions: {', '.join(tagged)})" if tagged else ""
+            missing.append(f"step {step.id!r} calls task {name!r}, which is not registered{hint}")
         else:
             found[name] = task
     if missing:

@@ -127,6 +127,7 @@ class RunCaches:
             run={
                 "id": run_id,
                 "workflow": row["workflow_name"],
+                "name": row["workflow_name"],
                 "version": row["workflow_version"],
                 "created_by": row["created_by"],
                 "correlation_id": row["correlation_id"],
