@@ -66,6 +66,7 @@ SHELL_TASK = "legato.shell"
 _ID_UNSAFE = re.compile(r"[^a-z0-9_-]+")
 _STEP_NAMED = re.compile(r"step '([^']+)'")
 _CYCLE = re.compile(r"cycle: ([A-Za-z_][A-Za-z0-9_-]*)")
+_INSIDE = re.compile(r"refers to step '([^']+)', which is inside another step")
 #: spec field -> what a file calls it
 _FILE_NAMES = {
     "when": "if",
@@ -315,6 +316,13 @@ def _locate(message: str, document: Document, paths: Mapping[str, DocPath]) -> s
             name = _FILE_NAMES.get(field.group(1), field.group(1))
             message = message[: match.end()] + " " + name + rest[len(field.group(1)) :]
             path = (*path, name)
+    inside = _INSIDE.search(message)
+    if inside and inside.group(1) in paths:
+        # A stage of another job: jobs share what they declare as outputs.
+        where = paths[inside.group(1)]
+        if len(where) > 2 and where[0] == "jobs":
+            job = where[1]
+            message += f" (it is in job {job!r}: give that job outputs and read jobs.{job}.outputs)"
     return f"{document.where(path)}: {message}"
 
 
