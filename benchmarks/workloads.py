@@ -1,0 +1,249 @@
+"""legato on the five comparison workloads, with real ``legato worker`` processes.
+
+The same workloads the peer scripts in ``benchmarks/peers/`` run, timed the same
+way: every worker process is started and registered first; the clock starts
+when the driver starts submitting work and stops when the database records the
+last run as finished (the driver polls every few milliseconds).
+
+W1 2,000 independent one-step runs (runs/s), W2 one 100-step chain (ms per
+step), W3 1 -> 200 parallel -> 1 (seconds), W4 200 runs of 3 sequential steps
+(runs/s), W5 a 10,000-step DAG of 100 layers of 100 (steps/s). Tasks do
+nothing. On PostgreSQL it also reports commits and statements per step, from
+the server's own counters (``pg_stat_database``, ``pg_stat_statements`` when
+loaded), less the driver's polling.
+
+Prints one JSON line per workload (the peers' format) and a markdown table:
+
+    .venv/bin/python benchmarks/workloads.py                       # both databases
+    .venv/bin/python benchmarks/workloads.py --db postgres --runs 3 --workload W2
+    .venv/bin/python benchmarks/workloads.py --workers 2 --concurrency 4 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from databases import database
+
+import legato
+
+HERE = Path(__file__).resolve().parent
+TASKS = HERE / "bench_tasks.py"
+
+W1_RUNS = 2_000
+W2_STEPS = 100
+W3_WIDTH = 200
+W4_RUNS = 200
+W4_STEPS = 3
+DAG_LAYERS = 100
+DAG_WIDTH = 100
+
+UNITS = {"W1": "runs/s", "W2": "ms/step", "W3": "s", "W4": "runs/s", "W5": "steps/s"}
+LABELS = {
+    "W1": "2,000 independent one-step runs",
+    "W2": "one 100-step chain",
+    "W3": "1 -> 200 parallel -> 1",
+    "W4": "200 runs of 3 sequential steps",
+    "W5": "10,000-step DAG (100 layers x 100)",
+}
+
+sys.path.insert(0, str(HERE))
+from bench_tasks import noop  # noqa: E402
+
+
+def chain(name: str, n: int) -> legato.Workflow:
+    wf = legato.Workflow(name)
+    previous = None
+    for i in range(n):
+        previous = wf.step(f"s{i}", noop, needs=[previous] if previous else None)
+    return wf
+
+
+def fan(width: int) -> legato.Workflow:
+    wf = legato.Workflow("fan")
+    first = wf.step("first", noop)
+    middle = [wf.step(f"p{i}", noop, needs=[first]) for i in range(width)]
+    wf.step("last", noop, needs=middle)
+    return wf
+
+
+def dag(layers: int, width: int) -> legato.Workflow:
+    wf = legato.Workflow("dag")
+    previous: list[legato.StepRef] = []
+    for layer in range(layers):
+        current = []
+        for i in range(width):
+            needs = [previous[i], previous[(i + 1) % width]] if previous else None
+            current.append(wf.step(f"l{layer}_{i}", noop, needs=needs))
+        previous = current
+    return wf
+
+
+#: workload -> (workflow, runs of it, steps in all, the figure from the seconds taken)
+def workloads() -> dict[str, tuple[legato.Workflow, int, int, Callable[[float], float]]]:
+    return {
+        "W1": (chain("one", 1), W1_RUNS, W1_RUNS, lambda s: W1_RUNS / s),
+        "W2": (chain("chain", W2_STEPS), 1, W2_STEPS, lambda s: s * 1000 / W2_STEPS),
+        "W3": (fan(W3_WIDTH), 1, W3_WIDTH + 2, lambda s: s),
+        "W4": (chain("three", W4_STEPS), W4_RUNS, W4_RUNS * W4_STEPS, lambda s: W4_RUNS / s),
+        "W5": (
+            dag(DAG_LAYERS, DAG_WIDTH),
+            1,
+            DAG_LAYERS * DAG_WIDTH,
+            lambda s: DAG_LAYERS * DAG_WIDTH / s,
+        ),
+    }
+
+
+@contextmanager
+def workers(url: str, count: int, concurrency: int) -> Iterator[None]:
+    """``count`` ``legato worker`` processes, registered before this yields; always reaped."""
+    command = [sys.executable, "-m", "legato", "worker", "--import", str(TASKS)]
+    env = {**os.environ, "LEGATO_URL": url}
+    procs = [
+        subprocess.Popen(
+            [*command, "--concurrency", str(concurrency)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        for _ in range(count)
+    ]
+    try:
+        with legato.Client(url) as client:
+            deadline = time.monotonic() + 60
+            while len(client.store.live_workers()) < count:
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise SystemExit("the worker processes did not start")
+                time.sleep(0.05)
+        yield
+    finally:
+        for proc in procs:
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def unfinished(client: legato.Client, run_ids: list[str]) -> int:
+    """How many of the runs are not finished (one query per poll)."""
+    pending = 0
+    for status in ("pending", "running"):
+        pending += len(client.list_runs(status=status, limit=len(run_ids) + 1))
+    return pending
+
+
+def pg_counters(url: str) -> tuple[int, int]:
+    """(committed transactions, statements) the server has counted for this database."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+        commits = int(row[0]) if row else 0
+        statements = 0
+        with suppress(psycopg.Error):
+            found = conn.execute(
+                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+            statements = int(found[0]) if found else 0
+    return commits, statements
+
+
+def measure(
+    kind: str, name: str, worker_count: int, concurrency: int, poll_every: float = 0.005
+) -> dict[str, float]:
+    wf, runs, steps, figure = workloads()[name]
+    with database(kind) as url:
+        with legato.Client(url) as client:
+            client.start(chain("warm", 1))  # the schema and the task's defaults in place
+        with workers(url, worker_count, concurrency), legato.Client(url) as client:
+            deadline = time.monotonic() + 30
+            while unfinished(client, ["warm"]):
+                if time.monotonic() > deadline:
+                    raise SystemExit("the warm-up run did not finish")
+                time.sleep(0.01)
+            before = pg_counters(url) if kind == "postgres" else (0, 0)
+            polls = 0
+            began = time.perf_counter()
+            run_ids = [client.start(wf) for _ in range(runs)]
+            while unfinished(client, run_ids):
+                polls += 1
+                time.sleep(poll_every)
+            seconds = time.perf_counter() - began
+            after = pg_counters(url) if kind == "postgres" else (0, 0)
+            failed = client.list_runs(status="failed", limit=1)
+            if failed:
+                raise SystemExit(f"{name}: a run failed: {failed[0].error}")
+    result = {"seconds": seconds, "value": figure(seconds), "steps": steps}
+    if kind == "postgres":
+        # The driver's polls are read transactions of two statements each; the
+        # counters' own connection adds one.
+        result["commits_per_step"] = max(0, after[0] - before[0] - polls - 1) / steps
+        if after[1]:
+            result["statements_per_step"] = max(0, after[1] - before[1] - 2 * polls) / steps
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--concurrency", type=int, default=4, help="steps per worker")
+    parser.add_argument("--workload", action="append", choices=sorted(UNITS))
+    parser.add_argument("--json", action="store_true", help="only the JSON lines")
+    args = parser.parse_args()
+    kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
+    rows = []
+    for kind in kinds:
+        for name in args.workload or sorted(UNITS):
+            samples = [
+                measure(kind, name, args.workers, args.concurrency) for _ in range(args.runs)
+            ]
+            line = {
+                "system": "legato",
+                "version": legato.__version__,
+                "database": kind,
+                "workload": name,
+                "unit": UNITS[name],
+                "runs": [round(s["value"], 3) for s in samples],
+                "median": round(statistics.median(s["value"] for s in samples), 3),
+            }
+            for extra in ("commits_per_step", "statements_per_step"):
+                if extra in samples[0]:
+                    line[extra] = round(statistics.median(s[extra] for s in samples), 2)
+            print(json.dumps(line), flush=True)
+            rows.append(line)
+    if not args.json:
+        print(f"\n| database | workload | median | unit | commits/step | runs |")
+        print("|---|---|---|---|---|---|")
+        for line in rows:
+            commits = line.get("commits_per_step", "")
+            print(
+                f"| {line['database']} | {line['workload']} {LABELS[line['workload']]} "
+                f"| {line['median']:,} | {line['unit']} | {commits} | {line['runs']} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
