@@ -36,6 +36,7 @@ from pathlib import Path
 from databases import database
 
 import legato
+from legato.define.builder import StepRef
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "bench_tasks.py"
@@ -79,7 +80,7 @@ def fan(width: int) -> legato.Workflow:
 
 def dag(layers: int, width: int) -> legato.Workflow:
     wf = legato.Workflow("dag")
-    previous: list[legato.StepRef] = []
+    previous: list[StepRef] = []
     for layer in range(layers):
         current = []
         for i in range(width):
@@ -234,7 +235,7 @@ def main() -> int:
             print(json.dumps(line), flush=True)
             rows.append(line)
     if not args.json:
-        print(f"\n| database | workload | median | unit | commits/step | runs |")
+        print("\n| database | workload | median | unit | commits/step | runs |")
         print("|---|---|---|---|---|---|")
         for line in rows:
             commits = line.get("commits_per_step", "")
