@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -88,6 +90,30 @@ def test_new_work_wakes_a_waiting_worker(db_url: str) -> None:
         waiter = Waiter(waiting)
         waiter.wait(LONG)
         starting.start(chain())  # whether it already waits or not, the wake-up arrives
+        assert_woken_promptly(waiter)
+
+
+_START_ELSEWHERE = """
+import sys
+import legato
+
+@legato.task(name="elsewhere.noop")
+def noop() -> int:
+    return 1
+
+wf = legato.Workflow("elsewhere")
+wf.step("a", noop)
+with legato.Client(sys.argv[1]) as client:
+    client.start(wf)
+"""
+
+
+def test_work_queued_by_another_process_wakes_a_waiting_worker(db_url: str) -> None:
+    """Across processes: PostgreSQL by NOTIFY, SQLite by the counter beside the file."""
+    with Client(db_url) as waiting:
+        waiter = Waiter(waiting)
+        waiter.wait(LONG)
+        subprocess.run([sys.executable, "-c", _START_ELSEWHERE, db_url], check=True, timeout=60)
         assert_woken_promptly(waiter)
 
 

@@ -4,12 +4,17 @@ WAL mode and ``synchronous=NORMAL`` keep commits cheap; every write
 transaction starts with ``BEGIN IMMEDIATE`` so writers queue on the busy
 timeout instead of failing half-way. Each thread has its own connection.
 Workers in this process are woken directly when work is queued; workers in
-other processes poll.
+other processes watch a counter in a small file beside the database
+(``<file>-wake``, mapped into memory) that every commit queueing work bumps, so
+they wake within milliseconds without a query.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -27,6 +32,10 @@ from legato.store.sql import SQLStore
 __all__ = ["SQLiteStore"]
 
 _BUSY_TIMEOUT_MS = 30_000
+#: how soon an idle worker first looks at the shared wake-up counter, and how
+#: seldom at most (seconds): other processes' work is seen within that
+_FIRST_LOOK = 0.001
+_LAST_LOOK = 0.02
 _CACHED_STATEMENTS = 1024
 
 
@@ -55,6 +64,58 @@ class _Wakeup:
             if self.generation == seen:
                 self.cond.wait(timeout)
             return self.generation != seen
+
+
+class _SharedWake:
+    """A counter in ``<database>-wake`` that processes on this machine bump after a commit
+    that queued work, and watch to wake: a memory read per look, no query, no lock."""
+
+    _SIZE = 8
+
+    def __init__(self, path: str) -> None:
+        self.path = path + "-wake"
+        self._map: mmap.mmap | None = None
+        self._lock = threading.Lock()
+        self._failed = False
+
+    def _mapped(self) -> mmap.mmap | None:
+        if self._map is not None or self._failed:
+            return self._map
+        with self._lock:
+            if self._map is None and not self._failed:
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                    try:
+                        if os.fstat(fd).st_size < self._SIZE:
+                            os.ftruncate(fd, self._SIZE)
+                        self._map = mmap.mmap(fd, self._SIZE)
+                    finally:
+                        os.close(fd)
+                except OSError:
+                    self._failed = True  # a folder we cannot write: workers poll instead
+        return self._map
+
+    def value(self) -> int:
+        mapped = self._mapped()
+        try:
+            return 0 if mapped is None else int(struct.unpack_from("<Q", mapped, 0)[0])
+        except ValueError:  # closed by another thread meanwhile
+            return 0
+
+    def bump(self) -> None:
+        mapped = self._mapped()
+        if mapped is not None:
+            # Two bumps at once may count as one: the value still changes, which is
+            # all a watcher looks for.
+            with suppress(ValueError):
+                struct.pack_into("<Q", mapped, 0, (self.value() + 1) % 2**64)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._map is not None:
+                with suppress(ValueError, BufferError):
+                    self._map.close()
+                self._map = None
 
 
 class _SQLiteTx(Tx):
@@ -109,6 +170,7 @@ class SQLiteStore(SQLStore):
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._wakeup = _Wakeup.for_path(self.path)
+        self._shared_wake = _SharedWake(self.path)
         self._closed = False
         #: only a store that may migrate may create the file; readers never do
         self._create = migrate
@@ -157,6 +219,7 @@ class SQLiteStore(SQLStore):
         conn = self._conn()
         tx = _SQLiteTx(conn, self._queries)
         self._local.seen = self._wakeup.generation
+        self._local.seen_shared = self._shared_wake.value()
         if write:
             self.checkpoint("begin")  # about to queue for the write lock
             self._begin(conn)
@@ -185,6 +248,7 @@ class SQLiteStore(SQLStore):
         tx.committed()
         if tx.wakes_workers:
             self._wakeup.notify()
+            self._shared_wake.bump()
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000 * 2
@@ -202,14 +266,32 @@ class SQLiteStore(SQLStore):
                 time.sleep(0.01)
 
     def wait_for_work(self, timeout: float) -> bool:
-        # Wake for anything queued since this thread's last transaction began.
+        # Wake for anything queued since this thread's last transaction began: in this
+        # process (a condition) or in another (the shared counter, looked at often at
+        # first, then less often while nothing happens).
         seen = getattr(self._local, "seen", self._wakeup.generation)
-        woke = self._wakeup.wait(seen, timeout)
+        seen_shared = getattr(self._local, "seen_shared", self._shared_wake.value())
+        deadline = time.monotonic() + max(timeout, 0.0)
+        pause = _FIRST_LOOK
+        woke = False
+        while True:
+            if self._shared_wake.value() != seen_shared:
+                woke = True
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or self._closed:
+                break
+            if self._wakeup.wait(seen, min(pause, left)):
+                woke = True
+                break
+            pause = min(pause * 1.5, _LAST_LOOK)
         self._local.seen = self._wakeup.generation
+        self._local.seen_shared = self._shared_wake.value()
         return woke
 
     def close(self) -> None:
         self._closed = True
+        self._shared_wake.close()
         with self._conns_lock:
             for conn in self._conns:
                 with suppress(sqlite3.Error):
