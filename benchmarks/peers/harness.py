@@ -203,6 +203,7 @@ def report(
     seconds: list[float],
     workers: str,
     notes: str = "",
+    submit_seconds: list[float] | None = None,
 ) -> dict[str, object]:
     """Print and return one JSON line: the figure of each run and their median."""
     spec = SPECS[workload]
@@ -219,15 +220,21 @@ def report(
         "seconds": [round(s, 4) for s in seconds],
         "workers": workers,
     }
+    if submit_seconds:
+        row["submit_seconds"] = [round(s, 4) for s in submit_seconds]
     if notes:
         row["notes"] = notes
     print(json.dumps(row), flush=True)
     return row
 
 
-def timed(submit: Callable[[], object], finished: Callable[[], bool], timeout: float) -> float:
-    """Seconds from the start of ``submit`` until ``finished`` first holds."""
+def timed(
+    submit: Callable[[], object], finished: Callable[[], bool], timeout: float
+) -> tuple[float, float]:
+    """Seconds from the start of ``submit`` until ``finished`` first holds, and the
+    seconds that ``submit`` itself took (workers start on the first job meanwhile)."""
     start = time.perf_counter()
     submit()
+    submitted = time.perf_counter() - start
     wait_until(finished, timeout)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, submitted
