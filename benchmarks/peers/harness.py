@@ -135,8 +135,12 @@ class Workers:
                     break
 
     def stop(self) -> None:
+        """Ask each worker to shut down (SIGTERM to the worker itself, so that a
+        supervisor such as Celery's stops its own children), then kill whatever is
+        left of its process group."""
         for proc in self.procs:
-            _signal_group(proc, signal.SIGTERM)
+            with suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 5
         for proc in self.procs:
             with suppress(subprocess.TimeoutExpired):
