@@ -44,6 +44,7 @@ app.conf.update(
     result_expires=600,
     worker_hijack_root_logger=False,
     worker_redirect_stdouts=False,
+    worker_enable_remote_control=False,  # no pidbox: nothing here sends it commands
     broker_connection_retry_on_startup=True,
 )
 store = redis.Redis.from_url(REDIS)
@@ -149,9 +150,13 @@ def bench(workload: str, runs: int) -> None:
                     release(handle)
                 handles.clear()
     finally:
-        for key in store.scan_iter(f"{KEYS}:*"):
-            store.delete(key)
-        store.delete(QUEUE)
+        # counters, the queue, and kombu's records of the queue's bindings
+        for pattern in (f"{KEYS}:*", QUEUE, f"_kombu.binding*.{QUEUE}"):
+            for key in store.scan_iter(pattern):
+                store.delete(key)
+        for member, _ in store.zscan_iter("_kombu.binding_deadlines"):
+            if QUEUE in member.decode():
+                store.zrem("_kombu.binding_deadlines", member)
     harness.report(
         "Celery",
         celery.__version__,
