@@ -211,6 +211,7 @@ def report(
     workers: str,
     notes: str = "",
     submit_seconds: list[float] | None = None,
+    variant: str = "",
 ) -> dict[str, object]:
     """Print and return one JSON line: the figure of each run and their median."""
     spec = SPECS[workload]
@@ -227,6 +228,8 @@ def report(
         "seconds": [round(s, 4) for s in seconds],
         "workers": workers,
     }
+    if variant:  # a setting other than the peer's usual one, shown beside its name
+        row["variant"] = variant
     if submit_seconds:
         row["submit_seconds"] = [round(s, 4) for s in submit_seconds]
     if notes:

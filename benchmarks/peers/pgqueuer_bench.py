@@ -26,6 +26,7 @@ import pgqueuer
 from pgqueuer import AsyncpgPoolDriver, Job, PgQueuer, Queries
 
 ENTRYPOINT = "step"
+DEFAULT_BATCH = 10  # PgQueuer.run()'s own default
 
 #: predecessors of the steps named in $1 have finished; returns the steps now ready
 JOIN_ARRIVE = """
@@ -48,7 +49,9 @@ async def enqueue_many(queries: Queries, payloads: list[bytes]) -> None:
 
 
 async def serve(dsn: str, batch_size: int) -> None:
-    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=batch_size + 4)
+    # room for the dequeue loop, the listener, flushes and jobs enqueueing their successors,
+    # capped: two workers must not take a shared server's connections
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=min(batch_size + 4, 14))
     driver = AsyncpgPoolDriver(pool)
     queries = Queries(driver)
     pgq = PgQueuer(driver)
@@ -138,11 +141,14 @@ def bench(workload: str, runs: int, batch_size: int) -> None:
         [total for total, _ in timings],
         f"2 processes, PgQueuer.run(batch_size={batch_size}), asyncpg pool",
         submit_seconds=[submitted for _, submitted in timings],
+        variant="" if batch_size == DEFAULT_BATCH else f"batch_size={batch_size}",
     )
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=10, help="jobs per dequeue (default 10)")
+    parser.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH, help="jobs per dequeue (default 10)"
+    )
 
 
 def main() -> None:

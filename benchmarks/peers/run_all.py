@@ -21,14 +21,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PYTHON = HERE / ".venv" / "bin" / "python"
 
-#: name -> script and its extra arguments
-PEERS: dict[str, list[str]] = {
-    "pgqueuer": ["pgqueuer_bench.py"],
-    "absurd": ["absurd_bench.py"],
-    "procrastinate": ["procrastinate_bench.py"],
-    "celery": ["celery_bench.py"],
-    "dbos-sqlite": ["dbos_bench.py", "--database", "sqlite"],
-    "dbos-postgres": ["dbos_bench.py", "--database", "postgres"],
+#: name -> script and its extra arguments, and the workloads it runs (None: all)
+PEERS: dict[str, tuple[list[str], tuple[str, ...] | None]] = {
+    "pgqueuer": (["pgqueuer_bench.py"], None),
+    # PgQueuer's best W1 here: bigger dequeue batches (they do not help the others)
+    "pgqueuer-batch100": (["pgqueuer_bench.py", "--batch-size", "100"], ("W1",)),
+    "absurd": (["absurd_bench.py"], None),
+    "procrastinate": (["procrastinate_bench.py"], None),
+    "celery": (["celery_bench.py"], None),
+    "dbos-sqlite": (["dbos_bench.py", "--database", "sqlite"], None),
+    "dbos-postgres": (["dbos_bench.py", "--database", "postgres"], None),
 }
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5")
 TIMEOUT = 1200  # seconds for one peer's whole run
@@ -42,7 +44,11 @@ HEADERS = {
 
 
 def run_peer(name: str, runs: int, workloads: list[str]) -> list[dict[str, object]]:
-    script, *extra = PEERS[name]
+    (script, *extra), only = PEERS[name]
+    if only is not None:
+        workloads = [w for w in workloads if w in only]
+    if not workloads:
+        return []
     command = [str(PYTHON), str(HERE / script), *extra, "--runs", str(runs)]
     command += ["--workloads", *workloads]
     print(f"# {name}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -80,20 +86,22 @@ def figure(value: float) -> str:
 
 def table(rows: list[dict[str, object]]) -> str:
     """One line per system and database, one column per workload (median of runs)."""
-    systems: dict[tuple[str, str, str], dict[str, dict[str, object]]] = {}
+    systems: dict[tuple[str, str], dict[str, dict[str, object]]] = {}
     for row in rows:
-        key = (str(row["system"]), str(row["version"]), str(row["database"]))
-        systems.setdefault(key, {})[str(row["workload"])] = row
+        name = f"{row['system']} {row['version']}"
+        if row.get("variant"):
+            name += f" ({row['variant']})"
+        systems.setdefault((name, str(row["database"])), {})[str(row["workload"])] = row
     lines = [
         "| system | database | " + " | ".join(HEADERS[w] for w in WORKLOADS) + " |",
         "|---|---|" + "---:|" * len(WORKLOADS),
     ]
-    for (system, version, database), by_workload in systems.items():
+    for (name, database), by_workload in systems.items():
         cells = [
             figure(float(by_workload[w]["median"])) if w in by_workload else "-"  # type: ignore[arg-type]
             for w in WORKLOADS
         ]
-        lines.append(f"| {system} {version} | {database} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {database} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
