@@ -154,7 +154,8 @@ def bench(workload: str, runs: int) -> None:
                 for _ in range(runs)
             ]
             failed = probe.execute(
-                f"SELECT count(*) FROM absurd.t_{MAIN} WHERE state <> 'completed'"
+                f"SELECT (SELECT count(*) FROM absurd.t_{MAIN} WHERE state <> 'completed')"
+                f" + (SELECT count(*) FROM absurd.t_{KIDS} WHERE state <> 'completed')"
             ).fetchone()
             assert failed is not None and failed[0] == 0, f"{failed[0]} tasks did not complete"
     harness.report(

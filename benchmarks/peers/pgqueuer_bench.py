@@ -127,12 +127,29 @@ async def time_run(dsn: str, workload: str, run: int) -> tuple[float, float]:
         await pool.close()
 
 
+FAILURES = """
+SELECT (SELECT count(*) FROM pgqueuer_log WHERE status::text = ANY($1))
+     + (SELECT coalesce(sum(count), 0) FROM pgqueuer_statistics WHERE status::text = ANY($1))
+"""
+
+
+async def failures(dsn: str) -> int:
+    """Jobs that did not succeed, in the log or already folded into the statistics."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval(FAILURES, ["exception", "canceled", "deleted", "failed"]))
+    finally:
+        await conn.close()
+
+
 def bench(workload: str, runs: int, batch_size: int) -> None:
     with harness.pg_database("peer_pgqueuer") as dsn:
         asyncio.run(install(dsn))
         command = [sys.executable, __file__, "worker", dsn, str(batch_size)]
         with harness.workers([command, command]):
             timings = [asyncio.run(time_run(dsn, workload, run)) for run in range(runs)]
+        failed = asyncio.run(failures(dsn))
+        assert failed == 0, f"{failed} jobs failed"
     harness.report(
         "PgQueuer",
         pgqueuer.__version__,
