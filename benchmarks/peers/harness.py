@@ -91,14 +91,6 @@ CREATE TABLE bench_join (
 )
 """
 
-#: one predecessor of ``key`` finished; returns how many are still to finish
-JOIN_ARRIVE_SQL = """
-INSERT INTO bench_join (key, remaining) VALUES (%s, %s - 1)
-ON CONFLICT (key) DO UPDATE SET remaining = bench_join.remaining - 1
-RETURNING remaining
-"""
-
-
 # -- worker processes -------------------------------------------------------------
 
 
