@@ -139,3 +139,13 @@ def keyed(
     time.sleep(hold + stagger * (index % 3))
     _record("done", log, run, name, attempt)
     return {"key": name, "x": x, "attempt": attempt}
+
+
+@task(name="chaos.add_plain")
+def add_plain(log: str, run: str, step: str, x: int, hold: float = 0.0) -> int:
+    """``x + 1``, recorded without touching the database (which may be restarting)."""
+    _record("start", log, run, step, 0)
+    if hold:
+        time.sleep(hold)
+    _record("end", log, run, step, 0)
+    return x + 1

@@ -199,14 +199,19 @@ class PostgresStore(SQLStore):
     # -- schema -------------------------------------------------------------------------
 
     def schema_version(self) -> int:
-        with self._pool.connection() as conn:
-            row = conn.execute("SELECT to_regclass('legato_migrations') AS t").fetchone()
-            if row is None or row["t"] is None:
-                return 0
-            row = conn.execute(
-                "SELECT COALESCE(MAX(version), 0) AS v FROM legato_migrations"
-            ).fetchone()
-            return int(row["v"]) if row else 0
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT to_regclass('legato_migrations') AS t").fetchone()
+                if row is None or row["t"] is None:
+                    return 0
+                row = conn.execute(
+                    "SELECT COALESCE(MAX(version), 0) AS v FROM legato_migrations"
+                ).fetchone()
+                return int(row["v"]) if row else 0
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailableError(f"PostgreSQL at {_safe(self.url)}: {exc}") from None
+        except psycopg.Error as exc:
+            raise StoreError(f"reading the schema of {_safe(self.url)} failed: {exc}") from None
 
     def migrate(self) -> list[int]:
         migrations = migration_files("postgres")
@@ -237,6 +242,8 @@ class PostgresStore(SQLStore):
                         (version, name),
                     )
                     applied.append(version)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise DatabaseUnavailableError(f"PostgreSQL at {_safe(self.url)}: {exc}") from None
         except psycopg.Error as exc:
             raise StoreError(f"migrating {_safe(self.url)} failed: {exc}") from None
         return applied
