@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +41,34 @@ def test_a_bad_lease_in_a_real_process(run_cli: RunCli, sqlite_url: str, lease: 
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
     assert line.startswith("error: --lease: a duration ")
+
+
+def test_workers_list_shows_each_live_worker(legato: Invoke, db_url: str) -> None:
+    from legato import Client
+    from legato.store.base import WorkerInfo
+
+    with Client(db_url) as client:
+        client.store.register_worker(
+            WorkerInfo(
+                id="vm:42:abc",
+                host="vm",
+                pid=42,
+                queues=("default", "io"),
+                tasks=("a.b",),
+                concurrency=8,
+            ),
+            lease=30,
+        )
+    table = legato("workers", "list", "--url", db_url)
+    assert table.exit_code == 0, table.output
+    assert "vm:42:abc" in table.stdout and "default, io" in table.stdout and "0/8" in table.stdout
+    as_json = legato("workers", "list", "--url", db_url, "--json")
+    [worker] = json.loads(as_json.stdout)
+    assert (worker["pid"], worker["running"], worker["queues"]) == (42, 0, ["default", "io"])
+
+
+def test_workers_list_creates_no_database(legato: Invoke, tmp_path: Path) -> None:
+    result = legato("workers", "list", "--url", f"sqlite:///{tmp_path / 'none.db'}")
+    assert result.exit_code == 2
+    assert "legato db upgrade" in result.stderr
+    assert not (tmp_path / "none.db").exists()

@@ -76,3 +76,18 @@ def test_a_running_worker_is_registered_and_leaves_when_it_stops(client: Client)
     assert registered.is_set()
     assert not [w for w in client.store.live_workers() if w.id == "announced"]
     worker.close()
+
+
+def test_live_workers_count_the_attempts_each_is_running(client: Client) -> None:
+    from legato.store.base import ClaimRequest
+
+    store = client.store
+    store.register_worker(info("busy"), lease=30)
+    store.register_worker(info("idle"), lease=30)
+    client.start(two_queues())
+    request = ClaimRequest(
+        worker_id="busy", queues=("default",), tasks=ALL_TASKS, limit=5, lease=30
+    )
+    assert len(store.claim_steps(request)) == 1
+    running = {w.id: w.running for w in store.live_workers()}
+    assert running == {"busy": 1, "idle": 0}

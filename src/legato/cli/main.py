@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from legato import __version__
-from legato.cli import db, definitions, files, runs
+from legato.cli import db, definitions, files, runs, workers
 from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
@@ -32,6 +32,7 @@ app.command("export")(files.export)
 app.command("schema")(files.schema)
 app.command("deploy")(definitions.deploy)
 app.add_typer(definitions.app, name="definitions")
+app.add_typer(workers.app, name="workers")
 app.add_typer(db.app, name="db")
 
 

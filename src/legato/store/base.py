@@ -218,6 +218,8 @@ class WorkerInfo:
     started_at: datetime | None = None
     last_seen_at: datetime | None = None
     expires_at: datetime | None = None
+    #: attempts it is running now (as the database records them)
+    running: int = 0
 
     def serves(self, task: str, queue: str, root_run_id: str | None) -> bool:
         if task not in self.tasks:

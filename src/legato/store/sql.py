@@ -434,6 +434,7 @@ class SQLStore(RunCaches, Store):
                     started_at=self._ts(row["started_at"]),
                     last_seen_at=self._ts(row["last_seen_at"]),
                     expires_at=self._ts(row["expires_at"]),
+                    running=int(row.get("running") or 0),
                 )
             )
         return workers

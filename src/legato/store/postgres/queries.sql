@@ -557,7 +557,11 @@ WHERE id = %(id)s;
 DELETE FROM workers WHERE id = %(id)s;
 
 -- name: live_workers
-SELECT * FROM workers WHERE expires_at > legato_now() ORDER BY started_at, id;
+-- With the attempts each is running now (the step_runs_worker index).
+SELECT w.*,
+       (SELECT count(*) FROM step_runs s WHERE s.worker_id = w.id AND s.status = 'running')
+           AS running
+FROM workers w WHERE w.expires_at > legato_now() ORDER BY w.started_at, w.id;
 
 -- name: prune_workers
 DELETE FROM workers WHERE expires_at < legato_now() - interval '1 day';

@@ -478,7 +478,11 @@ UPDATE workers SET last_seen_at = :now, expires_at = :now + :lease WHERE id = :i
 DELETE FROM workers WHERE id = :id;
 
 -- name: live_workers
-SELECT * FROM workers WHERE expires_at > :now ORDER BY started_at, id;
+-- With the attempts each is running now (the step_runs_worker index).
+SELECT w.*,
+       (SELECT count(*) FROM step_runs s WHERE s.worker_id = w.id AND s.status = 'running')
+           AS running
+FROM workers w WHERE w.expires_at > :now ORDER BY w.started_at, w.id;
 
 -- name: prune_workers
 DELETE FROM workers WHERE expires_at < :now - 86400;
