@@ -335,7 +335,7 @@ class Client:
 
     def update_workflow_run_status(
         self,
-        workflow_run_id: str,
+        workflow_run_id: str | uuid.UUID,
         status: RunStatus | str,
         *,
         result: Mapping[str, Any] | None = None,
@@ -378,7 +378,7 @@ class Client:
         task_name: Task | str,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, Any] | None = None,
-        workflow_run_id: str | None = None,
+        workflow_run_id: str | uuid.UUID | None = None,
         *,
         queue: str | None = None,
         priority: int | None = None,

@@ -125,8 +125,8 @@ def workflow_name_for(task_name: str) -> str:
 def step_id_for(task_name: str) -> str:
     """The call's step id: the task's last name (``etl.load`` -> ``load``)."""
     last = task_name.rsplit(".", 1)[-1]
-    step = re.sub(r"_+", "_", re.sub(r"[^A-Za-z0-9_-]", "_", last)).strip("_")
-    if not step or not (step[0].isalpha() or step[0] == "_") or step == WAIT_STEP:
+    step = re.sub(r"[^A-Za-z0-9]+", "_", last).strip("_")
+    if not step or not step[0].isalpha() or step == WAIT_STEP:
         return "call"
     return step
 

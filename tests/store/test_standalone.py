@@ -219,3 +219,15 @@ def test_cancel_reaches_a_call(client: Client) -> None:
     client.cancel(run_id, "not needed")
     with pytest.raises(RunFailedError, match="cancelled: Cancelled: not needed"):
         client.result(run_id)
+
+
+def test_task_enqueue_without_a_client_opens_one_on_legato_url(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEGATO_URL", db_url)
+    run_id = echo.enqueue("from the environment")
+    with Client(db_url) as client:
+        [claimed] = claim(client)
+        assert (claimed.run_id, claimed.args) == (run_id, ["from the environment"])
+        with pytest.raises(ParamError, match=r"client must be a legato\.Client"):
+            echo.enqueue(1, client="sqlite:///x.db")

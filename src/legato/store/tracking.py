@@ -63,6 +63,7 @@ def set_status(store: SQLStore, run_id: str, change: TrackedStatus, *, conn: Any
                 raise RunNotFoundError(f"no run with id {run_id!r}")
             current = RunStatus(row["status"])
             _check(run_id, row["kind"], current, change.status)
+            store.checkpoint("tracked_run_locked")
             changed = tx.one(
                 "set_tracked_status",
                 id=run_id,
@@ -148,6 +149,7 @@ def hold_parent(unit: Unit, parent_run_id: str) -> None:
         raise ConflictError(
             f"run {parent_run_id} is {status.value}: no task can be spawned into it"
         )
+    unit.store.checkpoint("tracked_run_locked")
 
 
 def _epoch(value: Any) -> float | None:
