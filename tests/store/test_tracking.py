@@ -17,6 +17,7 @@ from legato import (
     ParamError,
     RunNotFoundError,
     RunStatus,
+    StoreError,
     Worker,
     Workflow,
     WorkflowNotFoundError,
@@ -348,7 +349,9 @@ def test_conn_in_autocommit_mode_commits_alone_or_joins_an_open_transaction(
         assert count(client.store, "runs") == 1
 
 
-def test_conn_to_another_database_is_refused(pg_url: str, sqlite_url: str) -> None:
+def test_conn_to_another_database_or_in_a_failed_transaction_is_refused(
+    pg_url: str, sqlite_url: str
+) -> None:
     import psycopg
 
     from .helpers import pg_url_for
@@ -358,6 +361,11 @@ def test_conn_to_another_database_is_refused(pg_url: str, sqlite_url: str) -> No
             client.create_workflow_run("orders", "1", conn=conn)
         with pytest.raises(ParamError, match="takes a psycopg 3 connection"):
             client.create_workflow_run("orders", "1", conn=object())
+    with Client(pg_url) as client, psycopg.connect(pg_url) as broken:
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            broken.execute("SELECT 1 / 0")
+        with pytest.raises(StoreError, match="transaction has failed; roll it back"):
+            client.create_workflow_run("orders", "1", conn=broken)
     with Client(sqlite_url) as client:
         import sqlite3
 
