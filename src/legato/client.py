@@ -3,31 +3,29 @@
 Everything a run needs is decided here, before the one transaction that
 stores it: the spec is validated, tasks are looked up, params are bound and
 checked, and each step's policy is resolved. Bad input raises before
-anything is written.
+anything is written. Its methods for calling one task without a workflow
+come from :mod:`legato.standalone`, those for runs tracked from outside from
+:mod:`legato.tracking`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
-from legato import standalone, tracking
 from legato.catalog import find_workflow
 from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
 from legato.define.validate import known_tasks
-from legato.durations import parse_duration
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import (
     DefinitionError,
     ParamError,
-    RunFailedError,
     RunNotFoundError,
     UnknownTaskError,
     WaitTimeout,
@@ -35,10 +33,14 @@ from legato.errors import (
 from legato.model.definitions import Definition, DeployResult
 from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
-from legato.model.states import RunStatus, StepStatus
+from legato.model.states import StepStatus
+from legato.options import logical_date_option, moment_option, seconds_option
+from legato.options import tags_option as _tags
 from legato.payload import to_json
+from legato.standalone import CallSpecs, StandaloneCalls
 from legato.store import Store, open_store
-from legato.store.base import NewDefinition, NewRun, TrackedStatus
+from legato.store.base import NewDefinition, NewRun
+from legato.tracking import TrackedRuns
 
 __all__ = [
     "Client",
@@ -57,7 +59,7 @@ WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any] | str
 MIN_ID_PREFIX = 8
 
 
-class Client:
+class Client(StandaloneCalls, TrackedRuns):
     """A handle on one legato database.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://...``; without it,
@@ -88,7 +90,7 @@ class Client:
             migrate=migrate,
         )
         #: specs of standalone task calls, by task and shape of call
-        self._calls = standalone.CallSpecs()
+        self._calls = CallSpecs()
 
     @property
     def url(self) -> str:
@@ -175,243 +177,6 @@ class Client:
             store=self.store,
             url=self.url,
         ).spec
-
-    # -- standalone tasks and runs tracked from outside (legato.standalone, legato.tracking)
-
-    def enqueue(self, task: Task | str, /, *args: Any, **kwargs: Any) -> str:
-        """Call one task on a worker without writing a workflow; return its run's id.
-
-        ``task`` is a registered task or its name (then this process needs no code
-        when workers registered it). ``args`` and ``kwargs`` go to the task, but for
-        enqueue's own keywords (see :meth:`enqueue_with`): a task that takes one of
-        those names is called through :meth:`enqueue_with`. The call is a run of a
-        one-step workflow made for the task, with the task's retries, timeout, queue
-        and priority; :meth:`result` waits for its output.
-        """
-        name, code = standalone.resolve_task(task, self.registry)
-        kwargs, options = standalone.split_options(name, code, dict(kwargs))
-        return self.enqueue_with(task, args, kwargs, **options)
-
-    def enqueue_with(
-        self,
-        task: Task | str,
-        args: Iterable[Any] = (),
-        kwargs: Mapping[str, Any] | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        delay: float | str | None = None,
-        eta: datetime | date | str | None = None,
-        idempotency_key: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        created_by: str | None = None,
-        correlation_id: str | None = None,
-        conn: Any = None,
-    ) -> str:
-        """:meth:`enqueue` with the task's arguments apart from the options.
-
-        ``queue`` and ``priority`` replace the task's; ``delay`` (seconds or a
-        duration) or ``eta`` (a time; naive means UTC) holds the call back on a
-        durable timer until then. A repeated ``idempotency_key`` returns the first
-        call's run and starts nothing. ``conn``, the application's own connection
-        to this database (psycopg or sqlite3), makes the start part of its open
-        transaction: committed or rolled back with it.
-        """
-        delay_seconds = seconds_option(delay, "delay")
-        options = standalone.CallOptions(
-            queue=queue,
-            priority=priority,
-            delay=delay_seconds,
-            eta=moment_option(eta, "eta"),
-            idempotency_key=idempotency_key,
-            tags=_tags(tags),
-            created_by=created_by,
-            correlation_id=correlation_id,
-            conn=conn,
-        )
-        return self._start_call(task, list(args), kwargs or {}, options)
-
-    def _start_call(
-        self,
-        task: Task | str,
-        args: list[Any],
-        kwargs: Mapping[str, Any],
-        options: standalone.CallOptions,
-    ) -> str:
-        """Store the run of one task call, its spec built once per shape of call."""
-        name, code = standalone.resolve_task(task, self.registry)
-        if code is not None:
-            standalone.check_call(code, args, kwargs)
-        params = standalone.call_params(
-            name, args, kwargs, options, max_bytes=self.settings.max_payload_bytes
-        )
-        extra = {name: code} if code is not None else {}
-        spec, defaults = self._calls.get(
-            standalone.shape_of(name, args, options),
-            lambda spec: self.task_defaults_for(spec, extra),
-            local=code is not None,
-        )
-        new = NewRun(
-            spec=spec,
-            params=spec.bind_params(params),
-            steps=plan_new_run(spec.graph, defaults),
-            tags=dict(options.tags or {}),
-            created_by=options.created_by,
-            correlation_id=options.correlation_id,
-            idempotency_key=options.idempotency_key,
-            task_defaults=defaults,
-            kind="task",
-            parent_run_id=options.parent_run_id,
-            root_run_id=options.parent_run_id,  # an external run is its own root
-        )
-        run_id, _ = self.store.create_run(new, conn=options.conn)
-        return run_id
-
-    def result(
-        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 0.25
-    ) -> Any:
-        """What a run gave, once it has finished: a standalone task's output (see
-        :meth:`enqueue`), any other run's outputs.
-
-        Waits up to ``timeout`` seconds or a duration (``None``: as long as it takes;
-        ``0``: not at all), then raises :class:`WaitTimeout`. A run that failed or
-        was cancelled raises :class:`~legato.RunFailedError` carrying its error.
-        """
-        run = self.wait(run_id, timeout=timeout, poll_interval=poll_interval)
-        if run.status is RunStatus.COMPLETED:
-            if run.kind == "task":
-                return (run.outputs or {}).get(standalone.RESULT)
-            return run.outputs
-        calls = [s.task for s in run.steps.values() if s.kind == "task"]
-        what = f"task {calls[0]}" if run.kind == "task" and calls else f"workflow {run.workflow}"
-        raise RunFailedError(
-            f"run {run.id} ({what}) {run.status.value}: {run.error or 'no error recorded'}",
-            run_id=run.id,
-            status=run.status.value,
-            error=run.error,
-        )
-
-    def create_workflow_run(
-        self,
-        workflow_name: str,
-        workflow_version: str,
-        *,
-        inputs: Mapping[str, Any] | None = None,
-        created_by: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        workflow_hash: str | None = None,
-        correlation_id: str | None = None,
-        idempotency_key: str | None = None,
-        conn: Any = None,
-    ) -> str:
-        """Record a run of a workflow driven from outside legato; return its id.
-
-        The run has no steps: its creator reports its status with
-        :meth:`update_workflow_run_status` and may :meth:`spawn_task` tasks into it.
-        Names and versions follow the rules of every workflow's. It starts
-        ``pending``. ``conn`` as for :meth:`enqueue_with`.
-        """
-        spec = tracking.placeholder_spec(workflow_name, workflow_version)
-        if inputs is not None and not isinstance(inputs, Mapping):
-            raise ParamError(f"inputs must be a mapping, got {type(inputs).__name__}")
-        plain, _ = to_json(
-            dict(inputs or {}),
-            what=f"inputs of {spec.label}",
-            max_bytes=self.settings.max_payload_bytes,
-        )
-        new = NewRun(
-            spec=spec,
-            params=plain,
-            steps=[],
-            tags=_tags(tags),
-            created_by=created_by,
-            correlation_id=correlation_id,
-            idempotency_key=idempotency_key,
-            kind="external",
-            workflow_hash=tracking.workflow_hash_option(workflow_hash),
-        )
-        run_id, _ = self.store.create_run(new, conn=conn)
-        return run_id
-
-    def update_workflow_run_status(
-        self,
-        workflow_run_id: str | uuid.UUID,
-        status: RunStatus | str,
-        *,
-        result: Mapping[str, Any] | None = None,
-        error: BaseException | Mapping[str, Any] | str | None = None,
-        started_at: datetime | str | None = None,
-        completed_at: datetime | str | None = None,
-        task_count: int | None = None,
-        actor: str | None = None,
-        conn: Any = None,
-    ) -> None:
-        """Report the status of a run made by :meth:`create_workflow_run`.
-
-        Moves follow the run transition table: ``pending`` to ``running``,
-        ``completed``, ``failed`` or ``cancelled``; ``running`` to those or
-        ``paused``; ``paused`` to ``running`` or ``cancelled``; a finished run's
-        status is final. The same unfinished status again changes only the other
-        fields. ``result`` is the run's outputs by name; ``error`` (an exception,
-        a mapping with ``type``, ``message``, ``details``... or text) goes with
-        ``failed`` or ``cancelled``, and either cancels the tasks spawned into the
-        run that have not finished. Times default to now (naive means UTC).
-        ``conn`` as for :meth:`enqueue_with`. An illegal move, or a run driven by
-        its steps, raises :class:`~legato.ConflictError` naming why.
-        """
-        target = tracking.status_option(status)
-        found, details = tracking.error_option(error, target)
-        change = TrackedStatus(
-            status=target,
-            outputs=tracking.result_option(result, self.settings.max_payload_bytes),
-            error=found,
-            error_details=details,
-            started_at=moment_option(started_at, "started_at"),
-            finished_at=moment_option(completed_at, "completed_at"),
-            task_count=tracking.task_count_option(task_count),
-            actor=actor,
-        )
-        self.store.set_tracked_status(_run_id(workflow_run_id), change, conn=conn)
-
-    def spawn_task(
-        self,
-        task_name: Task | str,
-        params: Mapping[str, Any] | None = None,
-        headers: Mapping[str, Any] | None = None,
-        workflow_run_id: str | uuid.UUID | None = None,
-        *,
-        queue: str | None = None,
-        priority: int | None = None,
-        idempotency_key: str | None = None,
-        tags: Mapping[str, str] | None = None,
-        created_by: str | None = None,
-        conn: Any = None,
-    ) -> tracking.SpawnedTask:
-        """Queue a task (``params`` are its keyword arguments), linked to the run
-        ``workflow_run_id`` made by :meth:`create_workflow_run` if given; return
-        ``(task_id, run_id, workflow_run_id)``.
-
-        The task runs as :meth:`enqueue` runs it, as a run of its own whose parent
-        is the tracked run, so cancelling or failing that run cancels it. Its task
-        id and run id are one id. ``headers`` are kept with it (its run's
-        ``headers`` param), not passed to the task. ``conn`` as for
-        :meth:`enqueue_with`.
-        """
-        if params is not None and not isinstance(params, Mapping):
-            raise ParamError(f"params must be a mapping, got {type(params).__name__}")
-        parent = None if workflow_run_id is None else _run_id(workflow_run_id)
-        options = standalone.CallOptions(
-            queue=queue,
-            priority=priority,
-            idempotency_key=idempotency_key,
-            tags=_tags(tags),
-            created_by=created_by,
-            headers=headers,
-            parent_run_id=parent,
-            conn=conn,
-        )
-        run_id = self._start_call(task_name, [], dict(params or {}), options)
-        return tracking.SpawnedTask(run_id, run_id, parent)
 
     # -- deployed definitions ---------------------------------------------------------
 
@@ -639,14 +404,6 @@ def signal_waits(run: Run) -> dict[str, str]:
     }
 
 
-def seconds_option(value: Any, name: str, *, allow_zero: bool = True) -> float | None:
-    """A number of seconds or a duration, checked: finite, not negative (not zero if asked)."""
-    try:
-        return parse_duration(value, field=name, allow_zero=allow_zero)
-    except ValueError as exc:
-        raise ParamError(str(exc)) from None
-
-
 def unserved_note(steps: list[StepRun]) -> str:
     """``no live worker serves ...``: what to start so these queued steps run."""
     pairs = sorted({(s.task, s.queue) for s in steps})
@@ -672,35 +429,6 @@ def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
     )
 
 
-def logical_date_option(value: datetime | date | str | None) -> datetime | None:
-    """A run's logical date as an aware UTC datetime; text is ISO 8601, naive means UTC."""
-    return moment_option(value, "logical_date")
-
-
-def moment_option(value: datetime | date | str | None, name: str) -> datetime | None:
-    """A point in time given as ``name``, as an aware UTC datetime: a datetime, a date or
-    ISO 8601 text, read as UTC without an offset."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ParamError(
-                f"{name} {value!r} is not an ISO 8601 date or time "
-                "(2024-05-01, 2024-05-01T06:00:00+02:00)"
-            ) from None
-    elif not isinstance(value, datetime):
-        if not isinstance(value, date):
-            raise ParamError(
-                f"{name} must be a datetime, a date or ISO 8601 text, got {type(value).__name__}"
-            )
-        value = datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def task_defaults(task: Task) -> TaskDefaults:
     """What a registered task gives the steps that call it."""
     return TaskDefaults(
@@ -710,21 +438,3 @@ def task_defaults(task: Task) -> TaskDefaults:
         priority=task.priority,
         max_lost_attempts=task.max_lost_attempts,
     )
-
-
-def _run_id(value: Any) -> str:
-    """A full run id (text or a ``uuid.UUID``) in its stored form."""
-    try:
-        return str(uuid.UUID(str(value)))
-    except ValueError:
-        raise RunNotFoundError(f"no run with id {value!r} (not a run id)") from None
-
-
-def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    bad = [k for k, v in tags.items() if not isinstance(k, str) or not isinstance(v, str)]
-    if bad:
-        raise ParamError(f"tags are text keys and values; these are not: {bad!r}")
-    plain, _ = to_json(dict(tags), what="tags", max_bytes=64 * 1024)
-    return plain

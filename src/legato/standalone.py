@@ -7,7 +7,7 @@ the shape of the call (how many positional arguments, a queue or priority of
 its own, a delay), never on the values, which travel as the run's params
 (``args``, ``kwargs``); each shape's spec is built and checked once and cached,
 so starting a call costs one transaction. The task's output is the run's
-``result`` output.
+``result`` output. :class:`StandaloneCalls` holds the Client's methods.
 """
 
 from __future__ import annotations
@@ -17,16 +17,24 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Literal
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal
 
 from legato.define.tasks import TASK_NAME_PATTERN, Task, TaskRegistry
-from legato.engine.planner import TaskDefaults
-from legato.errors import ParamError, UnknownTaskError
+from legato.engine.planner import TaskDefaults, plan_new_run
+from legato.errors import ParamError, RunFailedError, UnknownTaskError
 from legato.model.spec import WorkflowSpec, check_priority
+from legato.model.states import RunStatus
+from legato.options import moment_option, seconds_option, tags_option
 from legato.payload import to_json
+from legato.store.base import NewRun
+
+if TYPE_CHECKING:
+    from legato.config import Settings
+    from legato.model.runs import Run
+    from legato.store import Store
 
 __all__ = [
     "CALL_VERSION",
@@ -35,6 +43,7 @@ __all__ = [
     "CallOptions",
     "CallShape",
     "CallSpecs",
+    "StandaloneCalls",
     "call_spec",
     "check_call",
     "resolve_task",
@@ -290,3 +299,133 @@ def shape_of(task_name: str, args: Sequence[Any], options: CallOptions) -> CallS
         wait=wait,
         headers=options.headers is not None,
     )
+
+
+class StandaloneCalls:
+    """The :class:`~legato.Client` methods that call one task without a workflow."""
+
+    store: Store
+    registry: TaskRegistry
+    settings: Settings
+    _calls: CallSpecs
+
+    if TYPE_CHECKING:  # the Client's own
+
+        def wait(
+            self, run_id: str, *, timeout: float | None = None, poll_interval: float = 0.25
+        ) -> Run: ...
+
+        def task_defaults_for(
+            self, spec: WorkflowSpec, extra: Mapping[str, Task] | None = None
+        ) -> dict[str, TaskDefaults]: ...
+
+    def enqueue(self, task: Task | str, /, *args: Any, **kwargs: Any) -> str:
+        """Call one task on a worker without writing a workflow; return its run's id.
+
+        ``task`` is a registered task or its name (then this process needs no code
+        when workers registered it). ``args`` and ``kwargs`` go to the task, but for
+        enqueue's own keywords (see :meth:`enqueue_with`): a task that takes one of
+        those names is called through :meth:`enqueue_with`. The call is a run of a
+        one-step workflow made for the task, with the task's retries, timeout, queue
+        and priority; :meth:`result` waits for its output.
+        """
+        name, code = resolve_task(task, self.registry)
+        kwargs, options = split_options(name, code, dict(kwargs))
+        return self.enqueue_with(task, args, kwargs, **options)
+
+    def enqueue_with(
+        self,
+        task: Task | str,
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay: float | str | None = None,
+        eta: datetime | date | str | None = None,
+        idempotency_key: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        created_by: str | None = None,
+        correlation_id: str | None = None,
+        conn: Any = None,
+    ) -> str:
+        """:meth:`enqueue` with the task's arguments apart from the options.
+
+        ``queue`` and ``priority`` replace the task's; ``delay`` (seconds or a
+        duration) or ``eta`` (a time; naive means UTC) holds the call back on a
+        durable timer until then. A repeated ``idempotency_key`` returns the first
+        call's run and starts nothing. ``conn``, the application's own connection
+        to this database (psycopg or sqlite3), makes the start part of its open
+        transaction: committed or rolled back with it.
+        """
+        delay_seconds = seconds_option(delay, "delay")
+        options = CallOptions(
+            queue=queue,
+            priority=priority,
+            delay=delay_seconds,
+            eta=moment_option(eta, "eta"),
+            idempotency_key=idempotency_key,
+            tags=tags_option(tags),
+            created_by=created_by,
+            correlation_id=correlation_id,
+            conn=conn,
+        )
+        return self._start_call(task, list(args), kwargs or {}, options)
+
+    def _start_call(
+        self,
+        task: Task | str,
+        args: list[Any],
+        kwargs: Mapping[str, Any],
+        options: CallOptions,
+    ) -> str:
+        """Store the run of one task call, its spec built once per shape of call."""
+        name, code = resolve_task(task, self.registry)
+        if code is not None:
+            check_call(code, args, kwargs)
+        params = call_params(name, args, kwargs, options, max_bytes=self.settings.max_payload_bytes)
+        extra = {name: code} if code is not None else {}
+        spec, defaults = self._calls.get(
+            shape_of(name, args, options),
+            lambda spec: self.task_defaults_for(spec, extra),
+            local=code is not None,
+        )
+        new = NewRun(
+            spec=spec,
+            params=spec.bind_params(params),
+            steps=plan_new_run(spec.graph, defaults),
+            tags=dict(options.tags or {}),
+            created_by=options.created_by,
+            correlation_id=options.correlation_id,
+            idempotency_key=options.idempotency_key,
+            task_defaults=defaults,
+            kind="task",
+            parent_run_id=options.parent_run_id,
+            root_run_id=options.parent_run_id,  # an external run is its own root
+        )
+        run_id, _ = self.store.create_run(new, conn=options.conn)
+        return run_id
+
+    def result(
+        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 0.25
+    ) -> Any:
+        """What a run gave, once it has finished: a standalone task's output (see
+        :meth:`enqueue`), any other run's outputs.
+
+        Waits up to ``timeout`` seconds or a duration (``None``: as long as it takes;
+        ``0``: not at all), then raises :class:`WaitTimeout`. A run that failed or
+        was cancelled raises :class:`~legato.RunFailedError` carrying its error.
+        """
+        run = self.wait(run_id, timeout=timeout, poll_interval=poll_interval)
+        if run.status is RunStatus.COMPLETED:
+            if run.kind == "task":
+                return (run.outputs or {}).get(RESULT)
+            return run.outputs
+        calls = [s.task for s in run.steps.values() if s.kind == "task"]
+        what = f"task {calls[0]}" if run.kind == "task" and calls else f"workflow {run.workflow}"
+        raise RunFailedError(
+            f"run {run.id} ({what}) {run.status.value}: {run.error or 'no error recorded'}",
+            run_id=run.id,
+            status=run.status.value,
+            error=run.error,
+        )
