@@ -139,6 +139,15 @@ def test_failing_it_keeps_the_error_and_cancels_its_unfinished_tasks(client: Cli
     assert cancelled.error is not None and "spawned into failed" in cancelled.error.message
 
 
+def test_cancel_ends_a_tracked_run_and_the_tasks_spawned_into_it(client: Client) -> None:
+    run_id = client.create_workflow_run("etl", "1")
+    spawned = client.spawn_task("store_suite.echo", {"x": 1}, workflow_run_id=run_id)
+    client.cancel(run_id, "not needed", actor="ops")
+    assert client.get(run_id, with_steps=False).status is RunStatus.CANCELLED
+    assert client.get(spawned.run_id, with_steps=False).status is RunStatus.CANCELLED
+    assert claim(client) == []
+
+
 def test_a_spawned_task_runs_as_a_standalone_call_linked_to_its_run(client: Client) -> None:
     workflow_run_id = client.create_workflow_run("orders", "3")
     spawned = client.spawn_task(
