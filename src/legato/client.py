@@ -3,7 +3,9 @@
 Everything a run needs is decided here, before the one transaction that
 stores it: the spec is validated, tasks are looked up, params are bound and
 checked, and each step's policy is resolved. Bad input raises before
-anything is written.
+anything is written. Its methods for calling one task without a workflow
+come from :mod:`legato.standalone`, those for runs tracked from outside from
+:mod:`legato.tracking`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from legato.catalog import find_workflow
@@ -19,7 +21,6 @@ from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
 from legato.define.validate import known_tasks
-from legato.durations import parse_duration
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import (
@@ -33,14 +34,19 @@ from legato.model.definitions import Definition, DeployResult
 from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
 from legato.model.states import StepStatus
+from legato.options import logical_date_option, moment_option, seconds_option
+from legato.options import tags_option as _tags
 from legato.payload import to_json
+from legato.standalone import CallSpecs, StandaloneCalls
 from legato.store import Store, open_store
 from legato.store.base import NewDefinition, NewRun
+from legato.tracking import TrackedRuns
 
 __all__ = [
     "Client",
     "WorkflowLike",
     "logical_date_option",
+    "moment_option",
     "seconds_option",
     "task_defaults",
     "unserved_note",
@@ -53,7 +59,7 @@ WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any] | str
 MIN_ID_PREFIX = 8
 
 
-class Client:
+class Client(StandaloneCalls, TrackedRuns):
     """A handle on one legato database.
 
     ``url`` is ``sqlite:///path.db`` or ``postgresql://...``; without it,
@@ -83,6 +89,8 @@ class Client:
             max_payload_bytes=settings.max_payload_bytes,
             migrate=migrate,
         )
+        #: specs of standalone task calls, by task and shape of call
+        self._calls = CallSpecs()
 
     @property
     def url(self) -> str:
@@ -396,14 +404,6 @@ def signal_waits(run: Run) -> dict[str, str]:
     }
 
 
-def seconds_option(value: Any, name: str, *, allow_zero: bool = True) -> float | None:
-    """A number of seconds or a duration, checked: finite, not negative (not zero if asked)."""
-    try:
-        return parse_duration(value, field=name, allow_zero=allow_zero)
-    except ValueError as exc:
-        raise ParamError(str(exc)) from None
-
-
 def unserved_note(steps: list[StepRun]) -> str:
     """``no live worker serves ...``: what to start so these queued steps run."""
     pairs = sorted({(s.task, s.queue) for s in steps})
@@ -429,30 +429,6 @@ def _as_spec(workflow: WorkflowLike) -> tuple[WorkflowSpec, dict[str, Task]]:
     )
 
 
-def logical_date_option(value: datetime | date | str | None) -> datetime | None:
-    """A run's logical date as an aware UTC datetime; text is ISO 8601, naive means UTC."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ParamError(
-                f"logical_date {value!r} is not an ISO 8601 date or time "
-                "(2024-05-01, 2024-05-01T06:00:00+02:00)"
-            ) from None
-    elif not isinstance(value, datetime):
-        if not isinstance(value, date):
-            raise ParamError(
-                "logical_date must be a datetime, a date or ISO 8601 text, "
-                f"got {type(value).__name__}"
-            )
-        value = datetime(value.year, value.month, value.day)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def task_defaults(task: Task) -> TaskDefaults:
     """What a registered task gives the steps that call it."""
     return TaskDefaults(
@@ -462,13 +438,3 @@ def task_defaults(task: Task) -> TaskDefaults:
         priority=task.priority,
         max_lost_attempts=task.max_lost_attempts,
     )
-
-
-def _tags(tags: Mapping[str, str] | None) -> dict[str, str]:
-    if not tags:
-        return {}
-    bad = [k for k, v in tags.items() if not isinstance(k, str) or not isinstance(v, str)]
-    if bad:
-        raise ParamError(f"tags are text keys and values; these are not: {bad!r}")
-    plain, _ = to_json(dict(tags), what="tags", max_bytes=64 * 1024)
-    return plain

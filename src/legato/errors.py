@@ -20,6 +20,7 @@
     │       ├── StaleAttemptError        a result arrived for an attempt no longer current
     │       ├── IdempotencyConflictError an idempotency key already started another run
     │       └── DefinitionConflictError  a deployed name and version already hold other content
+    ├── RunFailedError           the run whose result was asked for failed or was cancelled
     ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
     ├── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
     └── ShellError               a shell step's script exited with a non-zero code
@@ -28,6 +29,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -40,6 +42,7 @@ __all__ = [
     "LegatoError",
     "ParamError",
     "PayloadError",
+    "RunFailedError",
     "RunNotFoundError",
     "SchemaVersionError",
     "SecretError",
@@ -152,6 +155,20 @@ class DefinitionConflictError(ConflictError):
         self.existing_hash = existing
         self.new_hash = new
         super().__init__(message)
+
+
+class RunFailedError(LegatoError):
+    """The run whose result was asked for failed or was cancelled.
+
+    ``run_id`` and ``status`` say which and how; ``error`` is the run's error (a
+    :class:`~legato.StepError`: type, message, traceback, the step it came from).
+    """
+
+    def __init__(self, message: str, *, run_id: str, status: str, error: Any = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.status = status
+        self.error = error
 
 
 class WaitTimeout(LegatoError, TimeoutError):

@@ -213,3 +213,26 @@ def table_names(url: str) -> list[str]:
     with psycopg.connect(url) as pg:
         rows = pg.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return [r[0] for r in rows.fetchall()]
+
+
+def test_runs_made_outside_a_workflow_are_listed_and_shown(legato: Invoke, db_url: str) -> None:
+    from store.tasks import echo
+
+    with Client(db_url) as client:
+        tracked = client.create_workflow_run("data_pipeline", "1.0.0", inputs={"day": 1})
+        client.update_workflow_run_status(tracked, "running", task_count=2)
+        spawned = client.spawn_task(echo, {"x": 1}, workflow_run_id=tracked)
+    listed = legato("runs", "list", "--json", "--url", db_url)
+    assert listed.exit_code == 0, listed.output
+    kinds = {r["id"]: (r["kind"], r["workflow"], r["status"]) for r in json.loads(listed.stdout)}
+    assert kinds == {
+        tracked: ("external", "data_pipeline", "running"),
+        spawned.run_id: ("task", "store_suite_echo", "pending"),
+    }
+    shown = legato("runs", "show", tracked, "--url", db_url)
+    assert shown.exit_code == 0, shown.output
+    assert "data_pipeline@1.0.0" in shown.stdout and "running" in shown.stdout
+    shown = legato("runs", "show", spawned.run_id, "--url", db_url)
+    assert shown.exit_code == 0, shown.output
+    assert tracked in shown.stdout  # its parent run
+    assert "store_suite.echo" in shown.stdout

@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 
 from legato import Client, RunStatus, StepStatus, Workflow
-from legato.model.states import can_run_transition, can_step_transition
+from legato.model.states import RUN_TRANSITIONS, can_run_transition, can_step_transition
 from legato.payload import dumps
 from legato.store.queries import load_queries
 from legato.store.sql import SQLStore
+from legato.store.tracking import allowed_from
 
 from .helpers import ALL_TASKS, sql
 from .tasks import noop
@@ -200,12 +201,14 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
 
 #: queries that write a run's status
 RUN_WRITERS = {"start_runs", "finish_run"}
+#: queries that write the status of a run tracked from outside (its creator reports it)
+TRACKED_WRITERS = {"set_tracked_status"}
 
 
 def test_every_status_writing_query_is_checked_here() -> None:
     for dialect in ("sqlite", "postgres"):
         writing = {name for name, q in load_queries(dialect).items() if _writes_status(q)}
-        assert writing == STEP_QUERIES.keys() | RUN_WRITERS, dialect
+        assert writing == STEP_QUERIES.keys() | RUN_WRITERS | TRACKED_WRITERS, dialect
 
 
 def _check(kind: str, query: str, before: dict[str, str], after: list[Any]) -> set[Any]:
@@ -251,3 +254,54 @@ def test_run_status_writes_follow_the_table(client: Client, query: str) -> None:
     for params in calls:  # each on its own, so every target status is tried on every run
         changed |= _check("run", query, before, _probe(store, query, [params], RUNS))
     assert changed, f"{query} changed no run status at all: the probe does not reach it"
+
+
+def test_tracked_status_writes_follow_the_table(client: Client) -> None:
+    """Every target from every status, as ``set_tracked_status`` is called: with the
+    statuses it may move from, which the SQL must hold to whatever the caller checked."""
+    store: Any = client.store
+    before = _run_rows(client)
+    sql(store, "UPDATE runs SET kind = 'external'")
+    now = store.clock.now()
+    changed: set[Any] = set()
+    for run_id in before:
+        for status in RunStatus:
+            params = {
+                "id": run_id,
+                "status": status.value,
+                "allowed": allowed_from(status),
+                "outputs": None,
+                "error": None,
+                "started_at": None,
+                "finished_at": None,
+                "task_count": None,
+                "now": now,
+            }
+            changed |= _check(
+                "run",
+                "set_tracked_status",
+                before,
+                _probe(store, "set_tracked_status", [params], RUNS),
+            )
+    assert changed == set(RUN_TRANSITIONS)  # every move of the table, and no other
+
+
+def test_tracked_status_writes_never_touch_runs_driven_by_steps(client: Client) -> None:
+    store: Any = client.store
+    before = _run_rows(client)
+    now = store.clock.now()
+    for run_id in before:
+        for status in RunStatus:
+            params = {
+                "id": run_id,
+                "status": status.value,
+                "allowed": [s.value for s in RunStatus],
+                "outputs": None,
+                "error": None,
+                "started_at": None,
+                "finished_at": None,
+                "task_count": None,
+                "now": now,
+            }
+            after = dict(_probe(store, "set_tracked_status", [params], RUNS))
+            assert {str(k): v for k, v in after.items()} == before

@@ -23,6 +23,7 @@ PUBLIC = [
     "PayloadError",
     "RetryPolicy",
     "Run",
+    "RunFailedError",
     "RunNotFoundError",
     "RunStatus",
     "SchemaVersionError",

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from legato.builtin.shell import SHELL_TASK, run_shell
 from legato.durations import parse_duration
-from legato.errors import DefinitionError, UnknownTaskError
+from legato.errors import DefinitionError, ParamError, UnknownTaskError
 from legato.model.spec import (
     DEFAULT_MAX_LOST_ATTEMPTS,
     RetryPolicy,
@@ -78,6 +78,29 @@ class Task:
 
     def __repr__(self) -> str:
         return f"<Task {self.name}>"
+
+    def enqueue(self, *args: Any, **kwargs: Any) -> str:
+        """Call this task on a worker; return its run's id (``client.result`` waits for it).
+
+        Takes the task's arguments and :meth:`Client.enqueue <legato.Client.enqueue>`'s
+        options, and ``client=``: the :class:`~legato.Client` to start it with. Without
+        one, a client on ``LEGATO_URL`` (else ``legato.db`` here) is opened for the call
+        and closed: pass ``client=`` when enqueueing many.
+        """
+        from legato.client import Client
+
+        if "client" in kwargs and any(p.name == "client" for p in self.keyword_params()):
+            raise ParamError(
+                f"task {self.name} takes 'client', which enqueue reads as the client to use; "
+                "call client.enqueue_with(task, args=[...], kwargs={...}) instead"
+            )
+        client = kwargs.pop("client", None)
+        if client is None:
+            with Client() as own:
+                return own.enqueue(self, *args, **kwargs)
+        if not isinstance(client, Client):
+            raise ParamError(f"client must be a legato.Client, got {type(client).__name__}")
+        return client.enqueue(self, *args, **kwargs)
 
     @property
     def takes_arguments(self) -> bool:

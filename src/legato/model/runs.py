@@ -187,12 +187,18 @@ class Run:
     variables: dict[str, Any] = field(default_factory=dict)
     #: instance key -> step run, in the workflow's order; empty when fetched without steps
     steps: dict[str, StepRun] = field(default_factory=dict)
+    #: what drives it: ``workflow`` (its steps), ``task`` (one task call, started with
+    #: ``client.enqueue``) or ``external`` (tracked from outside: no steps, its status
+    #: set by its creator through ``client.update_workflow_run_status``)
+    kind: str = "workflow"
     #: the step of the parent run this run is the sub-workflow of
     parent_step: str | None = None
     root_run_id: str | None = None
     #: the time the run is for (a day's batch, a schedule's slot): ``run.logical_date``
     #: in expressions; by default the time it was created
     logical_date: datetime | None = None
+    #: the run's steps that call a task (map items included), as they unfold
+    task_count: int = 0
 
     @property
     def finished(self) -> bool:

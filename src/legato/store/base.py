@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from legato.config import Secrets
 from legato.engine.clock import Clock
@@ -31,8 +31,10 @@ __all__ = [
     "NewDefinition",
     "NewRun",
     "ReportOutcome",
+    "RunKind",
     "StepResult",
     "Store",
+    "TrackedStatus",
     "Tx",
     "WorkerInfo",
     "new_run_id",
@@ -46,6 +48,10 @@ def new_run_id() -> str:
     value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
+
+
+#: what drives a run: its steps, one task call, or its creator outside legato
+RunKind = Literal["workflow", "task", "external"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,29 @@ class NewRun:
     #: the time the run is for (``run.logical_date``); ``None``: its created time
     logical_date: datetime | None = None
     run_id: str = field(default_factory=new_run_id)
+    #: ``workflow`` (driven by its steps), ``task`` (a standalone task call) or
+    #: ``external`` (tracked from outside: no steps, its status set by its creator)
+    kind: RunKind = "workflow"
+    #: the hash an external run's creator gave for its definition
+    workflow_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackedStatus:
+    """A status an external run's creator reports, with what comes with it.
+
+    ``None`` leaves a field as it is. Times are aware datetimes.
+    """
+
+    status: RunStatus
+    outputs: dict[str, Any] | None = None
+    error: StepError | None = None
+    #: the error's fields beyond type, message and traceback, kept with it
+    error_details: dict[str, Any] | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    task_count: int | None = None
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,13 +273,28 @@ class Store(abc.ABC):
         """The newest migration applied, 0 for an empty database."""
 
     @abc.abstractmethod
-    def create_run(self, new: NewRun) -> tuple[str, bool]:
+    def create_run(self, new: NewRun, *, conn: Any = None) -> tuple[str, bool]:
         """Atomically store the spec, the run, its steps (roots queued) and their events.
 
         Returns ``(run_id, True)``, or ``(existing_id, False)`` when a run with the
         same idempotency key, workflow and params exists; then nothing is written.
         The same key with another workflow or other params raises
-        :class:`~legato.errors.IdempotencyConflictError`.
+        :class:`~legato.errors.IdempotencyConflictError`. An ``external`` run gets
+        no steps. A run linked to a parent run but to no step of it (a task
+        spawned into an external run) needs that parent external and unfinished,
+        held locked while the run is stored. With ``conn`` (the caller's own
+        connection to this database) the writes join the caller's transaction:
+        committed or rolled back with it.
+        """
+
+    @abc.abstractmethod
+    def set_tracked_status(self, run_id: str, change: TrackedStatus, *, conn: Any = None) -> None:
+        """Set an external run's status (and result, error, times, task count) as its
+        creator reports it, through the transition table. A run driven by its steps,
+        a move the table does not allow, or any change to a finished run raises
+        :class:`~legato.errors.ConflictError`; failing or cancelling the run cancels
+        the task runs spawned into it that are not finished. ``conn`` as for
+        :meth:`create_run`.
         """
 
     @abc.abstractmethod

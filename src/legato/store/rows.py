@@ -15,14 +15,22 @@ __all__ = ["run_from_row", "step_from_row"]
 
 
 def run_from_row(
-    store: SQLStore, row: dict[str, Any], step_rows: list[dict[str, Any]], total: int, done: int
+    store: SQLStore,
+    row: dict[str, Any],
+    step_rows: list[dict[str, Any]],
+    total: int,
+    done: int,
+    tasks: int = 0,
 ) -> Run:
     """A run row (and its step rows) as the :class:`~legato.Run` readers get."""
+    if row.get("task_count") is not None:  # reported by an external run's creator
+        tasks = int(row["task_count"])
     return Run(
         id=store._id(row["id"]) or "",
         workflow=row["workflow_name"],
         version=row["workflow_version"],
-        workflow_hash=row["spec_hash"],
+        # an external run's is the hash its creator gave, if any
+        workflow_hash=row.get("workflow_hash") or row["spec_hash"],
         status=RunStatus(row["status"]),
         params=store._json(row["params"]),
         outputs=store._json(row["outputs"]),
@@ -37,12 +45,14 @@ def run_from_row(
         finished_at=store._ts(row["finished_at"]),
         steps_total=total,
         steps_done=done,
+        task_count=tasks,
         variables=store._json(row["variables"]) or {},
         parent_step=row["parent_step"],
         root_run_id=store._id(row["root_run_id"]),
         # runs created before logical dates were kept read their created time
         logical_date=store._ts(row["logical_date"]) or store._ts(row["created_at"]),
         steps={s["key"]: step_from_row(store, s) for s in step_rows},
+        kind=row.get("kind") or "workflow",
     )
 
 

@@ -36,7 +36,7 @@ from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
 from legato.store import definitions as _definitions
-from legato.store import operations
+from legato.store import operations, tracking
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
@@ -45,6 +45,7 @@ from legato.store.base import (
     ReportOutcome,
     StepResult,
     Store,
+    TrackedStatus,
     Tx,
     WorkerInfo,
 )
@@ -106,6 +107,18 @@ class SQLStore(RunCaches, Store):
         """One transaction; ``write=False`` promises only reads (no write lock on SQLite)."""
 
     @abc.abstractmethod
+    def _joined(self, conn: Any) -> AbstractContextManager[Tx]:
+        """The caller's transaction on its own connection ``conn`` to this database:
+        the writes are kept apart by a savepoint (undone alone if they fail) and
+        committed or rolled back with the caller's transaction, never here. A
+        connection with no transaction open in autocommit mode gets one of its own,
+        committed at the end. Memory learns nothing from it (its commit is unseen)."""
+
+    def transaction_for(self, conn: Any = None) -> AbstractContextManager[Tx]:
+        """A transaction of this store's own, or the caller's on ``conn`` (:meth:`_joined`)."""
+        return self._transaction() if conn is None else self._joined(conn)
+
+    @abc.abstractmethod
     def _ts(self, value: Any) -> datetime | None:
         """A stored timestamp as an aware UTC datetime."""
 
@@ -142,18 +155,20 @@ class SQLStore(RunCaches, Store):
 
     # -- runs -----------------------------------------------------------------
 
-    def create_run(self, new: NewRun) -> tuple[str, bool]:
-        return self.retrying(lambda hints: self._create_run(new, hints))
+    def create_run(self, new: NewRun, *, conn: Any = None) -> tuple[str, bool]:
+        return self.retrying(lambda hints: self._create_run(new, hints, conn))
 
-    def _create_run(self, new: NewRun, hints: set[str]) -> tuple[str, bool]:
+    def _create_run(self, new: NewRun, hints: set[str], conn: Any = None) -> tuple[str, bool]:
         from legato.store.unit import Unit
 
-        with self._transaction() as tx:
+        with self.transaction_for(conn) as tx:
             if new.idempotency_key is not None:  # a repeat writes nothing, not even its spec
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 if existing is not None:
                     return self._repeat_of(existing, new), False
             unit = Unit(self, tx, hints)
+            if new.parent_run_id is not None and new.parent_step is None:
+                tracking.hold_parent(unit, new.parent_run_id)
             if not self._insert_run(unit, new):  # another transaction took the key since
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 assert existing is not None
@@ -227,6 +242,8 @@ class SQLStore(RunCaches, Store):
             idempotency_key=new.idempotency_key,
             task_defaults=dumps(task_defaults),
             logical_date=None if new.logical_date is None else new.logical_date.timestamp(),
+            kind=new.kind,
+            workflow_hash=new.workflow_hash,
             now=self.clock.now(),
         )
         if row is None:
@@ -256,9 +273,12 @@ class SQLStore(RunCaches, Store):
                     if new.parent_run_id
                     else {}
                 ),
+                **({"kind": new.kind} if new.kind != "workflow" else {}),
+                **({"workflow_hash": new.workflow_hash} if new.workflow_hash else {}),
             },
         )
-        unit.progress.open_scope(new.run_id, "", Place(), "", 0, rows=list(new.steps))
+        if new.kind != "external":  # a run tracked from outside has no steps to unfold
+            unit.progress.open_scope(new.run_id, "", Place(), "", 0, rows=list(new.steps))
         return True
 
     def _repeat_of(self, existing: dict[str, Any], new: NewRun) -> str:
@@ -476,6 +496,9 @@ class SQLStore(RunCaches, Store):
 
     def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
         operations.cancel(self, run_id, reason, actor=actor)
+
+    def set_tracked_status(self, run_id: str, change: TrackedStatus, *, conn: Any = None) -> None:
+        tracking.set_status(self, run_id, change, conn=conn)
 
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None

@@ -23,7 +23,8 @@ ON CONFLICT (hash) DO NOTHING;
 SELECT spec::text AS spec FROM workflow_specs WHERE hash = %(hash)s;
 
 -- A workflow named by a sub-workflow step: the newest deployed definition
--- (of the version, if given), else the newest spec a run stored.
+-- (of the version, if given), else the newest spec a run stored. A spec with
+-- no steps stands for a workflow tracked from outside: never one to start.
 -- name: newest_spec
 SELECT spec FROM (
     SELECT s.spec::text AS spec, 0 AS stored, d.deployed_at AS at, d.seq
@@ -32,6 +33,7 @@ SELECT spec FROM (
     UNION ALL
     SELECT spec::text, 1, created_at, 0 FROM workflow_specs
     WHERE name = %(name)s AND (%(version)s::text IS NULL OR version = %(version)s::text)
+      AND json_array_length(spec -> 'steps') > 0
 ) AS candidates
 ORDER BY stored, at DESC, seq DESC
 LIMIT 1;
@@ -60,13 +62,14 @@ LIMIT 1;
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
                   created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
-                  root_run_id, task_defaults, logical_date, created_at, updated_at)
+                  root_run_id, task_defaults, logical_date, kind, workflow_hash,
+                  created_at, updated_at)
 VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending',
         %(params)s::json, %(tags)s::jsonb, %(created_by)s, %(correlation_id)s,
         %(idempotency_key)s, %(parent_run_id)s, %(parent_step)s, %(root_run_id)s,
         %(task_defaults)s::json,
         COALESCE(to_timestamp(%(logical_date)s::double precision), legato_now()),
-        legato_now(), legato_now())
+        %(kind)s, %(workflow_hash)s, legato_now(), legato_now())
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, created_at, logical_date;
 
@@ -565,3 +568,24 @@ FROM workers w WHERE w.expires_at > legato_now() ORDER BY w.started_at, w.id;
 
 -- name: prune_workers
 DELETE FROM workers WHERE expires_at < legato_now() - interval '1 day';
+
+-- Runs tracked from outside (create_workflow_run) --------------------------------
+
+-- A tracked run's status as its creator reports it, with its result, error,
+-- times and task count. `allowed` lists the statuses it may move from (the
+-- transition table's, and the target itself while unfinished: an update of
+-- the other fields); a run driven by its steps is never touched.
+-- name: set_tracked_status
+UPDATE runs
+SET status = %(status)s,
+    outputs = COALESCE(%(outputs)s::json, outputs),
+    error = COALESCE(%(error)s::json, error),
+    started_at = COALESCE(to_timestamp(%(started_at)s::double precision), started_at,
+                          CASE WHEN %(status)s IN ('running', 'paused') THEN legato_now() END),
+    finished_at = CASE WHEN %(status)s IN ('completed', 'failed', 'cancelled')
+                       THEN COALESCE(to_timestamp(%(finished_at)s::double precision),
+                                     legato_now()) END,
+    task_count = COALESCE(%(task_count)s, task_count),
+    updated_at = legato_now()
+WHERE id = %(id)s AND kind = 'external' AND status = ANY(%(allowed)s::text[])
+RETURNING id, status;

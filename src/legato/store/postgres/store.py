@@ -13,13 +13,20 @@ import functools
 import re
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
 from legato.engine.clock import Clock
-from legato.errors import ConfigError, DatabaseUnavailableError, SchemaVersionError, StoreError
+from legato.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    ParamError,
+    SchemaVersionError,
+    StoreError,
+)
 from legato.store.base import Tx
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore, TransactionRetry
@@ -28,6 +35,7 @@ try:
     import psycopg
     from psycopg import errors as pg_errors
     from psycopg import sql
+    from psycopg.pq import TransactionStatus
     from psycopg.rows import dict_row
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -100,6 +108,9 @@ class PostgresStore(SQLStore):
         self._listen_lock = threading.Lock()
         self._listen_conn: psycopg.Connection[Any] | None = None
         self._closed = False
+        #: callers' connections found to reach this database (``conn=``)
+        self._joinable: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+        self._dbname: str | None = None
         #: transactions run again after a deadlock or serialisation failure
         self.conflict_retries = 0
         reason = _connect_error(self._conninfo)  # fail fast, with the server's reason
@@ -130,18 +141,84 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
-                if self.clock.offset:
-                    cur.execute(
-                        "SELECT set_config('legato.clock_offset', %s, true)",
-                        (repr(float(self.clock.offset)),),
-                    )
-                tx = _PgTx(cur, self._queries)
+        with self._mapped_errors(), self._pool.connection() as conn, conn.cursor() as cur:
+            tx = self._begun(cur)
+            yield tx
+            if tx.wakes_workers:
+                cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+        tx.committed()  # leaving the block committed
+
+    @contextmanager
+    def _joined(self, conn: Any) -> Iterator[Tx]:
+        if not isinstance(conn, psycopg.Connection):
+            raise ParamError(
+                f"conn= takes a psycopg 3 connection (psycopg.Connection) to {_safe(self.url)}, "
+                f"got {type(conn).__name__}"
+            )
+        state = conn.info.transaction_status
+        if state is TransactionStatus.INERROR:
+            raise StoreError(
+                "conn=: the connection's transaction has failed; roll it back before "
+                "writing through it"
+            )
+        if state not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+            raise StoreError(
+                f"conn=: the connection is {state.name.lower()}, not ready for a write"
+            )
+        own = state is TransactionStatus.IDLE and conn.autocommit  # no transaction to join
+        with (
+            self._mapped_errors(),
+            conn.transaction() if own else nullcontext(),
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            self._check_joined(conn, cur)
+            if not own:
+                cur.execute("SAVEPOINT legato_write")  # begins the caller's, if none is open
+            try:
+                tx = self._begun(cur)
                 yield tx
-                if tx.wakes_workers:
+                if tx.wakes_workers:  # PostgreSQL sends it when the caller commits
                     cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-            tx.committed()  # leaving the block committed
+            except BaseException:
+                if not own and not conn.closed:
+                    cur.execute("ROLLBACK TO SAVEPOINT legato_write")
+                    cur.execute("RELEASE SAVEPOINT legato_write")
+                raise
+            if not own:
+                cur.execute("RELEASE SAVEPOINT legato_write")
+        if own:
+            tx.committed()
+
+    def _check_joined(self, conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any]) -> None:
+        """Refuse a connection to another database than this store's (checked once each)."""
+        if conn in self._joinable:
+            return
+        if self._dbname is None:
+            with self._pool.connection() as own:
+                row = own.execute("SELECT current_database() AS db").fetchone()
+                self._dbname = row["db"] if row else ""
+        row = cur.execute("SELECT current_database() AS db").fetchone()
+        if row is None or row["db"] != self._dbname:
+            raise ParamError(
+                f"conn= is connected to database {row['db'] if row else '?'!r}, not to "
+                f"{self._dbname!r} where this client keeps its runs ({_safe(self.url)})"
+            )
+        self._joinable.add(conn)
+
+    def _begun(self, cur: psycopg.Cursor[Any]) -> _PgTx:
+        """A transaction's named queries on ``cur``, its clock set (``legato_now()``)."""
+        if self.clock.offset:
+            cur.execute(
+                "SELECT set_config('legato.clock_offset', %s, true)",
+                (repr(float(self.clock.offset)),),
+            )
+        return _PgTx(cur, self._queries)
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """PostgreSQL's errors as legato's: the one place they are mapped."""
+        try:
+            yield
         except pg_errors.LockNotAvailable as exc:
             # A run's row was needed mid-way and another transaction held it (NOWAIT):
             # the unit has noted which, and the transaction runs again taking it first.

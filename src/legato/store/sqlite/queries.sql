@@ -15,7 +15,8 @@ ON CONFLICT (hash) DO NOTHING;
 SELECT spec FROM workflow_specs WHERE hash = :hash;
 
 -- A workflow named by a sub-workflow step: the newest deployed definition
--- (of the version, if given), else the newest spec a run stored.
+-- (of the version, if given), else the newest spec a run stored. A spec with
+-- no steps stands for a workflow tracked from outside: never one to start.
 -- name: newest_spec
 SELECT spec FROM (
     SELECT s.spec, 0 AS stored, d.deployed_at AS at, d.seq
@@ -24,6 +25,7 @@ SELECT spec FROM (
     UNION ALL
     SELECT spec, 1, created_at, 0 FROM workflow_specs
     WHERE name = :name AND (:version IS NULL OR version = :version)
+      AND json_array_length(spec, '$.steps') > 0
 )
 ORDER BY stored, at DESC, seq DESC
 LIMIT 1;
@@ -52,10 +54,12 @@ LIMIT 1;
 -- name: insert_run
 INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
                   created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
-                  root_run_id, task_defaults, logical_date, created_at, updated_at)
+                  root_run_id, task_defaults, logical_date, kind, workflow_hash,
+                  created_at, updated_at)
 VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, :tags,
         :created_by, :correlation_id, :idempotency_key, :parent_run_id, :parent_step,
-        :root_run_id, :task_defaults, COALESCE(:logical_date, :now), :now, :now)
+        :root_run_id, :task_defaults, COALESCE(:logical_date, :now), :kind, :workflow_hash,
+        :now, :now)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, created_at, logical_date;
 
@@ -486,3 +490,23 @@ FROM workers w WHERE w.expires_at > :now ORDER BY w.started_at, w.id;
 
 -- name: prune_workers
 DELETE FROM workers WHERE expires_at < :now - 86400;
+
+-- Runs tracked from outside (create_workflow_run) --------------------------------
+
+-- A tracked run's status as its creator reports it, with its result, error,
+-- times and task count. `allowed` lists the statuses it may move from (the
+-- transition table's, and the target itself while unfinished: an update of
+-- the other fields); a run driven by its steps is never touched.
+-- name: set_tracked_status
+UPDATE runs
+SET status = :status,
+    outputs = COALESCE(:outputs, outputs),
+    error = COALESCE(:error, error),
+    started_at = COALESCE(:started_at, started_at,
+                          CASE WHEN :status IN ('running', 'paused') THEN :now END),
+    finished_at = CASE WHEN :status IN ('completed', 'failed', 'cancelled')
+                       THEN COALESCE(:finished_at, :now) END,
+    task_count = COALESCE(:task_count, task_count),
+    updated_at = :now
+WHERE id = :id AND kind = 'external' AND status IN (SELECT value FROM json_each(:allowed))
+RETURNING id, status;

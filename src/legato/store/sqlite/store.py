@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from legato.engine.clock import Clock
-from legato.errors import ConfigError, DatabaseUnavailableError, SchemaVersionError, StoreError
+from legato.errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    ParamError,
+    SchemaVersionError,
+    StoreError,
+)
 from legato.store.base import Tx
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore
@@ -119,7 +125,7 @@ class _SharedWake:
 
 
 class _SQLiteTx(Tx):
-    def __init__(self, conn: sqlite3.Connection, queries: dict[str, str]) -> None:
+    def __init__(self, conn: sqlite3.Connection | sqlite3.Cursor, queries: dict[str, str]) -> None:
         super().__init__()
         self.conn = conn
         self.queries = queries
@@ -249,6 +255,66 @@ class SQLiteStore(SQLStore):
         if tx.wakes_workers:
             self._wakeup.notify()
             self._shared_wake.bump()
+
+    @contextmanager
+    def _joined(self, conn: Any) -> Iterator[Tx]:
+        if not isinstance(conn, sqlite3.Connection):
+            raise ParamError(
+                f"conn= takes a sqlite3 connection to {self.path}, got {type(conn).__name__}"
+            )
+        self._check_joined(conn)
+        # No transaction to join (autocommit mode): the write gets one of its own.
+        own = not conn.in_transaction and (
+            getattr(conn, "autocommit", None) is True
+            or (getattr(conn, "autocommit", -1) == -1 and conn.isolation_level is None)
+        )
+        cur = conn.cursor()
+        cur.row_factory = sqlite3.Row
+        try:
+            if own:
+                self._begin(conn)
+            elif not conn.in_transaction:
+                # The caller's transaction, begun now (it would have been at its next
+                # write), taking the write lock at once rather than failing half-way.
+                cur.execute("BEGIN IMMEDIATE")
+            cur.execute("SAVEPOINT legato_write")
+            tx = _SQLiteTx(cur, self._queries)
+            try:
+                yield tx
+            except BaseException:
+                if conn.in_transaction:  # SQLite may have rolled it all back already
+                    cur.execute("ROLLBACK TO legato_write")
+                    cur.execute("RELEASE legato_write")
+                    if own:
+                        cur.execute("ROLLBACK")
+                raise
+            cur.execute("RELEASE legato_write")
+            if own:
+                cur.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _passing(exc):
+                raise DatabaseUnavailableError(f"SQLite database {self.path}: {exc}") from None
+            raise StoreError(f"SQLite refused the operation: {exc}") from None
+        finally:
+            cur.close()
+        if own:
+            tx.committed()
+            if tx.wakes_workers:
+                self._wakeup.notify()
+
+    def _check_joined(self, conn: sqlite3.Connection) -> None:
+        """Refuse a connection to another file than this store's."""
+        try:
+            rows = conn.execute("PRAGMA database_list").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"conn=: cannot read the connection's database: {exc}") from None
+        files = [str(row[2]) for row in rows if row[1] == "main"]
+        found = files[0] if files else ""
+        if not found or str(Path(found).resolve()) != self.path:
+            raise ParamError(
+                f"conn= is connected to {found or 'a database in memory'!r}, not to "
+                f"{self.path} where this client keeps its runs"
+            )
 
     def _begin(self, conn: sqlite3.Connection) -> None:
         deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000 * 2

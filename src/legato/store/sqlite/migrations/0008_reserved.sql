@@ -1,0 +1,2 @@
+-- Reserved for the search migration, which replaces this file.
+SELECT 1;
