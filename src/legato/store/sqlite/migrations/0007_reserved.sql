@@ -1,0 +1,2 @@
+-- Reserved for the run operations migration, which replaces this file.
+SELECT 1;
