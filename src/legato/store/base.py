@@ -20,6 +20,7 @@ from legato.engine.clock import Clock
 from legato.engine.planner import NewInstance, TaskDefaults
 from legato.model.definitions import Definition, DeployStatus
 from legato.model.runs import Event, Run, StepError
+from legato.model.search import Order, RunFilter, RunPage
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus
 
@@ -266,6 +267,22 @@ class Store(abc.ABC):
         """Runs, newest first, without their steps."""
 
     @abc.abstractmethod
+    def search_runs(
+        self,
+        where: RunFilter,
+        *,
+        order: Order = "newest",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Up to ``limit`` runs matching every filter of ``where``, newest (or oldest)
+        first by start time, without their steps; after ``cursor`` (the ``next_cursor``
+        of the page before) if given. The next page starts after this one's last run,
+        so runs started meanwhile never shift it. A cursor this store did not
+        return raises :class:`~legato.errors.ParamError`.
+        """
+
+    @abc.abstractmethod
     def run_events(self, run_id: str) -> list[Event]:
         """The run's history, oldest first."""
 
@@ -394,6 +411,11 @@ class Tx(abc.ABC):
 
     @abc.abstractmethod
     def many(self, query: str, rows: list[dict[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        """Rows of a statement composed from checked pieces (a search), not a named query;
+        its values are bound ``params``, and it is planned for them every time."""
 
     def __init__(self) -> None:
         self._unclaimed: set[tuple[str, str]] = set()

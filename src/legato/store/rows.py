@@ -15,7 +15,12 @@ __all__ = ["run_from_row", "step_from_row"]
 
 
 def run_from_row(
-    store: SQLStore, row: dict[str, Any], step_rows: list[dict[str, Any]], total: int, done: int
+    store: SQLStore,
+    row: dict[str, Any],
+    step_rows: list[dict[str, Any]],
+    total: int,
+    done: int,
+    tasks: int = 0,
 ) -> Run:
     """A run row (and its step rows) as the :class:`~legato.Run` readers get."""
     return Run(
@@ -37,6 +42,7 @@ def run_from_row(
         finished_at=store._ts(row["finished_at"]),
         steps_total=total,
         steps_done=done,
+        task_count=tasks,
         variables=store._json(row["variables"]) or {},
         parent_step=row["parent_step"],
         root_run_id=store._id(row["root_run_id"]),

@@ -32,11 +32,12 @@ from legato.errors import (
 from legato.model.definitions import Definition, DeployStatus
 from legato.model.graph import Graph
 from legato.model.runs import Event, Run
+from legato.model.search import Order, RunFilter, RunPage
 from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
 from legato.store import definitions as _definitions
-from legato.store import operations
+from legato.store import operations, search
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
@@ -289,10 +290,11 @@ class SQLStore(RunCaches, Store):
                 counted = [s for s in steps if s["kind"] not in _SCOPE_ROWS]
                 total = len(counted)
                 done = sum(1 for s in counted if s["status"] in _FINISHED)
+                tasks = sum(1 for s in counted if s["kind"] == "task")
             else:
                 steps = []
-                total, done = self._counts(tx, [run_id]).get(run_id, (0, 0))
-        return run_from_row(self, row, steps, total, done)
+                total, done, tasks = self._counts(tx, [run_id]).get(run_id, (0, 0, 0))
+        return run_from_row(self, row, steps, total, done, tasks)
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         text = prefix.strip().lower()
@@ -319,16 +321,34 @@ class SQLStore(RunCaches, Store):
             rows = tx.all("list_runs", status=status, workflow=workflow, limit=int(limit))
             counts = self._counts(tx, [self._id(row["id"]) or "" for row in rows])
         return [
-            run_from_row(self, row, [], *counts.get(self._id(row["id"]) or "", (0, 0)))
+            run_from_row(self, row, [], *counts.get(self._id(row["id"]) or "", (0, 0, 0)))
             for row in rows
         ]
 
-    def _counts(self, tx: Tx, run_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Steps (instances, not scope rows) and those finished (in a final state), by run."""
+    def search_runs(
+        self,
+        where: RunFilter,
+        *,
+        order: Order = "newest",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        return search.search_runs(self, where, order=order, limit=limit, cursor=cursor)
+
+    def _counts(self, tx: Tx, run_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        """Steps (instances, not scope rows), those finished (in a final state) and those
+        calling a task, by run."""
         if not run_ids:
             return {}
         rows = tx.all("step_counts", ids=self._list(run_ids))
-        return {self._id(r["run_id"]) or "": (int(r["total"]), int(r["done"] or 0)) for r in rows}
+        return {
+            self._id(r["run_id"]) or "": (
+                int(r["total"]),
+                int(r["done"] or 0),
+                int(r["tasks"] or 0),
+            )
+            for r in rows
+        }
 
     def run_events(self, run_id: str) -> list[Event]:
         run_id = self._check_run_id(run_id)

@@ -111,7 +111,8 @@ LIMIT %(limit)s;
 
 -- name: step_counts
 SELECT run_id, COUNT(*) AS total,
-       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped', 'failed', 'cancelled')) AS done
+       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped', 'failed', 'cancelled')) AS done,
+       COUNT(*) FILTER (WHERE kind = 'task') AS tasks
 FROM step_runs
 WHERE run_id = ANY(%(ids)s::uuid[]) AND kind NOT IN ('item', 'iteration')
 GROUP BY run_id;

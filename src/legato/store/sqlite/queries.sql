@@ -97,7 +97,8 @@ LIMIT :limit;
 -- name: step_counts
 SELECT run_id, COUNT(*) AS total,
        SUM(CASE WHEN status IN ('completed', 'skipped', 'failed', 'cancelled') THEN 1 ELSE 0 END)
-           AS done
+           AS done,
+       SUM(CASE WHEN kind = 'task' THEN 1 ELSE 0 END) AS tasks
 FROM step_runs
 WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind NOT IN ('item', 'iteration')
 GROUP BY run_id;

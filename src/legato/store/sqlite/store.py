@@ -80,6 +80,9 @@ class _SQLiteTx(Tx):
         if rows:
             self.conn.executemany(self.queries[query], rows)
 
+    def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(statement, params).fetchall()]
+
 
 class SQLiteStore(SQLStore):
     dialect = "sqlite"
