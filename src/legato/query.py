@@ -30,7 +30,7 @@ from typing import Any
 
 from legato.durations import parse_duration
 from legato.errors import ParamError
-from legato.model.search import RunFilter, ago, moment
+from legato.model.search import STATUS_NAMES, RunFilter, ago, moment
 from legato.model.states import RunStatus
 
 __all__ = ["FIELDS", "parse_query"]
@@ -138,8 +138,8 @@ def _tokens(query: str) -> list[_Token]:
             rest, pos = _quoted(query, pos)
         if not rest:
             raise ParamError(
-                f"query: {word!r} at character {start + 1} needs a value after the colon "
-                f"(e.g. {_EXAMPLES[field]})"
+                f"query: {query[start:pos]!r} at character {start + 1} needs a value after "
+                f"the colon (e.g. {_EXAMPLES[field]})"
             )
         tokens.append(_Token(field, rest, query[start:pos], start + 1))
     return tokens
@@ -199,8 +199,7 @@ def _statuses(token: _Token) -> list[str]:
     known = [s.value for s in RunStatus]
     for value in values:
         if value not in known:
-            expected = ", ".join(known)
-            raise _error(token, f"unknown run status {value!r}; expected {expected}")
+            raise _error(token, f"unknown run status {value!r}; expected {STATUS_NAMES}")
     return values
 
 

@@ -23,6 +23,7 @@ PUBLIC = [
     "PayloadError",
     "RetryPolicy",
     "Run",
+    "RunPage",
     "RunNotFoundError",
     "RunStatus",
     "SchemaVersionError",

@@ -23,6 +23,7 @@ __all__ = [
     "MAX_TAGS",
     "MAX_TERMS",
     "MIN_TERM_CHARS",
+    "STATUS_NAMES",
     "Order",
     "RunFilter",
     "RunPage",
@@ -39,7 +40,8 @@ MAX_TERM_CHARS = 200
 MAX_TERMS = 8
 MAX_TAGS = 10
 
-_STATUSES = ", ".join(s.value for s in RunStatus)
+#: the run statuses, as a message lists them
+STATUS_NAMES = ", ".join(s.value for s in list(RunStatus)[:-1]) + f" or {list(RunStatus)[-1].value}"
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,7 @@ def _statuses(value: str | RunStatus | Iterable[str | RunStatus] | None) -> tupl
         try:
             status = RunStatus(item)
         except ValueError:
-            raise ParamError(f"unknown run status {item!r}; expected {_STATUSES}") from None
+            raise ParamError(f"unknown run status {item!r}; expected {STATUS_NAMES}") from None
         if status not in found:
             found.append(status)
     return tuple(found)

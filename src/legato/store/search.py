@@ -90,11 +90,10 @@ def plan_search(
     rare_text, rare_tag = False, None
     if where.correlation_id is None:  # else the correlation id drives
         if where.text and dialect == "sqlite":
-            rare_text = _count(tx, _TEXT_COUNT, text=_fts_query(where.text)) < DRIVE_BELOW
+            rare_text = _fewer(tx, _TEXT_ROWS, text=_fts_query(where.text))
         if where.tags and not rare_text:
-            counts = [
-                _count(tx, _TAG_COUNT[dialect], key=key, value=value) for key, value in where.tags
-            ]
+            rows = _TAG_ROWS[dialect]
+            counts = [_count(tx, rows, key=key, value=value) for key, value in where.tags]
             if min(counts) < DRIVE_BELOW:
                 rare_tag = counts.index(min(counts))
     return compose_search(
@@ -108,20 +107,21 @@ def plan_search(
     )
 
 
-_TEXT_COUNT = (
-    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM run_text WHERE run_text MATCH :text"
-    f" LIMIT {DRIVE_BELOW}) AS found"
-)
-_TAG_COUNT = {
-    "sqlite": "SELECT COUNT(*) AS n FROM (SELECT 1 FROM run_tags WHERE key = :key"
-    f" AND value = :value LIMIT {DRIVE_BELOW}) AS found",
-    "postgres": "SELECT COUNT(*) AS n FROM (SELECT 1 FROM run_tags WHERE key = %(key)s"
-    f" AND value = %(value)s LIMIT {DRIVE_BELOW}) AS found",
+_TEXT_ROWS = "SELECT 1 FROM run_text WHERE run_text MATCH :text"
+_TAG_ROWS = {
+    "sqlite": "SELECT 1 FROM run_tags WHERE key = :key AND value = :value",
+    "postgres": "SELECT 1 FROM run_tags WHERE key = %(key)s AND value = %(value)s",
 }
 
 
-def _count(tx: Tx, statement: str, **params: Any) -> int:
+def _count(tx: Tx, rows: str, **params: Any) -> int:
+    """How many rows ``rows`` selects, counted up to :data:`DRIVE_BELOW` (an index's work)."""
+    statement = f"SELECT COUNT(*) AS n FROM ({rows} LIMIT {int(DRIVE_BELOW)}) AS found"
     return int(tx.select(statement, **params)[0]["n"])
+
+
+def _fewer(tx: Tx, rows: str, **params: Any) -> bool:
+    return _count(tx, rows, **params) < DRIVE_BELOW
 
 
 def compose_search(
@@ -183,7 +183,9 @@ def compose_search(
         ("started_before", "<", where.started_before),
     ):
         if moment is not None:
-            stamp = moment.timestamp() if sqlite else moment
+            # SQLite keeps seconds as a float that runs read to the nearest microsecond:
+            # a bound taken from a run's created_at must fall where that run does.
+            stamp = moment.timestamp() - _HALF_MICROSECOND if sqlite else moment
             conditions.append(f"{at} {bound} {bind(name, stamp)}")
     for i, term in enumerate(where.text):
         pattern = bind(f"text_{i}", "%" + _like_escape(json_fragment(term)) + "%")
@@ -213,6 +215,7 @@ def compose_search(
 
 
 _TEXT_COLUMNS = ("params", "outputs", "error")
+_HALF_MICROSECOND = 5e-7
 
 
 def _fts_query(terms: tuple[str, ...]) -> str:
