@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from legato.errors import (
     WaitTimeout,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run, StepRun
 from legato.model.search import RunFilter, RunPage, limit_option, order_option
 from legato.model.spec import WorkflowSpec
@@ -396,6 +397,45 @@ class Client:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    # -- retention --------------------------------------------------------------------
+
+    def prune(
+        self,
+        older_than: str | float,
+        *,
+        status: str | RunStatus | Iterable[str | RunStatus] | None = None,
+        workflow: str | None = None,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+    ) -> PruneResult:
+        """Delete finished runs (``status``: completed, failed or cancelled; all three by
+        default) of ``workflow`` (any, by default) that finished more than ``older_than``
+        ago (``"30d"`` or seconds), each with its child runs, steps, events and signals.
+
+        Runs not finished, and trees holding one, are never touched. The work is done
+        in short transactions of at most ``batch_size`` run trees. ``dry_run`` only
+        counts what would go.
+        """
+        rule = Retention.of(
+            older_than,
+            statuses=[status] if isinstance(status, str | RunStatus) else status,
+            workflow=workflow,
+            batch_size=batch_size,
+        )
+        return self.store.prune_runs(rule, dry_run=dry_run)
+
+    def apply_retention(
+        self, rule: Retention | None = None, *, stop: Callable[[], bool] | None = None
+    ) -> PruneResult | None:
+        """Apply the automatic prune rule (``rule``, else this client's settings:
+        ``LEGATO_RETENTION``) if its turn has come: at most once per ``rule.every``
+        seconds across every process sharing the database. ``None`` when another
+        process had the turn (or there is no rule)."""
+        rule = rule or self.settings.retention
+        if rule is None or not self.store.claim_turn("retention", rule.every):
+            return None
+        return self.store.prune_runs(rule, stop=stop)
 
     def history(self, run_id: str) -> list[Event]:
         """Every transition and operation of the run, oldest first: when, by whom (a

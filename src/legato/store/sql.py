@@ -31,13 +31,14 @@ from legato.errors import (
 )
 from legato.model.definitions import Definition, DeployStatus
 from legato.model.graph import Graph
+from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run
 from legato.model.search import Order, RunFilter, RunPage
 from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
 from legato.store import definitions as _definitions
-from legato.store import operations, search
+from legato.store import operations, retention, search
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
@@ -154,7 +155,7 @@ class SQLStore(RunCaches, Store):
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 if existing is not None:
                     return self._repeat_of(existing, new), False
-            unit = Unit(self, tx, hints)
+            unit = Unit(self, tx, hints, actor=new.created_by)
             if not self._insert_run(unit, new):  # another transaction took the key since
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 assert existing is not None
@@ -324,6 +325,14 @@ class SQLStore(RunCaches, Store):
             run_from_row(self, row, [], *counts.get(self._id(row["id"]) or "", (0, 0, 0)))
             for row in rows
         ]
+
+    def prune_runs(
+        self, rule: Retention, *, dry_run: bool = False, stop: Callable[[], bool] | None = None
+    ) -> PruneResult:
+        return retention.prune(self, rule, dry_run=dry_run, stop=stop)
+
+    def claim_turn(self, name: str, every: float) -> bool:
+        return retention.claim_turn(self, name, every)
 
     def search_runs(
         self,
