@@ -570,18 +570,20 @@ class Worker:
         """Apply the prune rule whenever its turn may have come; stop with the worker."""
         assert self.retention is not None
         check = min(self.retention.every / 4, _RETENTION_CHECK)
+        stop = self._background_stop  # this run's: a later run() sets up another
         while True:
-            self.apply_retention()
-            if self._background_stop.wait(check):
+            self.apply_retention(stop=stop.is_set)
+            if stop.wait(check):
                 return
 
-    def apply_retention(self) -> PruneResult | None:
+    def apply_retention(self, *, stop: Callable[[], bool] | None = None) -> PruneResult | None:
         """Prune by this worker's rule if no worker has in the rule's interval (the
-        database settles which); ``None`` if it was not this worker's turn. Never raises."""
+        database settles which); ``None`` if it was not this worker's turn. ``stop()``
+        true ends the prune between two batches. Never raises."""
         if self.retention is None:
             return None
         try:
-            result = self.client.apply_retention(self.retention, stop=self._background_stop.is_set)
+            result = self.client.apply_retention(self.retention, stop=stop)
         except Exception as exc:
             log.error("could not apply the retention rule: %s", exc)
             return None
