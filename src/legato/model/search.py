@@ -27,7 +27,11 @@ __all__ = [
     "Order",
     "RunFilter",
     "RunPage",
+    "ago",
+    "json_fragment",
+    "limit_option",
     "moment",
+    "order_option",
 ]
 
 Order = Literal["newest", "oldest"]
@@ -130,12 +134,14 @@ class RunPage:
 
 
 def order_option(order: str) -> Order:
+    """``newest`` or ``oldest``, checked."""
     if order not in get_args(Order):
         raise ParamError(f"order must be 'newest' or 'oldest', got {order!r}")
     return order  # type: ignore[return-value]
 
 
 def limit_option(limit: object) -> int:
+    """A page size from 1 to :data:`MAX_LIMIT`, checked."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise ParamError(f"limit must be a whole number from 1 to {MAX_LIMIT}, got {limit!r}")
     return limit
