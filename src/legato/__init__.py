@@ -33,6 +33,7 @@ from legato.errors import (
 )
 from legato.model.definitions import Definition, DeployResult
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
+from legato.model.search import RunPage
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus, StepStatus
 from legato.worker.worker import Worker
@@ -59,6 +60,7 @@ __all__ = [
     "Run",
     "RunFailedError",
     "RunNotFoundError",
+    "RunPage",
     "RunStatus",
     "SchemaVersionError",
     "Scope",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -31,12 +31,15 @@ from legato.errors import (
     WaitTimeout,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run, StepRun
+from legato.model.search import RunFilter, RunPage, limit_option, order_option
 from legato.model.spec import WorkflowSpec
-from legato.model.states import StepStatus
+from legato.model.states import RunStatus, StepStatus
 from legato.options import logical_date_option, moment_option, seconds_option
 from legato.options import tags_option as _tags
 from legato.payload import to_json
+from legato.query import parse_query
 from legato.standalone import CallSpecs, StandaloneCalls
 from legato.store import Store, open_store
 from legato.store.base import NewDefinition, NewRun
@@ -337,8 +340,114 @@ class Client(StandaloneCalls, TrackedRuns):
                 "completed, failed or cancelled"
             ) from None
 
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        status: str | RunStatus | Iterable[str | RunStatus] | None = None,
+        workflow: str | None = None,
+        version: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        correlation_id: str | None = None,
+        created_by: str | None = None,
+        started_after: datetime | date | str | None = None,
+        started_before: datetime | date | str | None = None,
+        text: str | Iterable[str] | None = None,
+        order: str = "newest",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """One page of the runs matching every filter given, newest first (``order="oldest"``
+        for oldest first), without their steps; ``page.next_cursor`` reads on.
+
+        ``status`` is one status or several (any of them); ``tags`` pairs must all
+        be on the run; ``started_after``/``started_before`` bound its start (a
+        datetime, a date or ISO 8601 text; naive means UTC); ``text`` (one term or
+        several, 3 characters or more each) is found case-insensitively in its
+        params, outputs or error. ``query`` is the same in the query string form
+        (``status:failed workflow:etl tag:env=prod since:2d "timeout"``, see
+        :mod:`legato.query`); a filter given both ways is an error.
+        """
+        given: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("status", status),
+                ("workflow", workflow),
+                ("version", version),
+                ("tags", tags),
+                ("correlation_id", correlation_id),
+                ("created_by", created_by),
+                ("started_after", started_after),
+                ("started_before", started_before),
+                ("text", text),
+            )
+            if value is not None
+        }
+        if query is not None:
+            parsed = parse_query(query)
+            twice = sorted(set(parsed) & set(given))
+            if twice:
+                raise ParamError(
+                    f"{', '.join(twice)} given both in the query {query!r} and as an argument"
+                )
+            given.update(parsed)
+        where = RunFilter.of(**given)
+        return self.store.search_runs(
+            where, order=order_option(order), limit=limit_option(limit), cursor=cursor
+        )
+
+    def search_all(self, query: str | None = None, **filters: Any) -> Iterator[Run]:
+        """Every run :meth:`search` finds, page after page (``limit`` is the page size)."""
+        cursor = filters.pop("cursor", None)
+        while True:
+            page = self.search(query, cursor=cursor, **filters)
+            yield from page.runs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # -- retention --------------------------------------------------------------------
+
+    def prune(
+        self,
+        older_than: str | float,
+        *,
+        status: str | RunStatus | Iterable[str | RunStatus] | None = None,
+        workflow: str | None = None,
+        dry_run: bool = False,
+        batch_size: int | None = None,
+    ) -> PruneResult:
+        """Delete finished runs (``status``: completed, failed or cancelled; all three by
+        default) of ``workflow`` (any, by default) that finished more than ``older_than``
+        ago (``"30d"`` or seconds), each with its child runs, steps, events and signals.
+
+        Runs not finished, and trees holding one, are never touched. The work is done
+        in short transactions of at most ``batch_size`` run trees. ``dry_run`` only
+        counts what would go.
+        """
+        rule = Retention.of(
+            older_than,
+            statuses=[status] if isinstance(status, str | RunStatus) else status,
+            workflow=workflow,
+            batch_size=batch_size,
+        )
+        return self.store.prune_runs(rule, dry_run=dry_run)
+
+    def apply_retention(
+        self, rule: Retention | None = None, *, stop: Callable[[], bool] | None = None
+    ) -> PruneResult | None:
+        """Apply the automatic prune rule (``rule``, else this client's settings:
+        ``LEGATO_RETENTION``) if its turn has come: at most once per ``rule.every``
+        seconds across every process sharing the database. ``None`` when another
+        process had the turn (or there is no rule)."""
+        rule = rule or self.settings.retention
+        if rule is None or not self.store.claim_turn("retention", rule.every):
+            return None
+        return self.store.prune_runs(rule, stop=stop)
+
     def history(self, run_id: str) -> list[Event]:
-        """Every transition of the run, oldest first."""
+        """Every transition and operation of the run, oldest first: when, by whom (a
+        worker's id or a user's name, where known) and with what details."""
         return self.store.run_events(run_id)
 
     def wait(

@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 from urllib.parse import urlsplit, urlunsplit
 
 from legato.errors import ConfigError, SecretError
+from legato.model.retention import Retention
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
 __all__ = ["DEFAULT_CONF_PATH", "DEFAULT_URL", "Secrets", "Settings", "read_flag", "redact_url"]
@@ -36,6 +37,9 @@ class Settings:
     allow_shell: bool = False
     #: folders searched for definition files by workflow name (``LEGATO_CONF_PATH``)
     conf_path: tuple[str, ...] = DEFAULT_CONF_PATH
+    #: the prune rule workers apply by themselves (``LEGATO_RETENTION=30d``, with
+    #: ``LEGATO_RETENTION_STATUS`` and ``LEGATO_RETENTION_EVERY``); none by default
+    retention: Retention | None = None
 
     @classmethod
     def load(
@@ -47,6 +51,7 @@ class Settings:
         secrets: tuple[str, ...] | None = None,
         allow_shell: bool | None = None,
         conf_path: str | os.PathLike[str] | tuple[str | os.PathLike[str], ...] | None = None,
+        retention: Retention | str | None = None,
     ) -> Settings:
         env = os.environ
         if max_payload_bytes is None:
@@ -80,6 +85,7 @@ class Settings:
             secrets=tuple(secrets),
             allow_shell=bool(allow_shell),
             conf_path=_folders(conf_path, env.get("LEGATO_CONF_PATH")),
+            retention=_retention(retention, env),
         )
 
 
@@ -94,6 +100,23 @@ def _folders(
         text = os.fspath(given)
         return tuple(p for p in text.split(os.pathsep) if p.strip()) or DEFAULT_CONF_PATH
     return tuple(os.fspath(p) for p in given) or DEFAULT_CONF_PATH
+
+
+def _retention(given: Retention | str | None, env: Mapping[str, str]) -> Retention | None:
+    """The automatic prune rule: as given (a rule, or its age as text), else the variables'."""
+    if isinstance(given, Retention):
+        return given
+    if given is not None:
+        return Retention.of(given, source="retention")
+    raw = env.get("LEGATO_RETENTION", "").strip()
+    if raw.lower() in ("", "off", "none", "0"):
+        return None
+    return Retention.of(
+        raw,
+        statuses=env.get("LEGATO_RETENTION_STATUS") or None,
+        every=env.get("LEGATO_RETENTION_EVERY") or None,
+        source="LEGATO_RETENTION",
+    )
 
 
 def redact_url(url: str) -> str:

@@ -166,9 +166,9 @@ def test_history_of_a_failed_and_retried_step(client: Client) -> None:
     assert [(e.type, e.step_id, e.attempt, e.actor) for e in events] == [
         ("run.created", None, None, None),
         ("step.queued", "a", None, None),
-        ("run.started", None, None, None),
+        ("run.started", None, None, "w1"),
         ("step.started", "a", 1, "w1"),
-        ("step.retrying", "a", 1, None),
+        ("step.retrying", "a", 1, "w1"),
     ]
     assert events[-1].details == {
         "error": {"type": "ValueError", "message": "first", "traceback": "Traceback: here"},

@@ -40,6 +40,8 @@ TABLES = {
     "signal_channels",
     "task_defaults",
     "definitions",
+    "run_tags",
+    "maintenance",
 }
 
 

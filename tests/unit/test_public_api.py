@@ -25,6 +25,7 @@ PUBLIC = [
     "Run",
     "RunFailedError",
     "RunNotFoundError",
+    "RunPage",
     "RunStatus",
     "SchemaVersionError",
     "Scope",

@@ -18,12 +18,13 @@ from rich.table import Table
 from rich.text import Text
 
 from legato.client import unserved_note
-from legato.model.runs import Run, StepError, StepRun
+from legato.model.runs import Event, Run, StepError, StepRun
 from legato.model.states import RunStatus, StepStatus
 
 __all__ = [
     "RunProgress",
     "format_duration",
+    "history_table",
     "run_details",
     "runs_table",
     "status_text",
@@ -263,9 +264,11 @@ def _run_header(run: Run) -> Table:
     grid.add_column()
     rows: list[tuple[str, RenderableType | str | None]] = [
         ("run", Text(run.id, style="cyan")),
-        ("workflow", f"{run.workflow}@{run.version}  (spec {run.workflow_hash[:12]})"),
+        ("workflow", f"{run.workflow}@{run.version}"),
+        ("workflow hash", run.workflow_hash),
         ("status", status_text(run.status)),
         ("steps", _step_summary(run)),
+        ("tasks", _count(run.task_count, "task step")),
         ("params", _json(run.params)),
         ("outputs", None if run.outputs is None else _json(run.outputs)),
         ("tags", _json(run.tags) if run.tags else None),
@@ -274,12 +277,14 @@ def _run_header(run: Run) -> Table:
         ("correlation id", run.correlation_id),
         ("idempotency key", run.idempotency_key),
         ("parent run", _parent(run)),
+        ("root run", run.root_run_id if run.root_run_id not in (None, run.id) else None),
         ("created", format_time(run.created_at)),
         ("logical date", _logical_date(run)),
         ("started", format_time(run.started_at) or None),
         ("finished", format_time(run.finished_at) or None),
         ("duration", format_duration(_elapsed(run.started_at, run.finished_at)) or None),
         ("error", Text(str(run.error), style="red") if run.error else None),
+        ("error details", _json(run.error.details) if run.error and run.error.details else None),
     ]
     for label, value in rows:
         if value is not None:
@@ -509,3 +514,53 @@ def _failed_attempts(run: Run, verbose: bool) -> list[RenderableType]:
     if lines:
         lines.insert(0, Text("\nattempts that did not complete", style="bold"))
     return lines
+
+
+# -- legato runs history ---------------------------------------------------------------------
+
+
+def history_table(events: Iterable[Event], *, full: bool = False) -> Table:
+    """A run's events, oldest first: when, what, which step (and attempt), by whom, details.
+
+    Details are summed up on one line (an error as ``Type: message``) unless ``full``.
+    """
+    table = Table(header_style="bold", box=None, pad_edge=False)
+    table.add_column("time", no_wrap=True, style="dim")
+    table.add_column("event", no_wrap=True)
+    table.add_column("step", no_wrap=True)
+    table.add_column("by", no_wrap=True)
+    table.add_column("details", overflow="fold" if full else "ellipsis", no_wrap=not full)
+    for event in events:
+        step = event.step_id or ""
+        if event.attempt is not None:
+            step += f" #{event.attempt}"
+        table.add_row(
+            _event_time(event.at),
+            Text(event.type, style=_STYLES.get(event.type.rpartition(".")[2], "")),
+            step,
+            event.actor or "",
+            _event_details(event.details, full),
+        )
+    return table
+
+
+def _event_time(at: datetime) -> str:
+    """Local time to the millisecond: a run's events are often that close together."""
+    return at.astimezone().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _event_details(details: dict[str, Any] | None, full: bool) -> str:
+    if not details:
+        return ""
+    if full:
+        return _json(details)
+    parts = []
+    rest = dict(details)
+    error = StepError.from_json(rest.pop("error", None))
+    if error is not None:
+        parts.append(_one_line(error, 160))
+    if "retry_in" in rest:
+        parts.append(f"again in {format_duration(rest.pop('retry_in'))}")
+    if rest:
+        parts.append(_short(rest, 120))
+    return "; ".join(parts)

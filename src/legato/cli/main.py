@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from legato import __version__
-from legato.cli import db, definitions, files, runs, workers
+from legato.cli import db, definitions, files, runs, tracking, workers
 from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
@@ -24,7 +24,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command("run")(run)
+runs.app.command("search")(tracking.search)
+runs.app.command("history")(tracking.history)
 app.add_typer(runs.app, name="runs")
+app.command("prune")(tracking.prune)
 app.command("worker")(worker)
 app.command("graph")(graph)
 app.command("validate")(files.validate)

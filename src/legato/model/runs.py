@@ -5,18 +5,22 @@ Plain frozen data, the same whichever database or transport produced it.
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from legato.model.states import RunStatus, StepStatus
 
-__all__ = ["Attempt", "Event", "Run", "StepError", "StepRun", "clean_text"]
+__all__ = ["Attempt", "Event", "Run", "StepError", "StepRun", "clean_text", "exception_details"]
 
 
 #: longest message and traceback kept; a traceback keeps its end, where the error is
 MAX_MESSAGE_CHARS = 10_000
 MAX_TRACEBACK_CHARS = 20_000
+MAX_DETAILS_CHARS = 16_000
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,9 @@ class StepError:
     message: str
     traceback: str | None = None
     step: str | None = None
+    #: what else is known, as JSON: an exception's ``details`` attribute, its notes
+    #: (``add_note``) and its cause; bounded like the message
+    details: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "type", clean_text(self.type, 200))
@@ -39,33 +46,42 @@ class StepError:
         if self.traceback is not None:
             text = clean_text(self.traceback, None)
             object.__setattr__(self, "traceback", text[-MAX_TRACEBACK_CHARS:])
+        if self.details is not None:
+            object.__setattr__(self, "details", _bounded_details(self.details))
 
     @classmethod
     def of(cls, exc: BaseException, *, traceback: str | None = None) -> StepError:
-        """The error an exception stands for: its class name and message."""
+        """The error an exception stands for: its class name, message and details."""
         return cls(
             type=type(exc).__qualname__,
             message=str(exc) or type(exc).__qualname__,
             traceback=traceback,
+            details=exception_details(exc),
         )
 
     def at_step(self, step_id: str) -> StepError:
         """The same error, naming the step it happened in (for the run's error)."""
-        return StepError(self.type, self.message, self.traceback, step=step_id)
+        return StepError(
+            self.type, self.message, self.traceback, step=step_id, details=self.details
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> StepError | None:
         if not data:
             return None
+        details = data.get("details")
         return cls(
             type=data.get("type", "Error"),
             message=data.get("message", ""),
             traceback=data.get("traceback"),
             step=data.get("step"),
+            details=details if isinstance(details, dict) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.details:
+            data["details"] = self.details
         if self.traceback:
             data["traceback"] = self.traceback
         if self.step:
@@ -75,6 +91,48 @@ class StepError:
     def __str__(self) -> str:
         where = f"step {self.step!r}: " if self.step else ""
         return f"{where}{self.type}: {self.message}"
+
+
+def exception_details(exc: BaseException) -> dict[str, Any] | None:
+    """What an exception tells beyond its message: its ``details`` attribute (a mapping,
+    as a task raising its own error may give), its notes and its cause."""
+    details: dict[str, Any] = {}
+    given = getattr(exc, "details", None)
+    if isinstance(given, Mapping) and given:
+        details.update({str(k): v for k, v in given.items()})
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list) and notes:
+        details["notes"] = [clean_text(n, MAX_MESSAGE_CHARS) for n in notes]
+    cause = exc.__cause__
+    if cause is not None:
+        details["cause"] = clean_text(f"{type(cause).__qualname__}: {cause}", MAX_MESSAGE_CHARS)
+    return details or None
+
+
+def _bounded_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    """Details every database stores: JSON (anything else as its text), at most
+    ``MAX_DETAILS_CHARS`` of it. Never raises: recording an error must not fail."""
+    try:
+        plain = _clean_value(json.loads(json.dumps(dict(details), default=str)))
+        text = json.dumps(plain, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return {"unreadable": clean_text(repr(details), MAX_DETAILS_CHARS)}
+    if len(text) > MAX_DETAILS_CHARS:
+        return {"truncated": clean_text(text, MAX_DETAILS_CHARS)}
+    return dict(plain)
+
+
+def _clean_value(value: Any) -> Any:
+    """JSON as both databases keep it: text escaped as messages are, no NaN or infinity."""
+    if isinstance(value, str):
+        return clean_text(value, None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, list):
+        return [_clean_value(v) for v in value]
+    if isinstance(value, dict):
+        return {clean_text(k, None): _clean_value(v) for k, v in value.items()}
+    return value
 
 
 def clean_text(value: object, limit: int | None) -> str:

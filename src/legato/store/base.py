@@ -19,7 +19,9 @@ from legato.config import Secrets
 from legato.engine.clock import Clock
 from legato.engine.planner import NewInstance, TaskDefaults
 from legato.model.definitions import Definition, DeployStatus
+from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run, StepError
+from legato.model.search import Order, RunFilter, RunPage
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus
 
@@ -312,6 +314,38 @@ class Store(abc.ABC):
         """Runs, newest first, without their steps."""
 
     @abc.abstractmethod
+    def search_runs(
+        self,
+        where: RunFilter,
+        *,
+        order: Order = "newest",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        """Up to ``limit`` runs matching every filter of ``where``, newest (or oldest)
+        first by start time, without their steps; after ``cursor`` (the ``next_cursor``
+        of the page before) if given. The next page starts after this one's last run,
+        so runs started meanwhile never shift it. A cursor this store did not
+        return raises :class:`~legato.errors.ParamError`.
+        """
+
+    @abc.abstractmethod
+    def prune_runs(
+        self, rule: Retention, *, dry_run: bool = False, stop: Callable[[], bool] | None = None
+    ) -> PruneResult:
+        """Delete the finished run trees ``rule`` selects, in transactions of at most
+        ``rule.batch_size`` trees: each top-level run with its child runs, steps, events,
+        signals and counters. A tree holding a run that has not finished is left (and
+        listed in ``skipped``); so is a run another transaction holds. ``dry_run`` counts
+        what would be deleted and deletes nothing; ``stop()`` true ends it between batches.
+        """
+
+    @abc.abstractmethod
+    def claim_turn(self, name: str, every: float) -> bool:
+        """Whether the caller takes the periodic task ``name``'s turn: of any number of
+        callers, in any processes, one gets it per ``every`` seconds (store clock)."""
+
+    @abc.abstractmethod
     def run_events(self, run_id: str) -> list[Event]:
         """The run's history, oldest first."""
 
@@ -364,7 +398,9 @@ class Store(abc.ABC):
         fails the run and cancels the steps not yet started. A result whose
         attempt is not the current running one is returned in ``stale`` and
         changes nothing. ``release`` hands attempts of ``worker_id`` back to the
-        queue without counting them as failed or lost. A lease that expired
+        queue without counting them as failed or lost. ``worker_id`` (else the
+        claimer's) is the actor of the events the batch records, but for a
+        result's own events, whose actor is the worker that held the attempt. A lease that expired
         counts against the step's lost-attempt budget, never its retries.
         Claimed steps are leased for ``claim.lease`` seconds.
         """
@@ -440,6 +476,11 @@ class Tx(abc.ABC):
 
     @abc.abstractmethod
     def many(self, query: str, rows: list[dict[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        """Rows of a statement composed from checked pieces (a search), not a named query;
+        its values are bound ``params``, and it is planned for them every time."""
 
     def __init__(self) -> None:
         self._unclaimed: set[tuple[str, str]] = set()

@@ -33,7 +33,7 @@ def signal(
         with store._transaction() as tx:
             # The run locked, so it cannot finish between this check and the
             # delivery (and keep a signal nobody will read).
-            unit = Unit(store, tx, hints)
+            unit = Unit(store, tx, hints, actor=sent_by)
             unit.lock_runs({run_id, *hints})
             status = unit.runs.get(run_id)
             if status is None:
@@ -55,7 +55,7 @@ def cancel(store: SQLStore, run_id: str, reason: str, *, actor: str | None = Non
 
     def cancel(hints: set[str]) -> None:
         with store._transaction() as tx:
-            unit = Unit(store, tx, hints)
+            unit = Unit(store, tx, hints, actor=actor)
             unit.lock_runs({run_id, *hints})
             status = unit.runs.get(run_id)
             if status is None:
@@ -77,7 +77,7 @@ def update_variables(
 
     def update(hints: set[str]) -> dict[str, Any]:
         with store._transaction() as tx:
-            return _update_variables(Unit(store, tx, hints), run_id, plain, actor)
+            return _update_variables(Unit(store, tx, hints, actor=actor), run_id, plain, actor)
 
     return store.retrying(update)
 

@@ -56,6 +56,7 @@ class Report(Unit):
         release: Sequence[AttemptRef],
         worker_id: str | None,
     ) -> ReportOutcome:
+        self.actor = worker_id or (claim.worker_id if claim is not None else None)
         failing = {r.run_id for r in results if not r.ok}
         handing_back = {ref.run_id for ref in release}
         self.lock_runs(failing | handing_back | self.hints)
@@ -104,7 +105,13 @@ class Report(Unit):
             self.outcome.stale.append(result)
             return
         self.outcome.accepted += 1
-        self.event(result.run_id, "step.completed", step_id=row["key"], attempt=result.attempt)
+        self.event(
+            result.run_id,
+            "step.completed",
+            step_id=row["key"],
+            attempt=result.attempt,
+            actor=row["worker_id"],  # the attempt's holder, whoever reports for it
+        )
         inst = Inst.of(result.run_id, {**row, "id": result.step_run_id})
         self.progress.finished(inst, StepStatus.COMPLETED)
 
@@ -151,11 +158,19 @@ class Report(Unit):
                 "step.retrying",
                 details,
                 retry_in=decision.delay,
+                actor=row["worker_id"],
             )
             return True
         failed = self.tx.one("fail_step", lost=row["lost"], **params)
         self._record_failure(
-            result.run_id, key, result.attempt, error, "step.failed", details, retry_in=None
+            result.run_id,
+            key,
+            result.attempt,
+            error,
+            "step.failed",
+            details,
+            retry_in=None,
+            actor=row["worker_id"],
         )
         if failed is not None:
             self.progress.failed(

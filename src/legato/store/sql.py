@@ -31,12 +31,14 @@ from legato.errors import (
 )
 from legato.model.definitions import Definition, DeployStatus
 from legato.model.graph import Graph
+from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run
+from legato.model.search import Order, RunFilter, RunPage
 from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES, dumps, loads
 from legato.store import definitions as _definitions
-from legato.store import operations, tracking
+from legato.store import operations, retention, search, tracking
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
@@ -166,7 +168,7 @@ class SQLStore(RunCaches, Store):
                 existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
                 if existing is not None:
                     return self._repeat_of(existing, new), False
-            unit = Unit(self, tx, hints)
+            unit = Unit(self, tx, hints, actor=new.created_by)
             if new.parent_run_id is not None and new.parent_step is None:
                 tracking.hold_parent(unit, new.parent_run_id)
             if not self._insert_run(unit, new):  # another transaction took the key since
@@ -309,10 +311,11 @@ class SQLStore(RunCaches, Store):
                 counted = [s for s in steps if s["kind"] not in _SCOPE_ROWS]
                 total = len(counted)
                 done = sum(1 for s in counted if s["status"] in _FINISHED)
+                tasks = sum(1 for s in counted if s["kind"] == "task")
             else:
                 steps = []
-                total, done = self._counts(tx, [run_id]).get(run_id, (0, 0))
-        return run_from_row(self, row, steps, total, done)
+                total, done, tasks = self._counts(tx, [run_id]).get(run_id, (0, 0, 0))
+        return run_from_row(self, row, steps, total, done, tasks)
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         text = prefix.strip().lower()
@@ -339,16 +342,42 @@ class SQLStore(RunCaches, Store):
             rows = tx.all("list_runs", status=status, workflow=workflow, limit=int(limit))
             counts = self._counts(tx, [self._id(row["id"]) or "" for row in rows])
         return [
-            run_from_row(self, row, [], *counts.get(self._id(row["id"]) or "", (0, 0)))
+            run_from_row(self, row, [], *counts.get(self._id(row["id"]) or "", (0, 0, 0)))
             for row in rows
         ]
 
-    def _counts(self, tx: Tx, run_ids: list[str]) -> dict[str, tuple[int, int]]:
-        """Steps (instances, not scope rows) and those finished (in a final state), by run."""
+    def prune_runs(
+        self, rule: Retention, *, dry_run: bool = False, stop: Callable[[], bool] | None = None
+    ) -> PruneResult:
+        return retention.prune(self, rule, dry_run=dry_run, stop=stop)
+
+    def claim_turn(self, name: str, every: float) -> bool:
+        return retention.claim_turn(self, name, every)
+
+    def search_runs(
+        self,
+        where: RunFilter,
+        *,
+        order: Order = "newest",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> RunPage:
+        return search.search_runs(self, where, order=order, limit=limit, cursor=cursor)
+
+    def _counts(self, tx: Tx, run_ids: list[str]) -> dict[str, tuple[int, int, int]]:
+        """Steps (instances, not scope rows), those finished (in a final state) and those
+        calling a task, by run."""
         if not run_ids:
             return {}
         rows = tx.all("step_counts", ids=self._list(run_ids))
-        return {self._id(r["run_id"]) or "": (int(r["total"]), int(r["done"] or 0)) for r in rows}
+        return {
+            self._id(r["run_id"]) or "": (
+                int(r["total"]),
+                int(r["done"] or 0),
+                int(r["tasks"] or 0),
+            )
+            for r in rows
+        }
 
     def run_events(self, run_id: str) -> list[Event]:
         run_id = self._check_run_id(run_id)

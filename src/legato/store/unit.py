@@ -41,11 +41,21 @@ __all__ = ["Unit"]
 class Unit:
     """A transaction's bookkeeping: locks held, events, outcome, the run's graph moves."""
 
-    def __init__(self, store: SQLStore, tx: Tx, hints: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        store: SQLStore,
+        tx: Tx,
+        hints: set[str] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> None:
         from legato.store.progress import Progress
 
         self.store = store
         self.tx = tx
+        #: who this transaction acts for (a worker's id, a user's name): the actor of
+        #: every event it records that names no other
+        self.actor = actor
         self.events: list[dict[str, Any]] = []
         #: runs an engine-decided step got under way, marked started when the unit ends
         self.beginning: set[str] = set()
@@ -170,7 +180,12 @@ class Unit:
     ) -> None:
         self.events.append(
             self.store.event(
-                run_id, type_, step_id=step_id, attempt=attempt, actor=actor, details=details
+                run_id,
+                type_,
+                step_id=step_id,
+                attempt=attempt,
+                actor=self.actor if actor is None else actor,
+                details=details,
             )
         )
 

@@ -24,7 +24,7 @@ from legato.define.tasks import Task
 from legato.engine.planner import conceal
 from legato.engine.retry import exception_names, is_retryable
 from legato.errors import StepTimeoutError
-from legato.model.runs import StepError
+from legato.model.runs import StepError, exception_details
 from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
 
@@ -95,10 +95,14 @@ class Executor:
     def _error(self, claimed: ClaimedStep, exc: BaseException) -> StepResult:
         message = str(exc) or type(exc).__qualname__
         trace = "".join(traceback.format_exception(exc))
+        details = exception_details(exc)
         if claimed.hidden:  # a task's error may quote the secrets it was given
             message = conceal(message, claimed.hidden)
             trace = conceal(trace, claimed.hidden)
-        error = StepError(type(exc).__qualname__, message, trace[-_TRACEBACK_CHARS:])
+            details = _conceal_all(details, claimed.hidden)
+        error = StepError(
+            type(exc).__qualname__, message, trace[-_TRACEBACK_CHARS:], details=details
+        )
         retryable = is_retryable(claimed.retry, exception_names(exc))
         return failure_result(claimed, error, retryable=retryable)
 
@@ -189,6 +193,17 @@ def inputs_json(claimed: ClaimedStep) -> str:
     if claimed.input_errors:
         recorded["errors"] = claimed.input_errors
     return dumps(recorded)
+
+
+def _conceal_all(value: Any, hidden: tuple[str, ...]) -> Any:
+    """``value`` (JSON) with every text in it concealed."""
+    if isinstance(value, str):
+        return conceal(value, hidden)
+    if isinstance(value, list):
+        return [_conceal_all(v, hidden) for v in value]
+    if isinstance(value, dict):
+        return {conceal(k, hidden): _conceal_all(v, hidden) for k, v in value.items()}
+    return value
 
 
 def failure_result(claimed: ClaimedStep, error: StepError, *, retryable: bool) -> StepResult:

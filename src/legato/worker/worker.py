@@ -34,6 +34,7 @@ from legato.client import Client, task_defaults
 from legato.config import Secrets
 from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry
 from legato.errors import ConfigError, DatabaseUnavailableError
+from legato.model.retention import PruneResult, Retention
 from legato.model.runs import StepError
 from legato.model.states import RunStatus
 from legato.store.base import (
@@ -52,6 +53,8 @@ log = logging.getLogger("legato.worker")
 
 #: added to a retry's delay before waking for it
 _RETRY_SLACK = 0.005
+#: the longest a worker with a retention rule waits before asking for its turn again
+_RETENTION_CHECK = 300.0
 #: the shortest lease: heartbeats renew it every third of that
 MIN_LEASE = 1.0
 
@@ -95,6 +98,11 @@ class Worker:
     at once) or ``"interrupt"`` (the first hands them back at once). Either
     way :meth:`run` then raises ``KeyboardInterrupt``, unless the graceful stop
     completed.
+
+    ``retention`` (a :class:`~legato.model.retention.Retention`, or an age such
+    as ``"30d"``; default: ``LEGATO_RETENTION``) is a prune rule the worker
+    applies in the background while it runs: of all the workers sharing the
+    database, one prunes per interval.
     """
 
     def __init__(
@@ -111,6 +119,7 @@ class Worker:
         root_run_id: str | None = None,
         shutdown_grace: float = 30.0,
         on_signal: SignalMode = "graceful",
+        retention: Retention | str | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(
@@ -161,6 +170,12 @@ class Worker:
         self._defaults = {task.name: task_defaults(task) for task in self.registry}
         #: what ``secrets.NAME`` in the inputs of the steps this worker claims may read
         self._secrets = Secrets(client.settings.secrets)
+        #: the prune rule this worker applies when its turn comes (one worker per interval)
+        self.retention = (
+            Retention.of(retention, source="retention")
+            if isinstance(retention, str)
+            else retention or client.settings.retention
+        )
 
     def __repr__(self) -> str:
         queues = self._claim_queues()
@@ -199,7 +214,7 @@ class Worker:
         if not results and claim is None:
             return TickResult(running=len(self._running))
         try:
-            outcome = self.store.report_and_claim(results, claim)
+            outcome = self.store.report_and_claim(results, claim, worker_id=self.worker_id)
         except DatabaseUnavailableError:
             # The transaction rolled back: keep the results to report on the next
             # tick, or their steps would sit running until their leases lapsed.
@@ -380,7 +395,7 @@ class Worker:
         total = ReportOutcome()
         for index, result in enumerate(results):
             try:
-                part = self.store.report_and_claim([result])
+                part = self.store.report_and_claim([result], worker_id=self.worker_id)
             except DatabaseUnavailableError:
                 self._unreported = results[index:]
                 break
@@ -408,7 +423,7 @@ class Worker:
             retryable=False,
         )
         try:
-            return self.store.report_and_claim([failed])
+            return self.store.report_and_claim([failed], worker_id=self.worker_id)
         except Exception as again:
             log.error(
                 "could not record the result of step %s (run %s, attempt %d): %s; its lease "
@@ -521,7 +536,10 @@ class Worker:
 
     def _start_background(self) -> None:
         self._background_stop = threading.Event()
-        for target, name in ((self._heartbeat_loop, "heartbeat"), (self._listen_loop, "listen")):
+        loops = [(self._heartbeat_loop, "heartbeat"), (self._listen_loop, "listen")]
+        if self.retention is not None:
+            loops.append((self._retention_loop, "retention"))
+        for target, name in loops:
             thread = threading.Thread(target=target, name=f"legato-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -547,6 +565,36 @@ class Worker:
                 self.store.extend_leases(self.worker_id, held, self.lease)
             except Exception as exc:
                 log.error("could not renew leases: %s", exc)
+
+    def _retention_loop(self) -> None:
+        """Apply the prune rule whenever its turn may have come; stop with the worker."""
+        assert self.retention is not None
+        check = min(self.retention.every / 4, _RETENTION_CHECK)
+        stop = self._background_stop  # this run's: a later run() sets up another
+        while True:
+            self.apply_retention(stop=stop.is_set)
+            if stop.wait(check):
+                return
+
+    def apply_retention(self, *, stop: Callable[[], bool] | None = None) -> PruneResult | None:
+        """Prune by this worker's rule if no worker has in the rule's interval (the
+        database settles which); ``None`` if it was not this worker's turn. ``stop()``
+        true ends the prune between two batches. Never raises."""
+        if self.retention is None:
+            return None
+        try:
+            result = self.client.apply_retention(self.retention, stop=stop)
+        except Exception as exc:
+            log.error("could not apply the retention rule: %s", exc)
+            return None
+        if result is not None and result.total:
+            log.info(
+                "retention: pruned %s and %s (finished over %ss ago)",
+                steps(result.runs, "run"),
+                steps(result.child_runs, "child run"),
+                f"{self.retention.older_than:g}",
+            )
+        return result
 
     def _listen_loop(self) -> None:
         while not self._background_stop.is_set():

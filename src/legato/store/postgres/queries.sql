@@ -114,7 +114,8 @@ LIMIT %(limit)s;
 
 -- name: step_counts
 SELECT run_id, COUNT(*) AS total,
-       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped', 'failed', 'cancelled')) AS done
+       COUNT(*) FILTER (WHERE status IN ('completed', 'skipped', 'failed', 'cancelled')) AS done,
+       COUNT(*) FILTER (WHERE kind = 'task') AS tasks
 FROM step_runs
 WHERE run_id = ANY(%(ids)s::uuid[]) AND kind NOT IN ('item', 'iteration')
 GROUP BY run_id;
@@ -256,7 +257,7 @@ UPDATE step_runs
 SET status = 'completed', output = %(output)s::json, inputs = %(inputs)s::json, error = NULL,
     finished_at = legato_now(), lease_expires_at = NULL
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
-RETURNING key, step_id, scope, kind, idx;
+RETURNING key, step_id, scope, kind, idx, worker_id;
 
 -- One dependency of these steps finished (failed = 1 when it did not complete).
 -- A task with the default condition (queue_on_release) whose last dependency
@@ -589,3 +590,58 @@ SET status = %(status)s,
     updated_at = legato_now()
 WHERE id = %(id)s AND kind = 'external' AND status = ANY(%(allowed)s::text[])
 RETURNING id, status;
+-- Retention. Top-level runs that finished before the cutoff, oldest first:
+-- each deleted with its tree (its child runs share its root_run_id). A row
+-- another transaction holds is left for the next prune.
+-- name: prune_candidates
+SELECT id FROM runs
+WHERE parent_run_id IS NULL
+  AND finished_at < legato_now() - make_interval(secs => %(older_than)s)
+  AND status IN ('completed', 'failed', 'cancelled')
+  AND status = ANY(%(statuses)s::text[])
+  AND (%(workflow)s::text IS NULL OR workflow_name = %(workflow)s::text)
+ORDER BY finished_at
+LIMIT {limit}
+FOR UPDATE SKIP LOCKED;
+
+-- The child runs of these trees, locked after their roots (children lock after
+-- their parents), to see that every one has finished.
+-- name: prune_children
+SELECT id, root_run_id, status FROM runs
+WHERE root_run_id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NOT NULL
+ORDER BY id
+FOR UPDATE;
+
+-- Steps, events, signals, counters and tags go with each run (ON DELETE CASCADE).
+-- name: delete_child_runs
+DELETE FROM runs
+WHERE root_run_id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NOT NULL
+  AND status IN ('completed', 'failed', 'cancelled');
+
+-- name: delete_runs
+DELETE FROM runs
+WHERE id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NULL
+  AND status IN ('completed', 'failed', 'cancelled');
+
+-- What a prune would delete: the top-level runs, and their child runs.
+-- name: prune_count
+SELECT COUNT(*) AS runs, COALESCE(SUM(c.children), 0) AS child_runs
+FROM runs AS r
+CROSS JOIN LATERAL (
+    SELECT COUNT(*) AS children,
+           COUNT(*) FILTER (WHERE status NOT IN ('completed', 'failed', 'cancelled')) AS going
+    FROM runs WHERE root_run_id = r.id AND parent_run_id IS NOT NULL) AS c
+WHERE r.parent_run_id IS NULL
+  AND r.finished_at < legato_now() - make_interval(secs => %(older_than)s)
+  AND r.status IN ('completed', 'failed', 'cancelled')
+  AND r.status = ANY(%(statuses)s::text[])
+  AND (%(workflow)s::text IS NULL OR r.workflow_name = %(workflow)s::text)
+  AND c.going = 0;
+
+-- A periodic task's turn: taken (a row returned) by at most one caller per
+-- interval, however many ask at once.
+-- name: claim_maintenance
+INSERT INTO maintenance (name, ran_at) VALUES (%(name)s, legato_now())
+ON CONFLICT (name) DO UPDATE SET ran_at = excluded.ran_at
+WHERE maintenance.ran_at <= legato_now() - make_interval(secs => %(every)s)
+RETURNING name;

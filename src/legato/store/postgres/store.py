@@ -83,6 +83,12 @@ class _PgTx(Tx):
         if rows:
             self.cur.executemany(self.queries[query], rows)
 
+    def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        # Never prepared: a prepared statement may fall back to a plan made without
+        # the values, and which index fits a search depends on them.
+        self.cur.execute(statement.encode(), params, prepare=False)
+        return self.cur.fetchall()
+
 
 @functools.lru_cache(maxsize=256)
 def _composed(text: str, values: tuple[tuple[str, int], ...]) -> sql.Composed:

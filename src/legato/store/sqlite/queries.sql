@@ -101,7 +101,8 @@ LIMIT :limit;
 -- name: step_counts
 SELECT run_id, COUNT(*) AS total,
        SUM(CASE WHEN status IN ('completed', 'skipped', 'failed', 'cancelled') THEN 1 ELSE 0 END)
-           AS done
+           AS done,
+       SUM(CASE WHEN kind = 'task' THEN 1 ELSE 0 END) AS tasks
 FROM step_runs
 WHERE run_id IN (SELECT value FROM json_each(:ids)) AND kind NOT IN ('item', 'iteration')
 GROUP BY run_id;
@@ -213,7 +214,7 @@ UPDATE step_runs
 SET status = 'completed', output = :output, inputs = :inputs, error = NULL,
     finished_at = :now, lease_expires_at = NULL
 WHERE id = :id AND attempt = :attempt AND status = 'running'
-RETURNING key, step_id, scope, kind, idx;
+RETURNING key, step_id, scope, kind, idx, worker_id;
 
 -- One dependency of these steps finished (:failed = 1 when it did not complete).
 -- A task with the default condition (queue_on_release) whose last dependency
@@ -510,3 +511,54 @@ SET status = :status,
     updated_at = :now
 WHERE id = :id AND kind = 'external' AND status IN (SELECT value FROM json_each(:allowed))
 RETURNING id, status;
+-- Retention. Top-level runs that finished before the cutoff, oldest first:
+-- each deleted with its tree (its child runs share its root_run_id).
+-- name: prune_candidates
+SELECT id FROM runs
+WHERE parent_run_id IS NULL
+  AND finished_at < :now - :older_than
+  AND status IN ('completed', 'failed', 'cancelled')
+  AND status IN (SELECT value FROM json_each(:statuses))
+  AND (:workflow IS NULL OR workflow_name = :workflow)
+ORDER BY finished_at
+LIMIT :limit;
+
+-- name: prune_children
+SELECT id, root_run_id, status FROM runs
+WHERE root_run_id IN (SELECT value FROM json_each(:ids)) AND parent_run_id IS NOT NULL
+ORDER BY id;
+
+-- Steps, events, signals, counters and tags go with each run (ON DELETE CASCADE).
+-- name: delete_child_runs
+DELETE FROM runs
+WHERE root_run_id IN (SELECT value FROM json_each(:ids)) AND parent_run_id IS NOT NULL
+  AND status IN ('completed', 'failed', 'cancelled');
+
+-- name: delete_runs
+DELETE FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND parent_run_id IS NULL
+  AND status IN ('completed', 'failed', 'cancelled');
+
+-- What a prune would delete: the top-level runs, and their child runs.
+-- name: prune_count
+SELECT COUNT(*) AS runs, COALESCE(SUM(children), 0) AS child_runs FROM (
+    SELECT (SELECT COUNT(*) FROM runs AS c
+            WHERE c.root_run_id = r.id AND c.parent_run_id IS NOT NULL) AS children
+    FROM runs AS r
+    WHERE r.parent_run_id IS NULL
+      AND r.finished_at < :now - :older_than
+      AND r.status IN ('completed', 'failed', 'cancelled')
+      AND r.status IN (SELECT value FROM json_each(:statuses))
+      AND (:workflow IS NULL OR r.workflow_name = :workflow)
+      AND NOT EXISTS (
+          SELECT 1 FROM runs AS c
+          WHERE c.root_run_id = r.id AND c.parent_run_id IS NOT NULL
+            AND c.status NOT IN ('completed', 'failed', 'cancelled')));
+
+-- A periodic task's turn: taken (a row returned) by at most one caller per
+-- interval, however many ask at once.
+-- name: claim_maintenance
+INSERT INTO maintenance (name, ran_at) VALUES (:name, :now)
+ON CONFLICT (name) DO UPDATE SET ran_at = excluded.ran_at
+WHERE maintenance.ran_at <= :now - :every
+RETURNING name;

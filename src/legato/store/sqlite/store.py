@@ -147,6 +147,9 @@ class _SQLiteTx(Tx):
         if rows:
             self.conn.executemany(self.queries[query], rows)
 
+    def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(statement, params).fetchall()]
+
 
 class SQLiteStore(SQLStore):
     dialect = "sqlite"
@@ -402,7 +405,10 @@ class SQLiteStore(SQLStore):
                 )
             for version, name, sql in migrations[current:]:
                 for statement in _statements(sql):
-                    conn.execute(statement)
+                    try:
+                        conn.execute(statement)
+                    except sqlite3.OperationalError as exc:
+                        raise _migration_error(self.path, version, name, exc) from None
                 conn.execute(
                     "INSERT INTO legato_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, time.time()),
@@ -416,6 +422,20 @@ class SQLiteStore(SQLStore):
 
     def _check_schema(self) -> None:
         check_schema_version(self.url, self.schema_version(), len(migration_files("sqlite")))
+
+
+def _migration_error(
+    path: str, version: int, name: str, exc: sqlite3.OperationalError
+) -> StoreError:
+    """Why a migration failed; what to do when this SQLite lacks a part legato needs."""
+    text = f"migrating {path} to schema version {version} ({name}) failed: {exc}"
+    if "fts5" in str(exc) or "trigram" in str(exc):
+        text += (
+            f"; legato's text search needs SQLite 3.34 or later built with FTS5 (this "
+            f"Python's is SQLite {sqlite3.sqlite_version}): use a Python whose sqlite3 has "
+            "it, or PostgreSQL"
+        )
+    return StoreError(text)
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:

@@ -1,2 +1,0 @@
--- Reserved for the search migration, which replaces this file.
-SELECT 1;
