@@ -28,8 +28,10 @@ __all__ = [
     "AttemptRef",
     "ClaimRequest",
     "ClaimedStep",
+    "LeaseRenewal",
     "NewDefinition",
     "NewRun",
+    "ProgressReport",
     "ReportOutcome",
     "StepResult",
     "Store",
@@ -101,6 +103,8 @@ class ClaimRequest:
     defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)
     #: the secrets the claimer lends the steps it claims (``secrets.NAME`` in inputs)
     secrets: Secrets = field(default_factory=Secrets)
+    #: the claimer's tasks that take a context: their steps get their map item read
+    context_tasks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,12 @@ class ClaimedStep:
     recorded: dict[str, Any] | None = None
     #: the values of the secrets the call reads: never recorded (errors conceal them)
     hidden: tuple[str, ...] = field(default=(), repr=False)
+    #: the item's index in the nearest map around it (or its own, for a map's item)
+    index: int | None = None
+    #: the value of that item, when the claimer's task takes a context
+    item: Any = None
+    #: the iteration of the nearest loop around it
+    iteration: int | None = None
 
     @property
     def label(self) -> str:
@@ -165,10 +175,33 @@ class StepResult:
     inputs_json: str | None = None
     error: StepError | None = None
     retryable: bool = True
+    #: the attempt ended after its worker was asked to stop it (its run cancelled,
+    #: or paused with ``stop_now``): it is recorded cancelled if its run has ended,
+    #: else goes back to the queue (a failure) or completes (a value)
+    stopped: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.step_run_id, self.attempt)
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """What a running task last reported through its context, as JSON text
+    (``None``: nothing new of that kind)."""
+
+    progress: str | None = None
+    details: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """What a heartbeat renewed, and what it learned."""
+
+    #: leases renewed (attempts this worker still holds)
+    renewed: int
+    #: step runs whose attempts their worker is asked to stop (run cancelled or paused now)
+    stop_requested: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -309,8 +342,10 @@ class Store(abc.ABC):
         *,
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
+        progress: Mapping[int, ProgressReport] | None = None,
     ) -> ReportOutcome:
-        """In one transaction: apply results, hand back attempts, sweep, claim.
+        """In one transaction: write progress, apply results, hand back attempts, sweep,
+        claim.
 
         A completed attempt records its output, queues each successor whose last
         dependency it was, and completes the run after its last step. A failed
@@ -320,16 +355,27 @@ class Store(abc.ABC):
         changes nothing. ``release`` hands attempts of ``worker_id`` back to the
         queue without counting them as failed or lost. A lease that expired
         counts against the step's lost-attempt budget, never its retries.
-        Claimed steps are leased for ``claim.lease`` seconds.
+        Claimed steps are leased for ``claim.lease`` seconds; no step of a paused
+        run is claimed, and no timer of one fires. ``progress`` (by step run)
+        is written first, for the attempts still running.
         """
 
     @abc.abstractmethod
-    def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
-        """Extend the leases ``worker_id`` holds on these step runs; return how many it holds.
+    def extend_leases(
+        self,
+        worker_id: str,
+        step_run_ids: Sequence[int],
+        lease: float,
+        *,
+        progress: Mapping[int, ProgressReport] | None = None,
+    ) -> LeaseRenewal:
+        """Extend the leases ``worker_id`` holds on these step runs, write what their
+        tasks reported (``progress``), and say which the worker is asked to stop.
 
         Only steps the worker knows it is running are renewed, so a claim whose
         commit succeeded but whose answer was lost lets its lease lapse. The
-        worker's own registration (if any) is renewed too.
+        worker's own registration (if any) is renewed too. Never waits for a lock:
+        a row another transaction holds is renewed by the next heartbeat.
         """
 
     @abc.abstractmethod

@@ -1,7 +1,8 @@
 """What a store keeps in memory about runs and tasks, and how it fills it.
 
-Caches hold only what never changes once written (a run's params and metadata,
-the number of counter shards of a scope) or what a committed transaction saw
+Caches hold only what never changes once written (a run's params and metadata
+for one attempt of the run, the number of counter shards of a scope) or what a
+committed transaction saw
 (a run has started; the defaults a worker recorded for a task, kept for a few
 seconds), filled after the commit, so a transaction that rolls back cannot
 leave them disagreeing with the database.
@@ -40,6 +41,9 @@ class RunContext:
     parent_step: str | None = None
     #: the defaults of the tasks its spec calls, as its starter resolved them
     task_defaults: dict[str, TaskDefaults] = field(default_factory=dict)
+    #: the run's attempt it was read at: a run set going again (retried, rerun with
+    #: new params, restarted on a newer version) has another, and is read again
+    attempt: int = 1
 
 
 class RunCaches:
@@ -143,7 +147,27 @@ class RunCaches:
                 name: TaskDefaults.from_json(value)
                 for name, value in (self._json(row["task_defaults"]) or {}).items()
             },
+            attempt=int(row.get("attempt") or 1),
         )
+
+    def check_attempt(self, tx: Tx, run_id: str, attempt: int | None) -> None:
+        """Forget the run's cached context if it was read at another attempt of the run
+        (one set going again since, perhaps with new params or on another spec)."""
+        if attempt is None:
+            return
+        cached = self._runs.get(run_id)
+        if cached is not None and cached.attempt != int(attempt):
+            with self._cache_lock:
+                self._runs.pop(run_id, None)
+        local = tx.__dict__.get("contexts", {})
+        seen = local.get(run_id)
+        if seen is not None and seen.attempt != int(attempt):
+            del local[run_id]
+
+    def forget_context(self, run_id: str) -> None:
+        """Drop the run's cached context (an operation changed it)."""
+        with self._cache_lock:
+            self._runs.pop(run_id, None)
 
     def _remember_contexts(self, loaded: dict[str, RunContext]) -> None:
         with self._cache_lock:

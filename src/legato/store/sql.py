@@ -40,8 +40,10 @@ from legato.store import operations
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
+    LeaseRenewal,
     NewDefinition,
     NewRun,
+    ProgressReport,
     ReportOutcome,
     StepResult,
     Store,
@@ -362,10 +364,13 @@ class SQLStore(RunCaches, Store):
         *,
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
+        progress: Mapping[int, ProgressReport] | None = None,
     ) -> ReportOutcome:
         if release and worker_id is None:
             raise ValueError("releasing attempts needs the worker_id that holds them")
-        return self.retrying(lambda hints: self._report(hints, results, claim, release, worker_id))
+        return self.retrying(
+            lambda hints: self._report(hints, results, claim, release, worker_id, progress)
+        )
 
     def _report(
         self,
@@ -374,25 +379,48 @@ class SQLStore(RunCaches, Store):
         claim: ClaimRequest | None,
         release: Sequence[AttemptRef],
         worker_id: str | None,
+        progress: Mapping[int, ProgressReport] | None = None,
     ) -> ReportOutcome:
         """One try; ``hints`` are runs to lock first (a try before found them locked)."""
         from legato.store.reporting import Report
 
         with self._transaction() as tx:
+            if progress:
+                self.write_progress(tx, progress)
             return Report(self, tx, hints).apply(results, claim, release, worker_id)
 
-    def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
+    def extend_leases(
+        self,
+        worker_id: str,
+        step_run_ids: Sequence[int],
+        lease: float,
+        *,
+        progress: Mapping[int, ProgressReport] | None = None,
+    ) -> LeaseRenewal:
         with self._transaction() as tx:
             tx.run("touch_worker", id=worker_id, lease=float(lease), now=self.clock.now())
+            if progress:
+                self.write_progress(tx, progress)
             if not step_run_ids:
-                return 0
-            return tx.run(
+                return LeaseRenewal(0)
+            rows = tx.all(
                 "extend_leases",
                 worker=worker_id,
                 ids=self._list(list(step_run_ids)),
                 lease=float(lease),
                 now=self.clock.now(),
             )
+        return LeaseRenewal(len(rows), frozenset(int(r["id"]) for r in rows if r["stop_requested"]))
+
+    def write_progress(self, tx: Tx, progress: Mapping[int, ProgressReport]) -> None:
+        """What running tasks reported through their contexts, one statement for them all."""
+        tx.many(
+            "write_progress",
+            [
+                {"id": step_run_id, "progress": p.progress, "details": p.details}
+                for step_run_id, p in sorted(progress.items())
+            ],
+        )
 
     # -- workers --------------------------------------------------------------
 
