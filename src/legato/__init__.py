@@ -1,6 +1,7 @@
 """legato: durable workflows for Python on SQLite and PostgreSQL."""
 
 from legato.client import Client
+from legato.context import Context
 from legato.define.builder import Sequence, Workflow
 from legato.define.filters import filter
 from legato.define.refs import index, item, iteration, var
@@ -16,6 +17,7 @@ from legato.errors import (
     DefinitionError,
     IdempotencyConflictError,
     LegatoError,
+    OperationRefusedError,
     ParamError,
     PayloadError,
     RunNotFoundError,
@@ -31,6 +33,7 @@ from legato.errors import (
     WorkflowNotFoundError,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.operations import BulkResult, RunFilter
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus, StepStatus
@@ -40,9 +43,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "BulkResult",
     "Client",
     "ConfigError",
     "ConflictError",
+    "Context",
     "CycleError",
     "DatabaseUnavailableError",
     "Definition",
@@ -52,10 +57,12 @@ __all__ = [
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
+    "OperationRefusedError",
     "ParamError",
     "PayloadError",
     "RetryPolicy",
     "Run",
+    "RunFilter",
     "RunNotFoundError",
     "RunStatus",
     "SchemaVersionError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from legato.durations import parse_duration
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import (
+    ConflictError,
     DefinitionError,
     ParamError,
     RunNotFoundError,
@@ -30,6 +31,7 @@ from legato.errors import (
     WaitTimeout,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.operations import BulkResult, RunFilter
 from legato.model.runs import Event, Run, StepRun
 from legato.model.spec import WorkflowSpec
 from legato.model.states import StepStatus
@@ -258,11 +260,99 @@ class Client:
     def cancel(
         self, run_id: str, reason: str = "cancelled by request", *, actor: str | None = None
     ) -> None:
-        """End an unfinished run as cancelled: steps not yet started never start, waits
-        end, and its child runs are cancelled too. Steps already running on a worker
-        finish, and their results are kept but start nothing. A finished or unknown
-        run is an error."""
+        """End a pending, running or paused run as cancelled: steps not yet started never
+        start, waits end, and its child runs are cancelled too. Steps running on a
+        worker are asked to stop (``ctx.cancelled`` turns true within a heartbeat, an
+        async task is cancelled) and are recorded cancelled when they stop; one that
+        finishes before it learns of it keeps its result, which starts nothing.
+        A finished run raises :class:`~legato.OperationRefusedError`."""
         self.store.cancel(self.resolve_run_id(run_id), reason, actor=actor)
+
+    def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
+        """Pause a pending or running run (and its child runs): steps running finish,
+        nothing new starts (no task is claimed, no timer fires, no map item or retry
+        begins) until :meth:`resume`. ``stop_now`` also asks running steps to stop;
+        they go back to the queue, their retries not spent."""
+        self.store.pause(self.resolve_run_id(run_id), stop_now=stop_now, actor=actor)
+
+    def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        """Resume a paused run (and its paused child runs): what was held starts, timers
+        that fell due meanwhile fire. Legal only for a paused run whose parent is not."""
+        self.store.resume(self.resolve_run_id(run_id), actor=actor)
+
+    def retry(self, run_id: str, *, actor: str | None = None) -> list[str]:
+        """Set a failed or cancelled run going from where it stopped: failed and cancelled
+        steps run again with the inputs they were resolved with (inside maps only the
+        failed items, loops from the failed iteration, a failed sub-workflow step with a
+        new child run); completed steps keep their outputs. Returns the steps that run
+        again. Legal only for a failed or cancelled top-level run."""
+        return self.store.retry(self.resolve_run_id(run_id), actor=actor)
+
+    def rerun(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> list[str]:
+        """Run a completed, failed or cancelled run again from ``from_step`` (a step, or an
+        instance such as ``fetch[3]``): it and everything downstream of it run afresh,
+        their inputs resolved again, with ``params`` merged into the run's if given.
+        Refused while a step of the run still runs. Returns the steps that run again."""
+        return self.store.rerun(self.resolve_run_id(run_id), from_step, params=params, actor=actor)
+
+    def restart(
+        self, run_id: str, *, use_latest_version: bool = False, actor: str | None = None
+    ) -> int:
+        """Start a completed, failed or cancelled run again from the beginning (its history
+        kept); with ``use_latest_version`` on the newest deployed (else stored) version
+        of its workflow. Returns the run's new attempt number."""
+        return self.store.restart(
+            self.resolve_run_id(run_id), use_latest_version=use_latest_version, actor=actor
+        )
+
+    def skip(self, run_id: str, step: str, output: Any = None, *, actor: str | None = None) -> None:
+        """Mark a step done with ``output`` and go on: a waiting, queued or suspended step
+        of a going run, or a failed step of a failed or cancelled run (which then goes
+        on as :meth:`retry` does)."""
+        self.store.skip(self.resolve_run_id(run_id), step, output, actor=actor)
+
+    # -- bulk operations -----------------------------------------------------------------
+
+    def cancel_many(
+        self, where: RunFilter, reason: str = "cancelled by request", *, actor: str | None = None
+    ) -> BulkResult:
+        """Cancel every run matching ``where``; each is its own transaction, and those that
+        cannot be cancelled are reported with why."""
+        return self._bulk("cancel", where, lambda r: self.store.cancel(r, reason, actor=actor))
+
+    def retry_many(self, where: RunFilter, *, actor: str | None = None) -> BulkResult:
+        """Retry every run matching ``where`` (see :meth:`retry`), reporting refusals."""
+        return self._bulk("retry", where, lambda r: self.store.retry(r, actor=actor))
+
+    def resume_many(self, where: RunFilter, *, actor: str | None = None) -> BulkResult:
+        """Resume every run matching ``where`` (see :meth:`resume`), reporting refusals."""
+        return self._bulk("resume", where, lambda r: self.store.resume(r, actor=actor))
+
+    def matching_runs(self, where: RunFilter) -> list[Run]:
+        """The runs a filter matches, newest first (without their steps)."""
+        limit = where.limit if where.limit is not None else 1_000_000_000
+        status = None if where.status is None else str(where.status)
+        runs = self.list_runs(status=status, workflow=where.workflow, limit=limit)
+        return [r for r in runs if where.matches_tags(r.tags)]
+
+    def _bulk(self, operation: str, where: RunFilter, apply: Callable[[str], Any]) -> BulkResult:
+        changed: list[str] = []
+        refused: dict[str, str] = {}
+        for run in self.matching_runs(where):
+            try:
+                apply(run.id)
+            except (ConflictError, RunNotFoundError) as exc:
+                refused[run.id] = str(exc)
+            else:
+                changed.append(run.id)
+        return BulkResult(operation, tuple(changed), refused)
 
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None

@@ -385,8 +385,61 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
-        """End an unfinished run as cancelled: nothing new starts, its child runs are
-        cancelled too; a finished or unknown run is an error."""
+        """End an unfinished (pending, running or paused) run as cancelled: nothing new
+        starts, its child runs are cancelled too, and the workers running its attempts
+        are asked to stop them (:meth:`extend_leases` tells them); each is recorded
+        cancelled when it stops. A finished run raises OperationRefusedError, an
+        unknown one RunNotFoundError."""
+
+    @abc.abstractmethod
+    def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
+        """Atomically pause a pending or running run and its child runs: no step of them is
+        claimed and no timer of them fires until :meth:`resume`; attempts running
+        finish (and are recorded) unless ``stop_now`` asks them to stop, when they go
+        back to the queue without spending retries. Any other status raises
+        OperationRefusedError."""
+
+    @abc.abstractmethod
+    def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        """Atomically resume a paused run and its paused child runs; a run that is not
+        paused, or whose parent run is paused, raises OperationRefusedError."""
+
+    @abc.abstractmethod
+    def retry(self, run_id: str, *, actor: str | None = None) -> list[str]:
+        """Atomically set a failed or cancelled top-level run going from where it stopped:
+        its failed and cancelled instances (and those skipped because of them) wait or
+        queue again with the inputs they were resolved with, compounds run on with what
+        they hold, completed instances keep their outputs. Returns the instances that
+        run again; any other status raises OperationRefusedError."""
+
+    @abc.abstractmethod
+    def rerun(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> list[str]:
+        """Atomically run an ended top-level run again from the instance ``from_step``: it
+        and everything downstream of it, in its scope and the scopes around it, run
+        afresh (inputs resolved again, with ``params`` merged into the run's). Refused
+        (OperationRefusedError) for a run still going or with a step still running."""
+
+    @abc.abstractmethod
+    def restart(
+        self, run_id: str, *, use_latest_version: bool = False, actor: str | None = None
+    ) -> int:
+        """Atomically start an ended top-level run again from the beginning: its steps
+        anew, its events kept, its attempt number one more (returned); on the newest
+        deployed (else stored) version of its workflow if ``use_latest_version``."""
+
+    @abc.abstractmethod
+    def skip(self, run_id: str, step: str, output: Any = None, *, actor: str | None = None) -> None:
+        """Atomically mark a step completed with ``output`` and release its successors: a
+        waiting, queued or suspended step of a going run (a child run it waits for is
+        cancelled), or a failed step of a failed or cancelled run, which then goes on
+        as :meth:`retry` does. Anything else raises OperationRefusedError."""
 
     @abc.abstractmethod
     def update_variables(

@@ -52,7 +52,7 @@ class RunCaches:
     clock: Clock
     _cache_lock: threading.Lock
     _runs: OrderedDict[str, RunContext]
-    _shards: OrderedDict[tuple[str, str], int]
+    _shards: OrderedDict[tuple[str, str, int], int]
     _defaults: dict[str, tuple[TaskDefaults, float]]
     _started: OrderedDict[str, None]
 
@@ -176,18 +176,20 @@ class RunCaches:
                 self._runs.popitem(last=False)
 
     def shards(self, tx: Tx, run_id: str, scope: str) -> int:
-        """How many counter shards a scope has (fixed when it opened, so cached)."""
-        known = self._shards.get((run_id, scope))
+        """How many counter shards a scope has (fixed when it opened, so cached, for the
+        run's attempt: a scope rerun opens again, perhaps with another number)."""
+        attempt = self.context(tx, run_id).attempt
+        known = self._shards.get((run_id, scope, attempt))
         if known is not None:
             return known
         row = tx.one("counter_shards", run_id=run_id, scope=scope)
         shards = int(row["shards"]) if row is not None else 1
-        self.remember_shards(run_id, scope, shards)
+        self.remember_shards(run_id, scope, shards, attempt)
         return shards
 
-    def remember_shards(self, run_id: str, scope: str, shards: int) -> None:
+    def remember_shards(self, run_id: str, scope: str, shards: int, attempt: int) -> None:
         with self._cache_lock:
-            self._shards[(run_id, scope)] = shards
+            self._shards[(run_id, scope, attempt)] = shards
             while len(self._shards) > 65536:
                 self._shards.popitem(last=False)
 

@@ -90,7 +90,7 @@ class SQLStore(RunCaches, Store):
         )
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
         self._runs: OrderedDict[str, RunContext] = OrderedDict()
-        self._shards: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._shards: OrderedDict[tuple[str, str, int], int] = OrderedDict()
         self._defaults: dict[str, tuple[TaskDefaults, float]] = {}
         #: runs a committed transaction saw started (a run never becomes pending
         #: again), so claims need not mark them started once more
@@ -503,6 +503,33 @@ class SQLStore(RunCaches, Store):
 
     def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
         operations.cancel(self, run_id, reason, actor=actor)
+
+    def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
+        operations.pause(self, run_id, stop_now=stop_now, actor=actor)
+
+    def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        operations.resume(self, run_id, actor=actor)
+
+    def retry(self, run_id: str, *, actor: str | None = None) -> list[str]:
+        return operations.retry(self, run_id, actor=actor)
+
+    def rerun(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> list[str]:
+        return operations.rerun(self, run_id, from_step, params=params, actor=actor)
+
+    def restart(
+        self, run_id: str, *, use_latest_version: bool = False, actor: str | None = None
+    ) -> int:
+        return operations.restart(self, run_id, use_latest_version=use_latest_version, actor=actor)
+
+    def skip(self, run_id: str, step: str, output: Any = None, *, actor: str | None = None) -> None:
+        operations.skip(self, run_id, step, output, actor=actor)
 
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None

@@ -160,7 +160,9 @@ class Unit:
         # The latch, holding the number of shards for those who count down.
         rows.append({"run_id": run_id, "scope": scope, "shard": -1, "remaining": shards})
         self.tx.many("insert_counter", rows)
-        self.store.remember_shards(run_id, scope, shards)
+        self.store.remember_shards(
+            run_id, scope, shards, self.store.context(self.tx, run_id).attempt
+        )
 
     def event(
         self,
