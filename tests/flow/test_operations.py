@@ -100,7 +100,7 @@ def test_a_cancelled_run_is_retried_from_where_it_stopped(client: Client) -> Non
     [c] = _claim(client)
     report(client, [ok(c, 3)])
     run = client.get(run_id)
-    assert run.status is RunStatus.COMPLETED and run.outputs is None or run.outputs == {}
+    assert (run.status is RunStatus.COMPLETED and run.outputs is None) or run.outputs == {}
     assert run.error is None and run.finished_at is not None
 
 
