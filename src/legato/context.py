@@ -76,7 +76,7 @@ class Context:
             _check_amount("total", total)
         if message is not None and not isinstance(message, str):
             raise TypeError(f"progress message must be text, got {type(message).__name__}")
-        text, _ = to_json(
+        _, text = to_json(
             {
                 "done": done,
                 "total": total,
