@@ -77,25 +77,15 @@ def signal(
 
 
 def cancel(store: SQLStore, run_id: str, reason: str, *, actor: str | None = None) -> None:
-    """End an unfinished run as cancelled, with its child runs."""
-    run_id = store._check_run_id(run_id)
+    """End an unfinished run as cancelled, with its child runs; ask its running attempts
+    to stop."""
 
-    def cancel(hints: set[str]) -> None:
-        with store._transaction() as tx:
-            unit = Unit(store, tx, hints)
-            unit.lock_runs({run_id, *hints})
-            status = unit.runs.get(run_id)
-            if status is None:
-                raise RunNotFoundError(f"no run with id {run_id!r}")
-            if status.finished:
-                raise OperationRefusedError(
-                    f"run {run_id} is {status.value}: only a pending, running or paused run "
-                    "can be cancelled"
-                )
-            unit.cancel_run(run_id, reason, actor=actor)
-            unit.flush_events()
+    def work(unit: Unit, run_id: str, status: RunStatus) -> None:
+        if status.finished:
+            raise _refuse(run_id, status, "only a pending, running or paused run can be cancelled")
+        unit.cancel_run(run_id, reason, actor=actor)
 
-    store.retrying(cancel)
+    _operate(store, run_id, work)
 
 
 def update_variables(
@@ -142,6 +132,7 @@ def _operate(store: SQLStore, run_id: str, work: Callable[[Unit, str, RunStatus]
             if status is None:
                 raise RunNotFoundError(f"no run with id {run_id!r}")
             result = work(unit, run_id, status)
+            store.checkpoint("before_commit")
             unit.flush_events()
         return result
 
