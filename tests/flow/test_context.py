@@ -56,7 +56,7 @@ def test_a_task_that_asks_for_the_context_gets_its_whereabouts(client: Client) -
 
 def test_the_context_parameter_is_not_an_input() -> None:
     wf = Workflow("ctx_not_input")
-    with pytest.raises(DefinitionError, match="cannot call task flow_ops.whereabouts"):
+    with pytest.raises(DefinitionError, match=r"cannot call task flow_ops\.whereabouts"):
         wf.step("s", whereabouts, x=1, context="given")
         wf.spec  # noqa: B018 - building the spec checks the calls
     assert list(whereabouts.signature.parameters) == ["x"]
@@ -67,7 +67,7 @@ def test_a_task_may_take_only_one_context() -> None:
     def twice(a: Context, b: Context) -> None: ...
 
     with pytest.raises(DefinitionError, match="only one parameter can take the Context"):
-        legato.task(twice, registry=legato.TaskRegistry())
+        legato.task(registry=legato.TaskRegistry())(twice)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ of a run whose worker died. Each is run both ways round where both ways can happ
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +13,15 @@ from legato import Client, RunStatus, StepStatus, Workflow
 
 from .helpers import by_step, claim, ok, report
 from .tasks import echo, noop
-from .test_races import Held, Second, conflict_retries, statuses, two  # noqa: F401 - a fixture
+from .test_races import SECOND, Held, Second, conflict_retries, statuses
+
+
+@pytest.fixture
+def two(db_url: str) -> Iterator[tuple[Client, Client]]:
+    """Two clients on one database, each with connections of its own."""
+    second_url = db_url if db_url.startswith("sqlite") else f"{db_url}?application_name={SECOND}"
+    with Client(db_url) as first, Client(second_url) as second:
+        yield first, second
 
 
 def chain() -> Workflow:
@@ -84,9 +93,15 @@ def test_a_cancel_and_a_step_finishing_keep_the_result_and_start_nothing(
 ) -> None:
     first, second = two
     run_id, a = _started(first)
-    cancel = lambda c: c.cancel(run_id, "enough", actor="ops")
-    complete = lambda c: report(c, [ok(a, "a's output")])
-    mine, theirs = (cancel, complete) if held_first == "cancel" else (complete, cancel)
+
+    def cancel(c: Client) -> Any:
+        return c.cancel(run_id, "enough", actor="ops")
+
+    def complete(c: Client) -> Any:
+        return report(c, [ok(a, "a's output")])
+
+    ops: list[Callable[[Client], Any]] = [cancel, complete]
+    mine, theirs = ops if held_first == "cancel" else ops[::-1]
     held = Held(first, "before_commit", lambda: mine(first))
     other = Second(second, lambda: theirs(second))
     # the cancel asked a to stop (its row), the completion wrote a and b: either way
@@ -118,7 +133,7 @@ def test_an_attempt_that_stops_after_the_cancel_is_recorded_cancelled(client: Cl
     assert step.error is not None and step.error.type == "Cancelled"
 
 
-# -- retry of a run whose worker died ----------------------------------------------------------------
+# -- retry of a run whose worker died ------------------------------------------------------
 
 
 def dies() -> Workflow:
@@ -140,7 +155,7 @@ def test_a_retry_waits_for_the_sweep_that_fails_the_dead_workers_step(
     sweeping = Held(first, "before_commit", lambda: claim(first, "w2", sweep=True))
     retrying = Second(second, lambda: second.retry(run_id, actor="ops"))
     retrying.assert_blocked(db_url)  # on the run's row the sweep holds
-    assert sweeping.release() == []  # b failed for good: its budget of lost workers spent
+    assert sweeping.release() == []  # b failed for good: its lost-worker budget spent
     assert retrying.wait() == ["b"]
     [again] = by_step(claim(first, "w2")).values()
     assert (again.step_id, again.attempt, again.kwargs) == ("b", 2, {"x": 2})
