@@ -24,6 +24,7 @@ from legato.model.states import RunStatus, StepStatus
 __all__ = [
     "RunProgress",
     "format_duration",
+    "progress_text",
     "run_details",
     "runs_table",
     "status_text",
@@ -265,7 +266,9 @@ def _run_header(run: Run) -> Table:
         ("run", Text(run.id, style="cyan")),
         ("workflow", f"{run.workflow}@{run.version}  (spec {run.workflow_hash[:12]})"),
         ("status", status_text(run.status)),
+        ("attempt", str(run.attempt) if run.attempt > 1 else None),
         ("steps", _step_summary(run)),
+        ("done", f"{run.steps_done:,}/{run.steps_total:,} steps" if run.steps else None),
         ("params", _json(run.params)),
         ("outputs", None if run.outputs is None else _json(run.outputs)),
         ("tags", _json(run.tags) if run.tags else None),
@@ -444,9 +447,28 @@ def step_note(step: StepRun) -> str:
         return waiting_text(step)
     if step.status is StepStatus.QUEUED and step.attempt and step.error is not None:
         return "retrying after " + _one_line(step.error, 120)
+    if step.status is StepStatus.RUNNING and step.kind == "task":
+        notes = [progress_text(step)] if step.progress else []
+        if step.stop_requested:
+            notes.append("asked to stop")
+        if notes:
+            return "; ".join(notes)
     if step.child_run_id:
         return f"child run {step.child_run_id}"
     return ""
+
+
+def progress_text(step: StepRun) -> str:
+    """``42% (420/1,000) rows loaded``, or ``420 done`` without a total."""
+    progress = step.progress or {}
+    done = progress.get("done") or 0
+    total = progress.get("total")
+    percent = step.percent
+    text = f"{done:,}" + (f"/{total:,}" if total else " done")
+    if percent is not None:
+        text = f"{percent:.0f}% ({text})"
+    message = progress.get("message")
+    return f"{text} {message}" if message else text
 
 
 def waiting_text(step: StepRun) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from legato import __version__
-from legato.cli import db, definitions, files, runs
+from legato.cli import db, definitions, files, operate
 from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
@@ -24,7 +24,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.command("run")(run)
-app.add_typer(runs.app, name="runs")
+app.add_typer(operate.app, name="runs")  # legato.cli.runs' group, with the operations
 app.command("worker")(worker)
 app.command("graph")(graph)
 app.command("validate")(files.validate)
