@@ -1,6 +1,7 @@
 """legato: durable workflows for Python on SQLite and PostgreSQL."""
 
 from legato.client import Client
+from legato.context import Context
 from legato.define.builder import Sequence, Workflow
 from legato.define.filters import filter
 from legato.define.refs import index, item, iteration, var
@@ -16,6 +17,7 @@ from legato.errors import (
     DefinitionError,
     IdempotencyConflictError,
     LegatoError,
+    OperationRefusedError,
     ParamError,
     PayloadError,
     RunFailedError,
@@ -32,8 +34,9 @@ from legato.errors import (
     WorkflowNotFoundError,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.operations import BulkResult
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
-from legato.model.search import RunPage
+from legato.model.search import RunFilter, RunPage
 from legato.model.spec import RetryPolicy, WorkflowSpec
 from legato.model.states import RunStatus, StepStatus
 from legato.worker.worker import Worker
@@ -42,9 +45,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "BulkResult",
     "Client",
     "ConfigError",
     "ConflictError",
+    "Context",
     "CycleError",
     "DatabaseUnavailableError",
     "Definition",
@@ -54,11 +59,13 @@ __all__ = [
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
+    "OperationRefusedError",
     "ParamError",
     "PayloadError",
     "RetryPolicy",
     "Run",
     "RunFailedError",
+    "RunFilter",
     "RunNotFoundError",
     "RunPage",
     "RunStatus",

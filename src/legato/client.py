@@ -24,6 +24,7 @@ from legato.define.validate import known_tasks
 from legato.engine.clock import Clock
 from legato.engine.planner import TaskDefaults, plan_new_run
 from legato.errors import (
+    ConflictError,
     DefinitionError,
     ParamError,
     RunNotFoundError,
@@ -31,6 +32,7 @@ from legato.errors import (
     WaitTimeout,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.operations import BulkResult
 from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run, StepRun
 from legato.model.search import RunFilter, RunPage, limit_option, order_option
@@ -269,11 +271,137 @@ class Client(StandaloneCalls, TrackedRuns):
     def cancel(
         self, run_id: str, reason: str = "cancelled by request", *, actor: str | None = None
     ) -> None:
-        """End an unfinished run as cancelled: steps not yet started never start, waits
-        end, and its child runs are cancelled too. Steps already running on a worker
-        finish, and their results are kept but start nothing. A finished or unknown
-        run is an error."""
+        """End a pending, running or paused run as cancelled: steps not yet started never
+        start, waits end, and its child runs are cancelled too. Steps running on a
+        worker are asked to stop (``ctx.cancelled`` turns true within a heartbeat, an
+        async task is cancelled) and are recorded cancelled when they stop; one that
+        finishes before it learns of it keeps its result, which starts nothing.
+        A finished run raises :class:`~legato.OperationRefusedError`."""
         self.store.cancel(self.resolve_run_id(run_id), reason, actor=actor)
+
+    def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
+        """Pause a pending or running run (and its child runs): steps running finish,
+        nothing new starts (no task is claimed, no timer fires, no map item or retry
+        begins) until :meth:`resume`. ``stop_now`` also asks running steps to stop;
+        they go back to the queue, their retries not spent."""
+        self.store.pause(self.resolve_run_id(run_id), stop_now=stop_now, actor=actor)
+
+    def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        """Resume a paused run (and its paused child runs): what was held starts, timers
+        that fell due meanwhile fire. Legal only for a paused run whose parent is not."""
+        self.store.resume(self.resolve_run_id(run_id), actor=actor)
+
+    def retry(self, run_id: str, *, actor: str | None = None) -> list[str]:
+        """Set a failed or cancelled run going from where it stopped: failed and cancelled
+        steps run again with the inputs they were resolved with (inside maps only the
+        failed items, loops from the failed iteration, a failed sub-workflow step with a
+        new child run); completed steps keep their outputs. Returns the steps that run
+        again. Legal only for a failed or cancelled top-level run."""
+        return self.store.retry(self.resolve_run_id(run_id), actor=actor)
+
+    def rerun(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> list[str]:
+        """Run a completed, failed or cancelled run again from ``from_step`` (a step, or an
+        instance such as ``fetch[3]``): it and everything downstream of it run afresh,
+        their inputs resolved again, with ``params`` merged into the run's if given.
+        Refused while a step of the run still runs. Returns the steps that run again."""
+        return self.store.rerun(self.resolve_run_id(run_id), from_step, params=params, actor=actor)
+
+    def restart(
+        self, run_id: str, *, use_latest_version: bool = False, actor: str | None = None
+    ) -> int:
+        """Start a completed, failed or cancelled run again from the beginning (its history
+        kept); with ``use_latest_version`` on the newest deployed (else stored) version
+        of its workflow. Returns the run's new attempt number."""
+        return self.store.restart(
+            self.resolve_run_id(run_id), use_latest_version=use_latest_version, actor=actor
+        )
+
+    def skip(self, run_id: str, step: str, output: Any = None, *, actor: str | None = None) -> None:
+        """Mark a step done with ``output`` and go on: a waiting, queued or suspended step
+        of a going run, or a failed step of a failed or cancelled run (which then goes
+        on as :meth:`retry` does)."""
+        self.store.skip(self.resolve_run_id(run_id), step, output, actor=actor)
+
+    # -- bulk operations -----------------------------------------------------------------
+
+    def cancel_many(
+        self,
+        query: str | None = None,
+        *,
+        reason: str = "cancelled by request",
+        actor: str | None = None,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Cancel every run the search (``query`` and/or the filters :meth:`search` takes)
+        finds; each is its own transaction, and those that cannot be cancelled are
+        reported with why. ``limit`` bounds how many runs are touched."""
+        return self._bulk(
+            "cancel",
+            self.matching_runs(query, limit=limit, **filters),
+            lambda r: self.store.cancel(r, reason, actor=actor),
+        )
+
+    def retry_many(
+        self,
+        query: str | None = None,
+        *,
+        actor: str | None = None,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Retry every run the search finds (see :meth:`retry`), reporting refusals."""
+        return self._bulk(
+            "retry",
+            self.matching_runs(query, limit=limit, **filters),
+            lambda r: self.store.retry(r, actor=actor),
+        )
+
+    def resume_many(
+        self,
+        query: str | None = None,
+        *,
+        actor: str | None = None,
+        limit: int | None = None,
+        **filters: Any,
+    ) -> BulkResult:
+        """Resume every run the search finds (see :meth:`resume`), reporting refusals."""
+        return self._bulk(
+            "resume",
+            self.matching_runs(query, limit=limit, **filters),
+            lambda r: self.store.resume(r, actor=actor),
+        )
+
+    def matching_runs(
+        self, query: str | None = None, *, limit: int | None = None, **filters: Any
+    ) -> list[Run]:
+        """The runs a search finds (every page, newest first, without their steps), at most
+        ``limit`` of them."""
+        found: list[Run] = []
+        for run in self.search_all(query, **filters):
+            if limit is not None and len(found) >= limit:
+                break
+            found.append(run)
+        return found
+
+    def _bulk(self, operation: str, runs: list[Run], apply: Callable[[str], Any]) -> BulkResult:
+        changed: list[str] = []
+        refused: dict[str, str] = {}
+        for run in runs:
+            try:
+                apply(run.id)
+            except (ConflictError, RunNotFoundError) as exc:
+                refused[run.id] = str(exc)
+            else:
+                changed.append(run.id)
+        return BulkResult(operation, tuple(changed), refused)
 
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None

@@ -19,7 +19,8 @@
     │   └── ConflictError        a transition lost a race (state was not what was expected)
     │       ├── StaleAttemptError        a result arrived for an attempt no longer current
     │       ├── IdempotencyConflictError an idempotency key already started another run
-    │       └── DefinitionConflictError  a deployed name and version already hold other content
+    │       ├── DefinitionConflictError  a deployed name and version already hold other content
+    │       └── OperationRefusedError    an operation is not legal from the run's status
     ├── RunFailedError           the run whose result was asked for failed or was cancelled
     ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
     ├── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
@@ -40,6 +41,7 @@ __all__ = [
     "DefinitionError",
     "IdempotencyConflictError",
     "LegatoError",
+    "OperationRefusedError",
     "ParamError",
     "PayloadError",
     "RunFailedError",
@@ -143,6 +145,11 @@ class StaleAttemptError(ConflictError):
 
 class IdempotencyConflictError(ConflictError):
     """An idempotency key already started a run of another workflow or with other params."""
+
+
+class OperationRefusedError(ConflictError):
+    """An operation on a run (pause, retry, skip...) is not legal from its status, or its
+    step's: the message names the run, its status and what the operation needs."""
 
 
 class DefinitionConflictError(ConflictError):

@@ -162,4 +162,7 @@ def test_cancel_from_the_shell_ends_the_run_and_its_waits(
         assert run.steps["ship"].status is StepStatus.CANCELLED
     twice = legato("runs", "cancel", run_id, "--url", db_url)
     assert twice.exit_code == 2
-    assert f"run {run_id} is cancelled: it cannot be cancelled" in twice.output
+    assert (
+        f"run {run_id} is cancelled: only a pending, running or paused run can be cancelled"
+        in twice.output
+    )

@@ -72,7 +72,10 @@ def test_cancelling_a_finished_or_unknown_run_is_a_clear_error(client: Client) -
     wf.step("only", echo, x=1)
     run_id = client.start(wf)
     client.cancel(run_id)
-    with pytest.raises(ConflictError, match=f"run {run_id} is cancelled: it cannot be cancelled"):
+    with pytest.raises(
+        ConflictError,
+        match=f"run {run_id} is cancelled: only a pending, running or paused run can be cancelled",
+    ):
         client.cancel(run_id)
     with pytest.raises(RunNotFoundError, match="no run with id"):
         client.cancel("01a2343c-0000-7000-8000-000000000000")

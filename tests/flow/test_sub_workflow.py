@@ -283,7 +283,9 @@ def test_cancelling_the_parent_cancels_its_running_child(client: Client) -> None
     assert child.steps["work"].status is StepStatus.COMPLETED
     assert child.steps["later"].status is StepStatus.CANCELLED
     assert client.get(run_id).status is RunStatus.CANCELLED
-    with pytest.raises(ConflictError, match="is cancelled: it cannot be cancelled"):
+    with pytest.raises(
+        ConflictError, match="is cancelled: only a pending, running or paused run can be cancelled"
+    ):
         client.cancel(run_id, "again")
 
 

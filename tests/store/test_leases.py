@@ -148,10 +148,10 @@ def test_extend_leases_keeps_a_lease_alive(client: Client) -> None:
     clock = client.store.clock
     for _ in range(4):  # 16 seconds in all, far past the first lease
         clock.advance(4)
-        assert client.store.extend_leases("w1", held, 5) == 2
+        assert client.store.extend_leases("w1", held, 5).renewed == 2
         assert report(client, [], _sweep_request("w2")).reclaimed == 0
-    assert client.store.extend_leases("nobody", held, 5) == 0
-    assert client.store.extend_leases("w1", [], 5) == 0
+    assert client.store.extend_leases("nobody", held, 5).renewed == 0
+    assert client.store.extend_leases("w1", [], 5).renewed == 0
     assert client.get(run_id).steps["a"].attempt == 1
     clock.advance(6)
     assert report(client, [], _sweep_request("w2")).reclaimed == 2
@@ -161,7 +161,7 @@ def test_extend_leases_ignores_finished_steps(client: Client) -> None:
     client.start(one_step(retries=0))
     [a] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
     report(client, [ok(a, 1)])
-    assert client.store.extend_leases("w1", [a.step_run_id], 5) == 0
+    assert client.store.extend_leases("w1", [a.step_run_id], 5).renewed == 0
 
 
 def test_extend_leases_renews_only_the_steps_named(client: Client) -> None:
@@ -169,7 +169,7 @@ def test_extend_leases_renews_only_the_steps_named(client: Client) -> None:
     [a] = claim(client, "w1", lease=5, tasks=["store_suite.echo"])
     [b] = claim(client, "w1", lease=5, tasks=["store_suite.noop"])
     client.store.clock.advance(4)
-    assert client.store.extend_leases("w1", [a.step_run_id], 5) == 1
+    assert client.store.extend_leases("w1", [a.step_run_id], 5).renewed == 1
     client.store.clock.advance(3)  # b's lease (5 s) has lapsed; a's was renewed to 9 s
     outcome = report(client, [], _sweep_request("w2"))
     assert outcome.reclaimed == 1

@@ -406,7 +406,7 @@ def test_a_heartbeat_never_waits_for_a_report(two: tuple[Client, Client], db_url
     steps = by_step(claim(first, "w1"))
     held = Held(first, "before_commit", lambda: report(first, [ok(steps["a"], 1)]))
     ids = [steps["a"].step_run_id, steps["b"].step_run_id]
-    beat = Second(second, lambda: second.store.extend_leases("w1", ids, 30))
+    beat = Second(second, lambda: second.store.extend_leases("w1", ids, 30).renewed)
     if db_url.startswith("sqlite"):
         beat.assert_blocked(db_url)
         held.release()

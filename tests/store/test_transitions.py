@@ -197,10 +197,29 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
     "release_step": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "worker": "w", "now": now}
     ],
+    "cancel_attempt": lambda run_id, step, now: [
+        {"id": step, "attempt": 1, "error": ERROR, "output": None, "inputs": None, "now": now}
+    ],
+    "requeue_attempt": lambda run_id, step, now: [
+        {"id": step, "attempt": 1, "held": held, "now": now} for held in (False, True)
+    ],
+    "reset_instance": lambda run_id, step, now: [
+        {
+            "id": step,
+            "status": status,
+            "deps_remaining": 0,
+            "deps_failed": 0,
+            "keep_inputs": True,
+            "run_attempt": 2,
+            "now": now,
+        }
+        for status in ("waiting", "running", "queued", "completed")
+    ],
+    "skip_step": lambda run_id, step, now: [{"id": step, "output": "1", "now": now}],
 }
 
 #: queries that write a run's status
-RUN_WRITERS = {"start_runs", "finish_run"}
+RUN_WRITERS = {"start_runs", "finish_run", "pause_run", "resume_run", "reopen_run"}
 #: queries that write the status of a run tracked from outside (its creator reports it)
 TRACKED_WRITERS = {"set_tracked_status"}
 
@@ -245,6 +264,21 @@ def test_run_status_writes_follow_the_table(client: Client, query: str) -> None:
     now = store.clock.now()
     if query == "start_runs":
         calls = [{"ids": list(before), "now": now}]
+    elif query in ("pause_run", "resume_run"):
+        calls = [{"id": run_id, "now": now} for run_id in before]
+    elif query == "reopen_run":
+        calls = [
+            {
+                "id": run_id,
+                "params": None,
+                "spec_hash": None,
+                "version": None,
+                "fresh": fresh,
+                "now": now,
+            }
+            for run_id in before
+            for fresh in (False, True)
+        ]
     else:
         calls = [
             {"run_id": run_id, "status": status.value, "outputs": None, "error": None, "now": now}

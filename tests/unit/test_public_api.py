@@ -7,9 +7,11 @@ from legato import errors
 
 PUBLIC = [
     "Attempt",
+    "BulkResult",
     "Client",
     "ConfigError",
     "ConflictError",
+    "Context",
     "CycleError",
     "DatabaseUnavailableError",
     "Definition",
@@ -19,11 +21,13 @@ PUBLIC = [
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
+    "OperationRefusedError",
     "ParamError",
     "PayloadError",
     "RetryPolicy",
     "Run",
     "RunFailedError",
+    "RunFilter",
     "RunNotFoundError",
     "RunPage",
     "RunStatus",
@@ -76,6 +80,7 @@ def test_every_error_is_exported_and_a_legato_error() -> None:
     assert issubclass(errors.StaleAttemptError, errors.ConflictError)
     assert issubclass(errors.IdempotencyConflictError, errors.ConflictError)
     assert issubclass(errors.DefinitionConflictError, errors.ConflictError)
+    assert issubclass(errors.OperationRefusedError, errors.ConflictError)
     assert issubclass(errors.WorkflowNotFoundError, errors.DefinitionError)
     assert issubclass(errors.DatabaseUnavailableError, errors.StoreError)
     assert issubclass(errors.RunNotFoundError, errors.StoreError)

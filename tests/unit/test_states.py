@@ -27,8 +27,14 @@ ALLOWED_RUN = {
     (R.RUNNING, R.FAILED),
     (R.RUNNING, R.CANCELLED),
     (R.RUNNING, R.PAUSED),
+    (R.PENDING, R.PAUSED),
     (R.PAUSED, R.RUNNING),
     (R.PAUSED, R.CANCELLED),
+    (R.PAUSED, R.COMPLETED),  # its last running step finished while it was paused
+    (R.PAUSED, R.FAILED),
+    (R.FAILED, R.RUNNING),  # retried, rerun or restarted
+    (R.CANCELLED, R.RUNNING),
+    (R.COMPLETED, R.RUNNING),  # rerun or restarted
 }
 
 ALLOWED_STEP = {
@@ -50,6 +56,15 @@ ALLOWED_STEP = {
     (S.SUSPENDED, S.COMPLETED),
     (S.SUSPENDED, S.FAILED),
     (S.SUSPENDED, S.CANCELLED),
+    (S.QUEUED, S.COMPLETED),  # skipped by request
+    (S.FAILED, S.COMPLETED),
+    (S.FAILED, S.WAITING),  # retried or rerun
+    (S.CANCELLED, S.WAITING),
+    (S.SKIPPED, S.WAITING),
+    (S.COMPLETED, S.WAITING),
+    (S.FAILED, S.RUNNING),  # a compound retried with what it holds
+    (S.CANCELLED, S.RUNNING),
+    (S.COMPLETED, S.RUNNING),
 }
 
 
@@ -96,11 +111,11 @@ def test_every_step_pair(old: StepStatus, new: StepStatus) -> None:
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        ("completed", "running"),
+        ("completed", "failed"),
         ("failed", "completed"),
-        ("cancelled", "running"),
+        ("cancelled", "paused"),
         ("running", "pending"),
-        ("paused", "completed"),
+        ("completed", "pending"),
         ("running", "running"),
     ],
 )
@@ -112,9 +127,9 @@ def test_forbidden_run_transitions(old: str, new: str) -> None:
     ("old", "new"),
     [
         ("queued", "suspended"),  # a task in the queue is taken by a worker first
-        ("queued", "completed"),  # must run first
+        ("running", "waiting"),  # a running attempt ends before anything else
         ("completed", "queued"),
-        ("failed", "running"),
+        ("skipped", "running"),
         ("cancelled", "queued"),
         ("skipped", "queued"),
         ("queued", "queued"),
@@ -124,13 +139,17 @@ def test_forbidden_step_transitions(old: str, new: str) -> None:
     assert not can_step_transition(old, new)
 
 
-def test_finished_statuses_have_no_way_out() -> None:
-    for run_status in RunStatus:
-        leaves = any(old is run_status for old, _ in RUN_TRANSITIONS)
-        assert run_status.finished is not leaves
-    for step_status in StepStatus:
-        leaves = any(old is step_status for old, _ in STEP_TRANSITIONS)
-        assert step_status.finished is not leaves
+def test_finished_statuses_leave_only_to_go_on_again() -> None:
+    """A finished run or step changes only when an operation sets it going again
+    (retry, rerun, restart, skip), never to another final status of its own."""
+    for old, new in RUN_TRANSITIONS:
+        if old.finished:
+            assert new is RunStatus.RUNNING, (old, new)
+    for step_old, step_new in STEP_TRANSITIONS:
+        if step_old.finished and step_old is not StepStatus.FAILED:
+            assert step_new in (StepStatus.WAITING, StepStatus.RUNNING), (step_old, step_new)
+        elif step_old.finished:  # a failed step may also be skipped with an output
+            assert step_new in (StepStatus.WAITING, StepStatus.RUNNING, StepStatus.COMPLETED)
 
 
 def test_unknown_status_is_refused() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "RunProgress",
     "format_duration",
     "history_table",
+    "progress_text",
     "run_details",
     "runs_table",
     "status_text",
@@ -267,8 +268,10 @@ def _run_header(run: Run) -> Table:
         ("workflow", f"{run.workflow}@{run.version}"),
         ("workflow hash", run.workflow_hash),
         ("status", status_text(run.status)),
+        ("attempt", str(run.attempt) if run.attempt > 1 else None),
         ("steps", _step_summary(run)),
         ("tasks", _count(run.task_count, "task step")),
+        ("done", f"{run.steps_done:,}/{run.steps_total:,} steps" if run.steps else None),
         ("params", _json(run.params)),
         ("outputs", None if run.outputs is None else _json(run.outputs)),
         ("tags", _json(run.tags) if run.tags else None),
@@ -449,9 +452,28 @@ def step_note(step: StepRun) -> str:
         return waiting_text(step)
     if step.status is StepStatus.QUEUED and step.attempt and step.error is not None:
         return "retrying after " + _one_line(step.error, 120)
+    if step.status is StepStatus.RUNNING and step.kind == "task":
+        notes = [progress_text(step)] if step.progress else []
+        if step.stop_requested:
+            notes.append("asked to stop")
+        if notes:
+            return "; ".join(notes)
     if step.child_run_id:
         return f"child run {step.child_run_id}"
     return ""
+
+
+def progress_text(step: StepRun) -> str:
+    """``42% (420/1,000) rows loaded``, or ``420 done`` without a total."""
+    progress = step.progress or {}
+    done = progress.get("done") or 0
+    total = progress.get("total")
+    percent = step.percent
+    text = f"{done:,}" + (f"/{total:,}" if total else " done")
+    if percent is not None:
+        text = f"{percent:.0f}% ({text})"
+    message = progress.get("message")
+    return f"{text} {message}" if message else text
 
 
 def waiting_text(step: StepRun) -> str:

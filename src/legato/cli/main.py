@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from legato import __version__
-from legato.cli import db, definitions, files, runs, tracking, workers
+from legato.cli import db, definitions, files, operate, runs, tracking, workers
 from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
@@ -26,7 +26,7 @@ app = typer.Typer(
 app.command("run")(run)
 runs.app.command("search")(tracking.search)
 runs.app.command("history")(tracking.history)
-app.add_typer(runs.app, name="runs")
+app.add_typer(operate.app, name="runs")  # legato.cli.runs' group, with the operations
 app.command("prune")(tracking.prune)
 app.command("worker")(worker)
 app.command("graph")(graph)

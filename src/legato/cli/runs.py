@@ -1,4 +1,8 @@
-"""``legato runs list``, ``show``, ``signal`` and ``cancel``: look at stored runs, and steer one."""
+"""``legato runs list``, ``show`` and ``signal``: look at stored runs, and signal one.
+
+The operations that steer runs (pause, resume, cancel, retry, rerun, restart,
+skip) are in :mod:`legato.cli.operate`, on the same ``legato runs`` group.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ from legato.errors import ConfigError
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Look at stored runs, send them signals, cancel them.", no_args_is_help=True)
+app = typer.Typer(
+    help="Look at stored runs; signal, pause, resume, cancel, retry, rerun, restart them.",
+    no_args_is_help=True,
+)
 
 RunIdArgument = Annotated[
     str,
@@ -132,34 +139,6 @@ def send_signal(
         )
     else:
         stdout().print(f"signal {name!r} completed step {step} of run {full_id}", highlight=False)
-
-
-@app.command("cancel")
-def cancel_run(
-    run_id: RunIdArgument,
-    reason: Annotated[
-        str,
-        typer.Option("--reason", "-r", metavar="TEXT", help="Why, recorded in the run's error."),
-    ] = "cancelled from the command line",
-    cancelled_by: Annotated[
-        str | None,
-        typer.Option("--by", metavar="WHO", help="Who cancels it, recorded in the run's events."),
-    ] = None,
-    as_json: JsonOption = False,
-    url: UrlOption = None,
-) -> None:
-    """Cancel an unfinished run: nothing new starts, and its child runs are cancelled.
-
-    Steps already running on a worker finish; their results are kept.
-    """
-    configure_logging(logging.WARNING)
-    with user_errors(), Client(url, migrate=False) as client:
-        full_id = client.resolve_run_id(run_id)
-        client.cancel(full_id, reason, actor=cancelled_by)
-    if as_json:
-        print_json({"run_id": full_id, "status": "cancelled", "reason": reason})
-    else:
-        stdout().print(f"run {full_id} cancelled: {reason}", highlight=False)
 
 
 def _payload(text: str | None) -> Any:

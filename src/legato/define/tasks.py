@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import re
 import sys
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, overload
@@ -36,6 +37,38 @@ NAME_RULE = "letters, digits and _ . : / @ -, starting with a letter, digit or _
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_.:/@-]")
 _TAG = re.compile(r"^[A-Za-z0-9._-]+$")
 DEFAULT_QUEUE = "default"
+
+
+def _context_parameter(
+    fn: Callable[..., Any], signature: inspect.Signature, name: str
+) -> str | None:
+    """The name of ``fn``'s parameter annotated ``legato.Context``, if it has one."""
+    from legato.context import Context
+
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an annotation that does not resolve here: read it as written
+        hints = {}
+    found = []
+    for param in signature.parameters.values():
+        annotation = hints.get(param.name, param.annotation)
+        if annotation is Context or (isinstance(annotation, str) and annotation in _CONTEXT_NAMES):
+            found.append(param)
+    if not found:
+        return None
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise DefinitionError(f"task {name}: only one parameter can take the Context ({names})")
+    param = found[0]
+    if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+        raise DefinitionError(
+            f"task {name}: the Context parameter {param.name!r} must be one a keyword can pass"
+        )
+    return param.name
+
+
+#: how an annotation that does not resolve may still name the context
+_CONTEXT_NAMES = frozenset({"Context", "legato.Context", "legato.context.Context"})
 
 
 class Task:
@@ -69,7 +102,13 @@ class Task:
         self.priority = priority
         self.max_lost_attempts = max_lost_attempts
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = inspect.signature(fn)
+        full = inspect.signature(fn)
+        #: the parameter annotated ``legato.Context``, passed by the worker (not an input)
+        self.context_param = _context_parameter(fn, full, name)
+        #: the parameters a call's inputs bind to (the context parameter left out)
+        self.signature = full.replace(
+            parameters=[p for p in full.parameters.values() if p.name != self.context_param]
+        )
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 

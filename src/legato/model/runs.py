@@ -150,8 +150,9 @@ def clean_text(value: object, limit: int | None) -> str:
 @dataclass(frozen=True)
 class Attempt:
     """One try of a step. ``status`` is a step status, or ``lost`` (its worker
-    was killed, stuck or cut off) or ``released`` (its worker stopped on purpose
-    and handed it back)."""
+    was killed, stuck or cut off), ``released`` (its worker stopped on purpose
+    and handed it back) or ``stopped`` (asked to stop by a pause with
+    ``stop_now``, it went back to the queue)."""
 
     number: int
     status: str
@@ -211,6 +212,22 @@ class StepRun:
     wake_at: datetime | None = None
     #: the child run of a sub-workflow step
     child_run_id: str | None = None
+    #: what the task last reported through ``ctx.progress``: ``done``, ``total``
+    #: (or None), ``message`` (or None) and ``at`` (epoch seconds)
+    progress: dict[str, Any] | None = None
+    #: what the task last gave ``ctx.heartbeat(details=...)``
+    heartbeat_details: Any = None
+    #: the run was cancelled (or paused with ``stop_now``) while this attempt ran:
+    #: its worker has been asked to stop it
+    stop_requested: bool = False
+
+    @property
+    def percent(self) -> float | None:
+        """``progress`` as a percentage of its total (None without a total)."""
+        if not self.progress or not self.progress.get("total"):
+            return None
+        done, total = float(self.progress.get("done") or 0), float(self.progress["total"])
+        return max(0.0, min(100.0, 100.0 * done / total))
 
     @property
     def duration(self) -> float | None:
@@ -257,6 +274,8 @@ class Run:
     logical_date: datetime | None = None
     #: the run's steps that call a task (map items included), as they unfold
     task_count: int = 0
+    #: how often the run was set going: 1, and one more for each retry, rerun or restart
+    attempt: int = 1
 
     @property
     def finished(self) -> bool:

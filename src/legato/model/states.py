@@ -61,8 +61,16 @@ RUN_TRANSITIONS: frozenset[tuple[RunStatus, RunStatus]] = frozenset(
         (RunStatus.RUNNING, RunStatus.FAILED),
         (RunStatus.RUNNING, RunStatus.CANCELLED),
         (RunStatus.RUNNING, RunStatus.PAUSED),
+        (RunStatus.PENDING, RunStatus.PAUSED),  # paused before a worker took it
         (RunStatus.PAUSED, RunStatus.RUNNING),
         (RunStatus.PAUSED, RunStatus.CANCELLED),
+        # what was running when it paused finished it (its last step, or a failure)
+        (RunStatus.PAUSED, RunStatus.COMPLETED),
+        (RunStatus.PAUSED, RunStatus.FAILED),
+        # retried, rerun from a step or restarted: it goes on
+        (RunStatus.FAILED, RunStatus.RUNNING),
+        (RunStatus.CANCELLED, RunStatus.RUNNING),
+        (RunStatus.COMPLETED, RunStatus.RUNNING),
     }
 )
 
@@ -88,6 +96,18 @@ STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset(
         (StepStatus.SUSPENDED, StepStatus.COMPLETED),
         (StepStatus.SUSPENDED, StepStatus.FAILED),
         (StepStatus.SUSPENDED, StepStatus.CANCELLED),
+        # skipped by request (its output given): a step not yet run, or one that failed
+        (StepStatus.QUEUED, StepStatus.COMPLETED),
+        (StepStatus.FAILED, StepStatus.COMPLETED),
+        # a run retried or rerun: a step goes back to waiting, a compound that had
+        # opened its scope runs on with what it holds
+        (StepStatus.FAILED, StepStatus.WAITING),
+        (StepStatus.CANCELLED, StepStatus.WAITING),
+        (StepStatus.SKIPPED, StepStatus.WAITING),
+        (StepStatus.COMPLETED, StepStatus.WAITING),
+        (StepStatus.FAILED, StepStatus.RUNNING),
+        (StepStatus.CANCELLED, StepStatus.RUNNING),
+        (StepStatus.COMPLETED, StepStatus.RUNNING),
     }
 )
 

@@ -30,8 +30,10 @@ __all__ = [
     "AttemptRef",
     "ClaimRequest",
     "ClaimedStep",
+    "LeaseRenewal",
     "NewDefinition",
     "NewRun",
+    "ProgressReport",
     "ReportOutcome",
     "RunKind",
     "StepResult",
@@ -132,6 +134,8 @@ class ClaimRequest:
     defaults: Mapping[str, TaskDefaults] = field(default_factory=dict)
     #: the secrets the claimer lends the steps it claims (``secrets.NAME`` in inputs)
     secrets: Secrets = field(default_factory=Secrets)
+    #: the claimer's tasks that take a context: their steps get their map item read
+    context_tasks: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,12 @@ class ClaimedStep:
     recorded: dict[str, Any] | None = None
     #: the values of the secrets the call reads: never recorded (errors conceal them)
     hidden: tuple[str, ...] = field(default=(), repr=False)
+    #: the item's index in the nearest map around it (or its own, for a map's item)
+    index: int | None = None
+    #: the value of that item, when the claimer's task takes a context
+    item: Any = None
+    #: the iteration of the nearest loop around it
+    iteration: int | None = None
 
     @property
     def label(self) -> str:
@@ -196,10 +206,33 @@ class StepResult:
     inputs_json: str | None = None
     error: StepError | None = None
     retryable: bool = True
+    #: the attempt ended after its worker was asked to stop it (its run cancelled,
+    #: or paused with ``stop_now``): it is recorded cancelled if its run has ended,
+    #: else goes back to the queue (a failure) or completes (a value)
+    stopped: bool = False
 
     @property
     def key(self) -> tuple[int, int]:
         return (self.step_run_id, self.attempt)
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    """What a running task last reported through its context, as JSON text
+    (``None``: nothing new of that kind)."""
+
+    progress: str | None = None
+    details: str | None = None
+
+
+@dataclass(frozen=True)
+class LeaseRenewal:
+    """What a heartbeat renewed, and what it learned."""
+
+    #: leases renewed (attempts this worker still holds)
+    renewed: int
+    #: step runs whose attempts their worker is asked to stop (run cancelled or paused now)
+    stop_requested: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -389,8 +422,10 @@ class Store(abc.ABC):
         *,
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
+        progress: Mapping[int, ProgressReport] | None = None,
     ) -> ReportOutcome:
-        """In one transaction: apply results, hand back attempts, sweep, claim.
+        """In one transaction: write progress, apply results, hand back attempts, sweep,
+        claim.
 
         A completed attempt records its output, queues each successor whose last
         dependency it was, and completes the run after its last step. A failed
@@ -402,16 +437,27 @@ class Store(abc.ABC):
         claimer's) is the actor of the events the batch records, but for a
         result's own events, whose actor is the worker that held the attempt. A lease that expired
         counts against the step's lost-attempt budget, never its retries.
-        Claimed steps are leased for ``claim.lease`` seconds.
+        Claimed steps are leased for ``claim.lease`` seconds; no step of a paused
+        run is claimed, and no timer of one fires. ``progress`` (by step run)
+        is written first, for the attempts still running.
         """
 
     @abc.abstractmethod
-    def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
-        """Extend the leases ``worker_id`` holds on these step runs; return how many it holds.
+    def extend_leases(
+        self,
+        worker_id: str,
+        step_run_ids: Sequence[int],
+        lease: float,
+        *,
+        progress: Mapping[int, ProgressReport] | None = None,
+    ) -> LeaseRenewal:
+        """Extend the leases ``worker_id`` holds on these step runs, write what their
+        tasks reported (``progress``), and say which the worker is asked to stop.
 
         Only steps the worker knows it is running are renewed, so a claim whose
         commit succeeded but whose answer was lost lets its lease lapse. The
-        worker's own registration (if any) is renewed too.
+        worker's own registration (if any) is renewed too. Never waits for a lock:
+        a row another transaction holds is renewed by the next heartbeat.
         """
 
     @abc.abstractmethod
@@ -421,8 +467,61 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
-        """End an unfinished run as cancelled: nothing new starts, its child runs are
-        cancelled too; a finished or unknown run is an error."""
+        """End an unfinished (pending, running or paused) run as cancelled: nothing new
+        starts, its child runs are cancelled too, and the workers running its attempts
+        are asked to stop them (:meth:`extend_leases` tells them); each is recorded
+        cancelled when it stops. A finished run raises OperationRefusedError, an
+        unknown one RunNotFoundError."""
+
+    @abc.abstractmethod
+    def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
+        """Atomically pause a pending or running run and its child runs: no step of them is
+        claimed and no timer of them fires until :meth:`resume`; attempts running
+        finish (and are recorded) unless ``stop_now`` asks them to stop, when they go
+        back to the queue without spending retries. Any other status raises
+        OperationRefusedError."""
+
+    @abc.abstractmethod
+    def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        """Atomically resume a paused run and its paused child runs; a run that is not
+        paused, or whose parent run is paused, raises OperationRefusedError."""
+
+    @abc.abstractmethod
+    def retry(self, run_id: str, *, actor: str | None = None) -> list[str]:
+        """Atomically set a failed or cancelled top-level run going from where it stopped:
+        its failed and cancelled instances (and those skipped because of them) wait or
+        queue again with the inputs they were resolved with, compounds run on with what
+        they hold, completed instances keep their outputs. Returns the instances that
+        run again; any other status raises OperationRefusedError."""
+
+    @abc.abstractmethod
+    def rerun(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> list[str]:
+        """Atomically run an ended top-level run again from the instance ``from_step``: it
+        and everything downstream of it, in its scope and the scopes around it, run
+        afresh (inputs resolved again, with ``params`` merged into the run's). Refused
+        (OperationRefusedError) for a run still going or with a step still running."""
+
+    @abc.abstractmethod
+    def restart(
+        self, run_id: str, *, use_latest_version: bool = False, actor: str | None = None
+    ) -> int:
+        """Atomically start an ended top-level run again from the beginning: its steps
+        anew, its events kept, its attempt number one more (returned); on the newest
+        deployed (else stored) version of its workflow if ``use_latest_version``."""
+
+    @abc.abstractmethod
+    def skip(self, run_id: str, step: str, output: Any = None, *, actor: str | None = None) -> None:
+        """Atomically mark a step completed with ``output`` and release its successors: a
+        waiting, queued or suspended step of a going run (a child run it waits for is
+        cancelled), or a failed step of a failed or cancelled run, which then goes on
+        as :meth:`retry` does. Anything else raises OperationRefusedError."""
 
     @abc.abstractmethod
     def update_variables(

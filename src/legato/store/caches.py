@@ -1,7 +1,8 @@
 """What a store keeps in memory about runs and tasks, and how it fills it.
 
-Caches hold only what never changes once written (a run's params and metadata,
-the number of counter shards of a scope) or what a committed transaction saw
+Caches hold only what never changes once written (a run's params and metadata
+for one attempt of the run, the number of counter shards of a scope) or what a
+committed transaction saw
 (a run has started; the defaults a worker recorded for a task, kept for a few
 seconds), filled after the commit, so a transaction that rolls back cannot
 leave them disagreeing with the database.
@@ -40,6 +41,9 @@ class RunContext:
     parent_step: str | None = None
     #: the defaults of the tasks its spec calls, as its starter resolved them
     task_defaults: dict[str, TaskDefaults] = field(default_factory=dict)
+    #: the run's attempt it was read at: a run set going again (retried, rerun with
+    #: new params, restarted on a newer version) has another, and is read again
+    attempt: int = 1
 
 
 class RunCaches:
@@ -48,7 +52,7 @@ class RunCaches:
     clock: Clock
     _cache_lock: threading.Lock
     _runs: OrderedDict[str, RunContext]
-    _shards: OrderedDict[tuple[str, str], int]
+    _shards: OrderedDict[tuple[str, str, int], int]
     _defaults: dict[str, tuple[TaskDefaults, float]]
     _started: OrderedDict[str, None]
 
@@ -143,7 +147,27 @@ class RunCaches:
                 name: TaskDefaults.from_json(value)
                 for name, value in (self._json(row["task_defaults"]) or {}).items()
             },
+            attempt=int(row.get("attempt") or 1),
         )
+
+    def check_attempt(self, tx: Tx, run_id: str, attempt: int | None) -> None:
+        """Forget the run's cached context if it was read at another attempt of the run
+        (one set going again since, perhaps with new params or on another spec)."""
+        if attempt is None:
+            return
+        cached = self._runs.get(run_id)
+        if cached is not None and cached.attempt != int(attempt):
+            with self._cache_lock:
+                self._runs.pop(run_id, None)
+        local = tx.__dict__.get("contexts", {})
+        seen = local.get(run_id)
+        if seen is not None and seen.attempt != int(attempt):
+            del local[run_id]
+
+    def forget_context(self, run_id: str) -> None:
+        """Drop the run's cached context (an operation changed it)."""
+        with self._cache_lock:
+            self._runs.pop(run_id, None)
 
     def _remember_contexts(self, loaded: dict[str, RunContext]) -> None:
         with self._cache_lock:
@@ -152,18 +176,20 @@ class RunCaches:
                 self._runs.popitem(last=False)
 
     def shards(self, tx: Tx, run_id: str, scope: str) -> int:
-        """How many counter shards a scope has (fixed when it opened, so cached)."""
-        known = self._shards.get((run_id, scope))
+        """How many counter shards a scope has (fixed when it opened, so cached, for the
+        run's attempt: a scope rerun opens again, perhaps with another number)."""
+        attempt = self.context(tx, run_id).attempt
+        known = self._shards.get((run_id, scope, attempt))
         if known is not None:
             return known
         row = tx.one("counter_shards", run_id=run_id, scope=scope)
         shards = int(row["shards"]) if row is not None else 1
-        self.remember_shards(run_id, scope, shards)
+        self.remember_shards(run_id, scope, shards, attempt)
         return shards
 
-    def remember_shards(self, run_id: str, scope: str, shards: int) -> None:
+    def remember_shards(self, run_id: str, scope: str, shards: int, attempt: int) -> None:
         with self._cache_lock:
-            self._shards[(run_id, scope)] = shards
+            self._shards[(run_id, scope, attempt)] = shards
             while len(self._shards) > 65536:
                 self._shards.popitem(last=False)
 

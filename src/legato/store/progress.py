@@ -331,6 +331,8 @@ class Progress(Failing):
             root_run_id=parent.root_run_id,
             created_by=parent.run.get("created_by"),
         )
+        if self.unit.lock_run(inst.run_id) is RunStatus.PAUSED:
+            self.unit.pause_run(child, actor=inst.key)  # it waits for its parent's resume
         self._suspend(
             inst,
             f"run:{child}",

@@ -18,11 +18,11 @@ from legato.config import Secrets
 from legato.engine.planner import ResolvedCall, TaskDefaults, resolve_inputs, resolve_with_secrets
 from legato.engine.retry import RetryDecision, decide_retry
 from legato.errors import SecretError
-from legato.model.instances import place_of
+from legato.model.instances import item_key, place_of
 from legato.model.runs import StepError
 from legato.model.spec import RetryPolicy
 from legato.model.states import RunStatus, StepStatus
-from legato.model.steps import MapStep, TaskStep
+from legato.model.steps import LoopStep, MapStep, TaskStep
 from legato.payload import child_path, dumps, to_json
 from legato.store.base import (
     AttemptFailure,
@@ -57,14 +57,17 @@ class Report(Unit):
         worker_id: str | None,
     ) -> ReportOutcome:
         self.actor = worker_id or (claim.worker_id if claim is not None else None)
-        failing = {r.run_id for r in results if not r.ok}
+        # A failure, or an attempt that stopped when asked, decides by its run's status.
+        failing = {r.run_id for r in results if not r.ok or r.stopped}
         handing_back = {ref.run_id for ref in release}
         self.lock_runs(failing | handing_back | self.hints)
         self.store.checkpoint("runs_locked")
         completed = [r for r in results if r.ok]
         self._start_if_pending({r.run_id for r in completed})
         for result in sorted(results, key=lambda r: (r.run_id, r.step_id)):
-            if result.ok:
+            if result.stopped:
+                self._stopped(result)
+            elif result.ok:
                 self._complete(result)
             elif self._fail_attempt(result):
                 self.outcome.accepted += 1
@@ -119,6 +122,8 @@ class Report(Unit):
         row = self.tx.one("running_step", id=result.step_run_id, attempt=result.attempt)
         if row is None:
             return False
+        if row["stop_requested"]:  # it failed as it was asked to stop: it stopped
+            return self._stopped(result)
         error = result.error or StepError(type="Error", message="unknown failure")
         failures = row["failures"] + 1
         decision = RetryDecision(False)
@@ -195,6 +200,52 @@ class Report(Unit):
         self.outcome.failures.append(
             AttemptFailure(run_id, key, attempt, error, retry_in, lost=lost)
         )
+
+    def _stopped(self, result: StepResult) -> bool:
+        """An attempt asked to stop has ended: cancelled if its run has ended (what it
+        returned kept), else a value completes it and a failure goes back to the queue
+        without spending its retries (held while its run is paused)."""
+        run_id, key = result.run_id, result.step_id
+        now = self.store.clock.now()
+        if not self.active(run_id):
+            error = StepError("Cancelled", f"step {key!r} stopped: its run was cancelled")
+            if result.error is not None and result.error.type == "Cancelled":
+                error = result.error
+            row = self.tx.one(
+                "cancel_attempt",
+                id=result.step_run_id,
+                attempt=result.attempt,
+                error=dumps(error.to_json()),
+                output=result.output_json if result.ok else None,
+                inputs=result.inputs_json,
+                now=now,
+            )
+            if row is None:
+                self.outcome.stale.append(result)
+                return False
+            self.outcome.accepted += 1
+            self.event(run_id, "step.cancelled", step_id=key, attempt=result.attempt)
+            return True
+        if result.ok:
+            self._complete(result)
+            return True
+        held = self.runs.get(run_id) is RunStatus.PAUSED
+        if not self.tx.run(
+            "requeue_attempt", id=result.step_run_id, attempt=result.attempt, held=held, now=now
+        ):
+            self.outcome.stale.append(result)
+            return False
+        self.outcome.accepted += 1
+        self.event(
+            run_id,
+            "step.stopped",
+            step_id=key,
+            attempt=result.attempt,
+            details={"held": True} if held else None,
+        )
+        if not held:
+            self.tx.queued(run_id, key)
+        return True
 
     # -- hand-backs and lost workers ------------------------------------------------------
 
@@ -328,6 +379,7 @@ class Report(Unit):
         rows = self.tx.all("due_timers", limit=_TIMER_LIMIT, root=root, now=self.store.clock.now())
         for row in rows:
             run_id = self.store._id(row["run_id"]) or ""
+            self.store.check_attempt(self.tx, run_id, row["run_attempt"])
             self.progress.fire_timer(Inst.of(run_id, row), row["waiting_for"])
         # Tell the claimer when the next one falls due, so it comes back for it
         # then rather than at its next sweep.
@@ -365,6 +417,10 @@ class Report(Unit):
         if not rows:
             return []
         rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        for row in rows:  # a run set going again since this process read it is read anew
+            self.store.check_attempt(
+                self.tx, self.store._id(row["run_id"]) or "", row["run_attempt"]
+            )
         run_ids = list(dict.fromkeys(self.store._id(r["run_id"]) or "" for r in rows))
         fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
         fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
@@ -384,7 +440,9 @@ class Report(Unit):
                 attempt=row["attempt"],
                 actor=claim.worker_id,
             )
-            claimed.append(self._claimed(row, run_id, claim.secrets))
+            claimed.append(
+                self._claimed(row, run_id, claim.secrets, row["task"] in claim.context_tasks)
+            )
         return claimed
 
     def _fill_policy(self, row: dict[str, Any], defaults: TaskDefaults | None) -> dict[str, Any]:
@@ -407,7 +465,9 @@ class Report(Unit):
             "timeout": row["timeout"] if row["timeout"] is not None else defaults.timeout,
         }
 
-    def _claimed(self, row: dict[str, Any], run_id: str, secrets: Secrets) -> ClaimedStep:
+    def _claimed(
+        self, row: dict[str, Any], run_id: str, secrets: Secrets, wants_item: bool = False
+    ) -> ClaimedStep:
         """The claimed attempt with its call resolved; nothing here may raise.
 
         Whatever cannot be resolved (an input, a secret, the stored policy, the
@@ -448,7 +508,11 @@ class Report(Unit):
             resolve_error = StepError(
                 call.error_type or "TemplateError", call.error_message(row["key"])
             )
+        index, item, iteration = self._whereabouts(row, run_id, wants_item)
         return ClaimedStep(
+            index=index,
+            item=item,
+            iteration=iteration,
             step_run_id=row["id"],
             run_id=run_id,
             step_id=row["key"],
@@ -465,6 +529,32 @@ class Report(Unit):
             recorded=None if call is None else call.recorded,
             hidden=() if call is None else call.hidden,
         )
+
+    def _whereabouts(
+        self, row: dict[str, Any], run_id: str, wants_item: bool
+    ) -> tuple[int | None, Any, int | None]:
+        """The attempt's map index, item (read only for a task that takes a context) and
+        loop iteration, for its context; what cannot be read is left out."""
+        try:
+            place = place_of(row["key"])[0]
+            graph = self.progress.graph(run_id)
+            loop_at = place.index_of(LoopStep, graph)
+            iteration = None if loop_at is None else loop_at[1]
+            if row["idx"] is not None:  # a map's item calling its task
+                return row["idx"], self.store._json(row["item"]), iteration
+            map_at = place.index_of(MapStep, graph)
+            if map_at is None:
+                return None, None, iteration
+            item = None
+            if wants_item:
+                compound, index = map_at
+                depth = [c for c, _ in place.repeats].index(compound)
+                key = item_key(compound, index, place.truncated(depth))
+                found = self.progress.instance_rows(run_id, [key]).get(key)
+                item = None if found is None else self.store._json(found["item"])
+            return map_at[1], item, iteration
+        except Exception:
+            return None, None, None
 
     def _resolve(self, row: dict[str, Any], run_id: str, secrets: Secrets) -> ResolvedCall:
         graph = self.progress.graph(run_id)

@@ -51,6 +51,7 @@ def run_from_row(
         root_run_id=store._id(row["root_run_id"]),
         # runs created before logical dates were kept read their created time
         logical_date=store._ts(row["logical_date"]) or store._ts(row["created_at"]),
+        attempt=int(row.get("attempt") or 1),
         steps={s["key"]: step_from_row(store, s) for s in step_rows},
         kind=row.get("kind") or "workflow",
     )
@@ -116,6 +117,9 @@ def step_from_row(store: SQLStore, row: dict[str, Any]) -> StepRun:
         waiting_for=row["waiting_for"] if status is StepStatus.SUSPENDED else None,
         wake_at=store._ts(row["wake_at"]) if status is StepStatus.SUSPENDED else None,
         child_run_id=store._id(row["child_run_id"]),
+        progress=store._json(row.get("progress")),
+        heartbeat_details=store._json(row.get("heartbeat_details")),
+        stop_requested=bool(row.get("stop_requested")) and status is StepStatus.RUNNING,
     )
 
 

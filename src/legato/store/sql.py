@@ -42,8 +42,10 @@ from legato.store import operations, retention, search, tracking
 from legato.store.base import (
     AttemptRef,
     ClaimRequest,
+    LeaseRenewal,
     NewDefinition,
     NewRun,
+    ProgressReport,
     ReportOutcome,
     StepResult,
     Store,
@@ -91,7 +93,7 @@ class SQLStore(RunCaches, Store):
         )
         self._graphs: OrderedDict[str, Graph] = OrderedDict()
         self._runs: OrderedDict[str, RunContext] = OrderedDict()
-        self._shards: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._shards: OrderedDict[tuple[str, str, int], int] = OrderedDict()
         self._defaults: dict[str, tuple[TaskDefaults, float]] = {}
         #: runs a committed transaction saw started (a run never becomes pending
         #: again), so claims need not mark them started once more
@@ -411,10 +413,13 @@ class SQLStore(RunCaches, Store):
         *,
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
+        progress: Mapping[int, ProgressReport] | None = None,
     ) -> ReportOutcome:
         if release and worker_id is None:
             raise ValueError("releasing attempts needs the worker_id that holds them")
-        return self.retrying(lambda hints: self._report(hints, results, claim, release, worker_id))
+        return self.retrying(
+            lambda hints: self._report(hints, results, claim, release, worker_id, progress)
+        )
 
     def _report(
         self,
@@ -423,25 +428,48 @@ class SQLStore(RunCaches, Store):
         claim: ClaimRequest | None,
         release: Sequence[AttemptRef],
         worker_id: str | None,
+        progress: Mapping[int, ProgressReport] | None = None,
     ) -> ReportOutcome:
         """One try; ``hints`` are runs to lock first (a try before found them locked)."""
         from legato.store.reporting import Report
 
         with self._transaction() as tx:
+            if progress:
+                self.write_progress(tx, progress)
             return Report(self, tx, hints).apply(results, claim, release, worker_id)
 
-    def extend_leases(self, worker_id: str, step_run_ids: Sequence[int], lease: float) -> int:
+    def extend_leases(
+        self,
+        worker_id: str,
+        step_run_ids: Sequence[int],
+        lease: float,
+        *,
+        progress: Mapping[int, ProgressReport] | None = None,
+    ) -> LeaseRenewal:
         with self._transaction() as tx:
             tx.run("touch_worker", id=worker_id, lease=float(lease), now=self.clock.now())
+            if progress:
+                self.write_progress(tx, progress)
             if not step_run_ids:
-                return 0
-            return tx.run(
+                return LeaseRenewal(0)
+            rows = tx.all(
                 "extend_leases",
                 worker=worker_id,
                 ids=self._list(list(step_run_ids)),
                 lease=float(lease),
                 now=self.clock.now(),
             )
+        return LeaseRenewal(len(rows), frozenset(int(r["id"]) for r in rows if r["stop_requested"]))
+
+    def write_progress(self, tx: Tx, progress: Mapping[int, ProgressReport]) -> None:
+        """What running tasks reported through their contexts, one statement for them all."""
+        tx.many(
+            "write_progress",
+            [
+                {"id": step_run_id, "progress": p.progress, "details": p.details}
+                for step_run_id, p in sorted(progress.items())
+            ],
+        )
 
     # -- workers --------------------------------------------------------------
 
@@ -528,6 +556,33 @@ class SQLStore(RunCaches, Store):
 
     def set_tracked_status(self, run_id: str, change: TrackedStatus, *, conn: Any = None) -> None:
         tracking.set_status(self, run_id, change, conn=conn)
+
+    def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
+        operations.pause(self, run_id, stop_now=stop_now, actor=actor)
+
+    def resume(self, run_id: str, *, actor: str | None = None) -> None:
+        operations.resume(self, run_id, actor=actor)
+
+    def retry(self, run_id: str, *, actor: str | None = None) -> list[str]:
+        return operations.retry(self, run_id, actor=actor)
+
+    def rerun(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> list[str]:
+        return operations.rerun(self, run_id, from_step, params=params, actor=actor)
+
+    def restart(
+        self, run_id: str, *, use_latest_version: bool = False, actor: str | None = None
+    ) -> int:
+        return operations.restart(self, run_id, use_latest_version=use_latest_version, actor=actor)
+
+    def skip(self, run_id: str, step: str, output: Any = None, *, actor: str | None = None) -> None:
+        operations.skip(self, run_id, step, output, actor=actor)
 
     def update_variables(
         self, run_id: str, values: Mapping[str, Any], *, actor: str | None = None

@@ -82,6 +82,7 @@ class Unit:
         locked = set()
         for row in rows:
             run_id = self.store._id(row["id"]) or ""
+            self.store.check_attempt(self.tx, run_id, row["attempt"])
             self.runs[run_id] = RunStatus(row["status"])
             if row["failing"]:
                 self.failing.add(run_id)
@@ -104,6 +105,7 @@ class Unit:
         row = self.tx.one("lock_run_or_fail", id=run_id)
         if row is None:
             return None
+        self.store.check_attempt(self.tx, run_id, row["attempt"])
         status = RunStatus(row["status"])
         self.runs[run_id] = status
         if row["failing"]:
@@ -120,6 +122,7 @@ class Unit:
 
     def insert_instances(self, run_id: str, root: str, rows: list[NewInstance]) -> None:
         now = self.store.clock.now()
+        run_attempt = self.store.context(self.tx, run_id).attempt
         self.tx.many(
             "insert_step",
             [
@@ -147,6 +150,7 @@ class Unit:
                     "queue": "default" if r.policy is None else r.policy.queue,
                     "priority": 0 if r.policy is None else r.policy.priority,
                     "max_lost": None if r.policy is None else r.policy.max_lost_attempts,
+                    "run_attempt": run_attempt,
                     "now": now,
                 }
                 for r in rows
@@ -166,7 +170,9 @@ class Unit:
         # The latch, holding the number of shards for those who count down.
         rows.append({"run_id": run_id, "scope": scope, "shard": -1, "remaining": shards})
         self.tx.many("insert_counter", rows)
-        self.store.remember_shards(run_id, scope, shards)
+        self.store.remember_shards(
+            run_id, scope, shards, self.store.context(self.tx, run_id).attempt
+        )
 
     def event(
         self,
@@ -295,6 +301,7 @@ class Unit:
         self.runs[run_id] = RunStatus.CANCELLED
         for cancelled in self.tx.all("cancel_unstarted", run_id=run_id, now=self.store.clock.now()):
             self.event(run_id, "step.cancelled", step_id=cancelled["key"])
+        self.request_stop(run_id, actor=actor)
         self.cancel_children(run_id, "its parent run was cancelled")
         self.event(run_id, "run.cancelled", actor=actor, details={"reason": reason})
         self.outcome.finished_runs[run_id] = RunStatus.CANCELLED
@@ -307,3 +314,56 @@ class Unit:
         )
         for child in children:
             self.cancel_run(child, reason)
+
+    def request_stop(self, run_id: str, *, actor: str | None = None) -> None:
+        """Ask the workers running the run's attempts to stop them (they learn it by
+        heartbeat: ``ctx.cancelled``, and an async task is cancelled)."""
+        for row in self.tx.all("request_stop", run_id=run_id):
+            self.event(
+                run_id,
+                "step.stop_requested",
+                step_id=row["key"],
+                attempt=row["attempt"],
+                actor=actor,
+            )
+
+    # -- pausing ------------------------------------------------------------------------------
+
+    def pause_run(self, run_id: str, *, actor: str | None = None, stop_now: bool = False) -> bool:
+        """Pause the run (holding its lock) and its child runs: nothing new of them starts.
+
+        Its queued steps are held out of the claim indexes; steps queued while it
+        is paused are refused by the claims themselves, and its timers by the
+        timer sweep. With ``stop_now`` its running attempts are asked to stop.
+        """
+        status = self.lock_run(run_id)
+        if status not in (RunStatus.PENDING, RunStatus.RUNNING):
+            return False
+        if self.tx.one("pause_run", id=run_id, now=self.store.clock.now()) is None:
+            return False
+        self.runs[run_id] = RunStatus.PAUSED
+        self.tx.run("hold_steps", run_id=run_id)
+        self.event(
+            run_id, "run.paused", actor=actor, details={"stop_now": stop_now} if stop_now else None
+        )
+        if stop_now:
+            self.request_stop(run_id, actor=actor)
+        for row in self.tx.all("child_runs", run_id=run_id):
+            self.pause_run(self.store._id(row["id"]) or "", actor=actor, stop_now=stop_now)
+        return True
+
+    def resume_run(self, run_id: str, *, actor: str | None = None) -> bool:
+        """Resume a paused run and its paused child runs: what was held is claimable again."""
+        status = self.lock_run(run_id)
+        if status is not RunStatus.PAUSED:
+            return False
+        if self.tx.one("resume_run", id=run_id, now=self.store.clock.now()) is None:
+            return False
+        self.runs[run_id] = RunStatus.RUNNING
+        if self.tx.run("unhold_steps", run_id=run_id):
+            self.tx.queued(run_id, "")  # wake the workers
+        self.tx.run("clear_stop", run_id=run_id)
+        self.event(run_id, "run.resumed", actor=actor)
+        for row in self.tx.all("child_runs", run_id=run_id):
+            self.resume_run(self.store._id(row["id"]) or "", actor=actor)
+        return True

@@ -18,8 +18,10 @@ import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
+from legato.context import Context
 from legato.define.tasks import Task
 from legato.engine.planner import conceal
 from legato.engine.retry import exception_names, is_retryable
@@ -28,7 +30,7 @@ from legato.model.runs import StepError, exception_details
 from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
 
-__all__ = ["Executor", "failure_result"]
+__all__ = ["Executor", "context_for", "failure_result", "stopped_result"]
 
 _TRACEBACK_CHARS = 20_000
 
@@ -40,17 +42,33 @@ class Executor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._loop_lock = threading.Lock()
+        #: the asyncio task of each async attempt running, to cancel it when asked
+        self._tasks: dict[tuple[int, int], asyncio.Task[Any]] = {}
+        #: attempts asked to stop: their cancellation is their result, not the loop's
+        self._stopping: set[tuple[int, int]] = set()
 
-    def submit(self, claimed: ClaimedStep, task: Task) -> Future[StepResult]:
+    def submit(
+        self, claimed: ClaimedStep, task: Task, context: Context | None = None
+    ) -> Future[StepResult]:
         if claimed.resolve_error is not None:
             done: Future[StepResult] = Future()
             done.set_result(failure_result(claimed, claimed.resolve_error, retryable=False))
             return done
         if task.is_async:
             return asyncio.run_coroutine_threadsafe(
-                self._run_async(claimed, task), self._event_loop()
+                self._run_async(claimed, task, context), self._event_loop()
             )
-        return self._threads.submit(self._run_sync, claimed, task)
+        return self._threads.submit(self._run_sync, claimed, task, context)
+
+    def stop(self, claimed: ClaimedStep) -> None:
+        """The attempt is asked to stop: an async one is cancelled (a sync call cannot
+        be interrupted; its task reads ``ctx.cancelled``)."""
+        key = claimed.ref.key
+        with self._loop_lock:
+            self._stopping.add(key)
+            running = self._tasks.get(key)
+        if running is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(running.cancel)
 
     def shutdown(self) -> None:
         self._threads.shutdown()
@@ -59,12 +77,22 @@ class Executor:
 
     # -- running ---------------------------------------------------------------
 
-    def _run_sync(self, claimed: ClaimedStep, task: Task) -> StepResult:
-        return self._outcome(claimed, lambda: _call(task, claimed))
+    def _run_sync(self, claimed: ClaimedStep, task: Task, context: Context | None) -> StepResult:
+        return self._outcome(claimed, lambda: _call(task, claimed, context))
 
-    async def _run_async(self, claimed: ClaimedStep, task: Task) -> StepResult:
+    async def _run_async(
+        self, claimed: ClaimedStep, task: Task, context: Context | None
+    ) -> StepResult:
+        key = claimed.ref.key
+        current = asyncio.current_task()
+        with self._loop_lock:
+            if current is not None:
+                self._tasks[key] = current
+            stop_now = key in self._stopping
         try:
-            call = _call(task, claimed)
+            if stop_now:  # asked to stop before it began
+                raise asyncio.CancelledError
+            call = _call(task, claimed, context)
             value = await asyncio.wait_for(call, timeout=claimed.timeout)
         except TimeoutError:
             return timeout_result(claimed)
@@ -72,8 +100,14 @@ class Executor:
             # Only cancellation passes: SystemExit or KeyboardInterrupt raised by a
             # task would stop the worker's event loop, and every async task with it.
             if isinstance(exc, asyncio.CancelledError):
-                raise
+                if key not in self._stopping:
+                    raise
+                return stopped_result(claimed)
             return self._error(claimed, exc)
+        finally:
+            with self._loop_lock:
+                self._tasks.pop(key, None)
+                self._stopping.discard(key)
         return self._outcome(claimed, lambda: value)
 
     def _outcome(self, claimed: ClaimedStep, call: Callable[[], Any]) -> StepResult:
@@ -174,12 +208,33 @@ class _DaemonPool:
             self._idle.release()
 
 
-def _call(task: Task, claimed: ClaimedStep) -> Any:
+def _call(task: Task, claimed: ClaimedStep, context: Context | None = None) -> Any:
     # The task gets its own copies of its arguments: one that changes them must
     # change neither the params the store caches for later steps nor the
     # inputs recorded for this attempt.
     fresh = loads(dumps({"args": claimed.args, "kwargs": claimed.kwargs}))
+    if task.context_param is not None:
+        fresh["kwargs"][task.context_param] = context or context_for(claimed)
     return task.fn(*fresh["args"], **fresh["kwargs"])
+
+
+def context_for(claimed: ClaimedStep) -> Context:
+    """The context of one claimed attempt."""
+    return Context(
+        run_id=claimed.run_id,
+        step_id=claimed.step_id,
+        attempt=claimed.attempt,
+        task=claimed.task,
+        index=claimed.index,
+        item=claimed.item,
+        iteration=claimed.iteration,
+    )
+
+
+def stopped_result(claimed: ClaimedStep) -> StepResult:
+    """The result of an attempt cancelled because it was asked to stop."""
+    error = StepError("Cancelled", f"step {claimed.step_id!r} was stopped on request")
+    return replace(failure_result(claimed, error, retryable=False), stopped=True)
 
 
 def inputs_json(claimed: ClaimedStep) -> str:

@@ -27,11 +27,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from legato.client import Client, task_defaults
 from legato.config import Secrets
+from legato.context import Context
 from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry
 from legato.errors import ConfigError, DatabaseUnavailableError
 from legato.model.retention import PruneResult, Retention
@@ -41,11 +42,13 @@ from legato.store.base import (
     AttemptFailure,
     ClaimedStep,
     ClaimRequest,
+    LeaseRenewal,
+    ProgressReport,
     ReportOutcome,
     StepResult,
     WorkerInfo,
 )
-from legato.worker.executor import Executor, timeout_result
+from legato.worker.executor import Executor, context_for, timeout_result
 
 __all__ = ["TickResult", "Worker"]
 
@@ -81,6 +84,10 @@ class _Running:
     future: Future[StepResult]
     deadline: float | None
     abandoned: bool = False
+    #: what the task reads and reports through (tasks that take one)
+    context: Context | None = None
+    #: a heartbeat learned the attempt is asked to stop
+    stop_requested: bool = False
 
 
 class Worker:
@@ -168,6 +175,9 @@ class Worker:
         self._background_stop = threading.Event()
         #: the registered tasks' defaults, for steps of runs started without their code
         self._defaults = {task.name: task_defaults(task) for task in self.registry}
+        self._context_tasks = frozenset(t.name for t in self.registry if t.context_param)
+        #: the last reports of attempts that finished, for the report of their results
+        self._final_reports: dict[int, ProgressReport] = {}
         #: what ``secrets.NAME`` in the inputs of the steps this worker claims may read
         self._secrets = Secrets(client.settings.secrets)
         #: the prune rule this worker applies when its turn comes (one worker per interval)
@@ -210,16 +220,23 @@ class Worker:
                 timers=timers,
                 defaults=self._defaults,
                 secrets=self._secrets,
+                context_tasks=self._context_tasks,
             )
         if not results and claim is None:
             return TickResult(running=len(self._running))
+        # What tasks reported through their contexts rides on this transaction.
+        progress = {**self._final_reports, **self._take_reports()}
+        self._final_reports = {}
         try:
-            outcome = self.store.report_and_claim(results, claim, worker_id=self.worker_id)
+            outcome = self.store.report_and_claim(
+                results, claim, worker_id=self.worker_id, progress=progress
+            )
         except DatabaseUnavailableError:
             # The transaction rolled back: keep the results to report on the next
             # tick, or their steps would sit running until their leases lapsed.
             # (If only the commit's answer was lost, the repeat is refused as stale.)
             self._unreported = results
+            self._give_back_reports(progress)
             raise
         except Exception as exc:
             if not results:
@@ -344,8 +361,9 @@ class Worker:
         deadline = None
         if claimed.timeout and not task.is_async:
             deadline = time.monotonic() + claimed.timeout
-        future = self._executor.submit(claimed, task)
-        entry = _Running(claimed, future, deadline)
+        context = context_for(claimed) if task.context_param else None
+        future = self._executor.submit(claimed, task, context)
+        entry = _Running(claimed, future, deadline, context=context)
         self._running[claimed.ref.key] = entry
         future.add_done_callback(functools.partial(self._finished, entry))
 
@@ -370,8 +388,16 @@ class Worker:
                 result = self._results.get_nowait()
             except queue.Empty:
                 break
-            if self._running.pop(result.key, None) is not None:
-                results.append(result)
+            entry = self._running.pop(result.key, None)
+            if entry is None:
+                continue
+            if entry.context is not None:  # its last reports go with its result
+                taken = entry.context.take_reports()
+                if taken is not None:
+                    self._final_reports[result.step_run_id] = ProgressReport(*taken)
+            if entry.stop_requested:
+                result = replace(result, stopped=True)
+            results.append(result)
         return results
 
     def _expire_timeouts(self) -> list[StepResult]:
@@ -387,7 +413,7 @@ class Worker:
                 self._abandoned += 1
             del self._running[key]
             log.warning("step %s passed its timeout; its thread is abandoned", entry.claimed.label)
-            expired.append(timeout_result(entry.claimed))
+            expired.append(replace(timeout_result(entry.claimed), stopped=entry.stop_requested))
         return expired
 
     def _report_one_by_one(self, results: list[StepResult]) -> ReportOutcome:
@@ -553,16 +579,60 @@ class Worker:
                 thread.join(timeout=2)
         self._threads.clear()
 
+    def heartbeat(self) -> LeaseRenewal:
+        """Renew the leases of the attempts held here, write what their tasks reported,
+        and pass on which are asked to stop (their ``ctx.cancelled``; an async task is
+        cancelled). :meth:`run` calls it every third of the lease."""
+        # Attempts running here, and finished ones not yet reported.
+        held = [key[0] for key in list(self._running)]
+        held += [r.step_run_id for r in list(self._unreported)]
+        progress = self._take_reports()
+        try:
+            renewal = self.store.extend_leases(self.worker_id, held, self.lease, progress=progress)
+        except Exception:
+            self._give_back_reports(progress)
+            raise
+        if renewal.stop_requested:
+            self._stop_attempts(renewal.stop_requested)
+        return renewal
+
+    def _stop_attempts(self, step_run_ids: frozenset[int]) -> None:
+        for entry in list(self._running.values()):
+            if entry.claimed.step_run_id not in step_run_ids or entry.stop_requested:
+                continue
+            entry.stop_requested = True
+            log.info(
+                "step %s is asked to stop (its run was cancelled or paused)", entry.claimed.label
+            )
+            if entry.context is not None:
+                entry.context.request_stop()
+            if self.registry.get(entry.claimed.task).is_async:
+                self._executor.stop(entry.claimed)
+
+    def _take_reports(self) -> dict[int, ProgressReport]:
+        """What running tasks reported through their contexts since it was last taken."""
+        reports = {}
+        for entry in list(self._running.values()):
+            if entry.context is not None:
+                taken = entry.context.take_reports()
+                if taken is not None:
+                    reports[entry.claimed.step_run_id] = ProgressReport(*taken)
+        return reports
+
+    def _give_back_reports(self, reports: dict[int, ProgressReport]) -> None:
+        """Reports whose write failed: kept for the next one (unless newer came)."""
+        for entry in list(self._running.values()):
+            report = reports.get(entry.claimed.step_run_id)
+            if report is not None and entry.context is not None:
+                entry.context.give_back(report.progress, report.details)
+
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 3
         while not self._background_stop.wait(interval):
             if not self._registered:
                 self._register()
-            # Attempts running here, and finished ones not yet reported.
-            held = [key[0] for key in list(self._running)]
-            held += [r.step_run_id for r in list(self._unreported)]
             try:
-                self.store.extend_leases(self.worker_id, held, self.lease)
+                self.heartbeat()
             except Exception as exc:
                 log.error("could not renew leases: %s", exc)
 

@@ -79,11 +79,11 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
-                       queue, priority, max_lost, available_at, queued_at)
+                       queue, priority, max_lost, run_attempt, available_at, queued_at)
 VALUES (%(run_id)s, %(root_run_id)s, %(key)s, %(step_id)s, %(scope)s, %(kind)s, %(idx)s,
         %(item)s::json, %(task)s, %(position)s, %(status)s, %(deps_remaining)s,
         %(queue_on_release)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
-        %(priority)s, %(max_lost)s, legato_now(),
+        %(priority)s, %(max_lost)s, %(run_attempt)s, legato_now(),
         CASE WHEN %(status)s = 'queued' THEN legato_now() END);
 
 -- name: insert_counter
@@ -125,22 +125,22 @@ SELECT * FROM events WHERE run_id = %(run_id)s ORDER BY id;
 
 -- name: child_runs
 SELECT id FROM runs
-WHERE parent_run_id = %(run_id)s AND status IN ('pending', 'running')
+WHERE parent_run_id = %(run_id)s AND status IN ('pending', 'running', 'paused')
 ORDER BY id;
 
 -- NO KEY UPDATE, not UPDATE: inserting an event takes KEY SHARE on its run
 -- row (the foreign key), and that must never wait for a run lock.
 -- name: lock_runs
-SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE;
 
 -- name: lock_runs_nowait
-SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id
 FOR NO KEY UPDATE SKIP LOCKED;
 
 -- Taken after step rows: never waits, fails (and the transaction starts over,
 -- taking it first) when another transaction holds it.
 -- name: lock_run_or_fail
-SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = %(id)s FOR NO KEY UPDATE NOWAIT;
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id = %(id)s FOR NO KEY UPDATE NOWAIT;
 
 -- name: run_variables
 SELECT variables FROM runs WHERE id = %(id)s;
@@ -156,12 +156,14 @@ UPDATE runs SET variables = %(variables)s::json, updated_at = legato_now() WHERE
 -- name: claim_queue_steps
 WITH picked AS (
     SELECT id FROM step_runs
-    WHERE status = 'queued' AND queue = %(queue)s
+    WHERE status = 'queued' AND NOT held AND queue = %(queue)s
       AND task = ANY(%(tasks)s::text[])
       AND available_at <= legato_now()
+      AND NOT EXISTS (SELECT 1 FROM runs AS r
+                      WHERE r.id = step_runs.run_id AND r.status = 'paused')
     ORDER BY priority DESC, id
     LIMIT {limit}
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE OF step_runs SKIP LOCKED)
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
@@ -169,7 +171,7 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority;
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt;
 
 -- Several queues: the best `limit` steps of each, each queue read through the
 -- claim index (an `= ANY(queues)` test would make PostgreSQL sort every
@@ -179,12 +181,13 @@ WITH picked AS (
     SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
     CROSS JOIN LATERAL (
         SELECT s.id, s.priority FROM step_runs s
-        WHERE s.status = 'queued' AND s.queue = q.name
+        WHERE s.status = 'queued' AND NOT s.held AND s.queue = q.name
           AND s.task = ANY(%(tasks)s::text[])
           AND s.available_at <= legato_now()
+          AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = s.run_id AND r.status = 'paused')
         ORDER BY s.priority DESC, s.id
         LIMIT {limit}
-        FOR UPDATE SKIP LOCKED) AS c
+        FOR UPDATE OF s SKIP LOCKED) AS c
     ORDER BY c.priority DESC, c.id
     LIMIT {limit})
 UPDATE step_runs s
@@ -194,18 +197,20 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority;
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt;
 
 -- name: claim_tree_steps
 WITH picked AS (
     SELECT id FROM step_runs
-    WHERE status = 'queued' AND root_run_id = %(root)s::uuid
+    WHERE status = 'queued' AND NOT held AND root_run_id = %(root)s::uuid
       AND task = ANY(%(tasks)s::text[])
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND available_at <= legato_now()
+      AND NOT EXISTS (SELECT 1 FROM runs AS r
+                      WHERE r.id = step_runs.run_id AND r.status = 'paused')
     ORDER BY priority DESC, id
     LIMIT {limit}
-    FOR UPDATE SKIP LOCKED)
+    FOR UPDATE OF step_runs SKIP LOCKED)
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
@@ -213,7 +218,7 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority;
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt;
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
@@ -238,7 +243,7 @@ RETURNING id;
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
        correlation_id, created_at, logical_date, parent_run_id, parent_step, root_run_id,
-       task_defaults
+       task_defaults, attempt
 FROM runs WHERE id = ANY(%(ids)s::uuid[]);
 
 -- name: instances
@@ -354,13 +359,13 @@ WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard >= 0;
 UPDATE runs
 SET status = %(status)s, outputs = %(outputs)s::json, error = %(error)s::json,
     finished_at = legato_now(), updated_at = legato_now()
-WHERE id = %(run_id)s AND status IN ('pending', 'running')
+WHERE id = %(run_id)s AND status IN ('pending', 'running', 'paused')
   AND %(status)s IN ('completed', 'failed', 'cancelled')
 RETURNING id, parent_run_id, parent_step;
 
 -- name: running_step
 SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,
-       failures, lost, max_lost
+       failures, lost, max_lost, stop_requested
 FROM step_runs WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
 FOR UPDATE;
 
@@ -475,22 +480,36 @@ UPDATE step_runs SET lease_expires_at = legato_now() + make_interval(secs => %(l
 WHERE id IN (
     SELECT id FROM step_runs
     WHERE id = ANY(%(ids)s::bigint[]) AND worker_id = %(worker)s AND status = 'running'
-    FOR UPDATE SKIP LOCKED);
+    FOR UPDATE SKIP LOCKED)
+RETURNING id, stop_requested;
 
+-- What a task reported through its context, written by its worker's next
+-- heartbeat or report (NULL keeps what was there); a row locked elsewhere is
+-- skipped, as a heartbeat skips it.
+-- name: write_progress
+UPDATE step_runs
+SET progress = COALESCE(%(progress)s::json, progress),
+    heartbeat_details = COALESCE(%(details)s::json, heartbeat_details)
+WHERE id IN (SELECT id FROM step_runs WHERE id = %(id)s AND status = 'running'
+             FOR UPDATE SKIP LOCKED);
+
+-- A paused run's timers wait for it to resume.
 -- name: due_timers
-SELECT id, run_id, key, step_id, scope, kind, idx, waiting_for, attempt, failures
+SELECT id, run_id, key, step_id, scope, kind, idx, waiting_for, attempt, failures, run_attempt
 FROM step_runs
 WHERE status = 'suspended' AND wake_at <= legato_now()
   AND (%(root)s::uuid IS NULL OR root_run_id = %(root)s::uuid)
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
 ORDER BY wake_at
 LIMIT %(limit)s
-FOR UPDATE SKIP LOCKED;
+FOR UPDATE OF step_runs SKIP LOCKED;
 
 -- When the next timer falls due, in seconds from now (NULL: none is set).
 -- name: next_timer
 SELECT EXTRACT(EPOCH FROM MIN(wake_at) - legato_now())::float8 AS due_in FROM step_runs
 WHERE status = 'suspended' AND wake_at IS NOT NULL
-  AND (%(root)s::uuid IS NULL OR root_run_id = %(root)s::uuid);
+  AND (%(root)s::uuid IS NULL OR root_run_id = %(root)s::uuid)
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused');
 
 -- name: timer_still_due
 SELECT id FROM step_runs
@@ -645,3 +664,122 @@ INSERT INTO maintenance (name, ran_at) VALUES (%(name)s, legato_now())
 ON CONFLICT (name) DO UPDATE SET ran_at = excluded.ran_at
 WHERE maintenance.ran_at <= legato_now() - make_interval(secs => %(every)s)
 RETURNING name;
+
+-- -- operations on runs (legato.store.operations, legato.store.repair) -------------------
+
+-- name: pause_run
+UPDATE runs SET status = 'paused', updated_at = legato_now()
+WHERE id = %(id)s AND status IN ('pending', 'running')
+RETURNING id;
+
+-- name: resume_run
+UPDATE runs
+SET status = 'running', started_at = COALESCE(started_at, legato_now()), updated_at = legato_now()
+WHERE id = %(id)s AND status = 'paused'
+RETURNING id;
+
+-- The queued steps of a paused run leave the claim indexes until it resumes.
+-- name: hold_steps
+UPDATE step_runs SET held = true
+WHERE run_id = %(run_id)s AND status = 'queued' AND NOT held;
+
+-- name: unhold_steps
+UPDATE step_runs SET held = false WHERE run_id = %(run_id)s AND held;
+
+-- Ask the workers running these attempts to stop (they learn it by heartbeat).
+-- name: request_stop
+UPDATE step_runs SET stop_requested = true
+WHERE run_id = %(run_id)s AND status = 'running' AND kind = 'task' AND NOT stop_requested
+RETURNING key, attempt;
+
+-- name: clear_stop
+UPDATE step_runs SET stop_requested = false
+WHERE run_id = %(run_id)s AND status = 'running' AND stop_requested;
+
+-- A finished run set going again (retried, rerun, restarted): one attempt more,
+-- with new params or another spec when given, its variables afresh when it
+-- starts from the beginning.
+-- name: reopen_run
+UPDATE runs
+SET status = 'running', outputs = NULL, error = NULL, finished_at = NULL,
+    updated_at = legato_now(), attempt = attempt + 1,
+    params = COALESCE(%(params)s::json, params),
+    spec_hash = COALESCE(%(spec_hash)s, spec_hash),
+    workflow_version = COALESCE(%(version)s, workflow_version),
+    variables = CASE WHEN %(fresh)s THEN '{}'::json ELSE variables END,
+    started_at = CASE WHEN %(fresh)s OR started_at IS NULL THEN legato_now() ELSE started_at END
+WHERE id = %(id)s AND status IN ('completed', 'failed', 'cancelled')
+RETURNING id, attempt;
+
+-- An attempt that stopped when asked, in a run that has ended: cancelled,
+-- whatever it returned kept as its output.
+-- name: cancel_attempt
+UPDATE step_runs
+SET status = 'cancelled', error = %(error)s::json, output = COALESCE(%(output)s::json, output),
+    inputs = COALESCE(%(inputs)s::json, inputs), finished_at = legato_now(),
+    lease_expires_at = NULL, stop_requested = false
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
+RETURNING key, step_id, scope, kind, idx;
+
+-- An attempt that stopped when asked, in a run that goes on (paused with
+-- stop_now, or set going again): back to the queue, its retries not spent.
+-- name: requeue_attempt
+UPDATE step_runs
+SET status = 'queued', available_at = legato_now(), queued_at = legato_now(), held = %(held)s,
+    stop_requested = false, worker_id = NULL, lease_expires_at = NULL,
+    history = history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt, 'status', 'stopped', 'worker', worker_id,
+        'started_at', extract(epoch FROM started_at),
+        'finished_at', extract(epoch FROM legato_now())))
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
+
+-- A finished instance made to run again: back to waiting (or, for a compound
+-- that keeps what its scope holds, running), its last attempt kept in its
+-- history, its budgets afresh.
+-- name: reset_instance
+UPDATE step_runs
+SET status = %(status)s, deps_remaining = %(deps_remaining)s, deps_failed = %(deps_failed)s,
+    run_attempt = %(run_attempt)s, output = NULL, error = NULL, finished_at = NULL, wake_at = NULL, waiting_for = NULL,
+    worker_id = NULL, lease_expires_at = NULL, failures = 0, lost = 0, stop_requested = false,
+    held = false, progress = NULL, heartbeat_details = NULL,
+    inputs = CASE WHEN %(keep_inputs)s THEN inputs END,
+    started_at = CASE WHEN %(status)s = 'running' THEN started_at END,
+    history = CASE WHEN kind = 'task' AND attempt > 0 THEN history || jsonb_build_array(
+        jsonb_build_object('attempt', attempt, 'status', status, 'worker', worker_id,
+                           'started_at', extract(epoch FROM started_at),
+                           'finished_at', extract(epoch FROM finished_at),
+                           'error', error::jsonb))
+        ELSE history END
+WHERE id = %(id)s AND status IN ('completed', 'failed', 'skipped', 'cancelled')
+  AND %(status)s IN ('waiting', 'running');
+
+-- A step marked done by request with the output given (Conductor's skip).
+-- name: skip_step
+UPDATE step_runs
+SET status = 'completed', output = %(output)s::json, error = NULL, finished_at = legato_now(),
+    wake_at = NULL, held = false, started_at = COALESCE(started_at, legato_now()),
+    lease_expires_at = NULL,
+    history = CASE WHEN status = 'failed' AND kind = 'task' AND attempt > 0 THEN
+        history || jsonb_build_array(jsonb_build_object(
+            'attempt', attempt, 'status', status, 'worker', worker_id,
+            'started_at', extract(epoch FROM started_at),
+            'finished_at', extract(epoch FROM finished_at), 'error', error::jsonb))
+        ELSE history END
+WHERE id = %(id)s AND status IN ('waiting', 'queued', 'suspended', 'failed')
+RETURNING key, step_id, scope, kind, idx, child_run_id;
+
+-- name: delete_instances
+DELETE FROM step_runs WHERE run_id = %(run_id)s AND key = ANY(%(keys)s::text[]);
+
+-- name: delete_counters
+DELETE FROM scope_counters WHERE run_id = %(run_id)s AND scope = ANY(%(scopes)s::text[]);
+
+-- name: delete_run_steps
+DELETE FROM step_runs WHERE run_id = %(run_id)s;
+
+-- name: delete_run_counters
+DELETE FROM scope_counters WHERE run_id = %(run_id)s;
+
+-- name: set_counter
+UPDATE scope_counters SET remaining = %(remaining)s
+WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = %(shard)s;

@@ -69,10 +69,10 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
-                       queue, priority, max_lost, available_at, queued_at)
+                       queue, priority, max_lost, run_attempt, available_at, queued_at)
 VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
         :status, :deps_remaining, :queue_on_release, :max_attempts, :retry, :timeout,
-        :queue, :priority, :max_lost, :now, CASE WHEN :status = 'queued' THEN :now END);
+        :queue, :priority, :max_lost, :run_attempt, :now, CASE WHEN :status = 'queued' THEN :now END);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
@@ -112,17 +112,17 @@ SELECT * FROM events WHERE run_id = :run_id ORDER BY id;
 
 -- name: child_runs
 SELECT id FROM runs
-WHERE parent_run_id = :run_id AND status IN ('pending', 'running')
+WHERE parent_run_id = :run_id AND status IN ('pending', 'running', 'paused')
 ORDER BY id;
 
 -- name: lock_runs
-SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: lock_runs_nowait
-SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
 
 -- name: lock_run_or_fail
-SELECT id, status, error IS NOT NULL AS failing FROM runs WHERE id = :id;
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id = :id;
 
 -- name: run_variables
 SELECT variables FROM runs WHERE id = :id;
@@ -136,13 +136,14 @@ SET status = 'running', attempt = attempt + 1, worker_id = :worker,
     lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL
 WHERE status = 'queued' AND id IN (
     SELECT id FROM step_runs
-    WHERE status = 'queued' AND queue = :queue
+    WHERE status = 'queued' AND held = 0 AND queue = :queue
       AND task IN (SELECT value FROM json_each(:tasks))
       AND available_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
     ORDER BY priority DESC, id
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority;
+          timeout, max_lost, inputs, priority, run_attempt;
 
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
@@ -154,15 +155,16 @@ WHERE status = 'queued' AND id IN (
     SELECT s.id FROM json_each(:queues) AS q, step_runs AS s
     WHERE s.id IN (
         SELECT c.id FROM step_runs AS c
-        WHERE c.status = 'queued' AND c.queue = q.value
+        WHERE c.status = 'queued' AND c.held = 0 AND c.queue = q.value
           AND c.task IN (SELECT value FROM json_each(:tasks))
           AND c.available_at <= :now
+          AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = c.run_id AND r.status = 'paused')
         ORDER BY c.priority DESC, c.id
         LIMIT :limit)
     ORDER BY s.priority DESC, s.id
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority;
+          timeout, max_lost, inputs, priority, run_attempt;
 
 -- name: claim_tree_steps
 UPDATE step_runs
@@ -170,14 +172,15 @@ SET status = 'running', attempt = attempt + 1, worker_id = :worker,
     lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL
 WHERE status = 'queued' AND id IN (
     SELECT id FROM step_runs
-    WHERE status = 'queued' AND root_run_id = :root
+    WHERE status = 'queued' AND held = 0 AND root_run_id = :root
       AND task IN (SELECT value FROM json_each(:tasks))
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND available_at <= :now
+      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
     ORDER BY priority DESC, id
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority;
+          timeout, max_lost, inputs, priority, run_attempt;
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
@@ -195,7 +198,7 @@ RETURNING id;
 -- name: run_contexts
 SELECT id, workflow_name, workflow_version, spec_hash, params, tags, created_by,
        correlation_id, created_at, logical_date, parent_run_id, parent_step, root_run_id,
-       task_defaults
+       task_defaults, attempt
 FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: instances
@@ -302,13 +305,13 @@ WHERE run_id = :run_id AND scope = :scope AND shard >= 0;
 -- name: finish_run
 UPDATE runs
 SET status = :status, outputs = :outputs, error = :error, finished_at = :now, updated_at = :now
-WHERE id = :run_id AND status IN ('pending', 'running')
+WHERE id = :run_id AND status IN ('pending', 'running', 'paused')
   AND :status IN ('completed', 'failed', 'cancelled')
 RETURNING id, parent_run_id, parent_step;
 
 -- name: running_step
 SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,
-       failures, lost, max_lost
+       failures, lost, max_lost, stop_requested
 FROM step_runs WHERE id = :id AND attempt = :attempt AND status = 'running';
 
 -- name: retry_step
@@ -409,19 +412,31 @@ WHERE id = :id AND attempt = :attempt AND status = 'running' AND worker_id = :wo
 -- name: extend_leases
 UPDATE step_runs SET lease_expires_at = :now + :lease
 WHERE worker_id = :worker AND status = 'running'
-  AND id IN (SELECT value FROM json_each(:ids));
+  AND id IN (SELECT value FROM json_each(:ids))
+RETURNING id, stop_requested;
 
+-- What a task reported through its context, written by its worker's next
+-- heartbeat or report (NULL keeps what was there).
+-- name: write_progress
+UPDATE step_runs
+SET progress = COALESCE(:progress, progress),
+    heartbeat_details = COALESCE(:details, heartbeat_details)
+WHERE id = :id AND status = 'running';
+
+-- A paused run's timers wait for it to resume.
 -- name: due_timers
-SELECT id, run_id, key, step_id, scope, kind, idx, waiting_for, attempt, failures
+SELECT id, run_id, key, step_id, scope, kind, idx, waiting_for, attempt, failures, run_attempt
 FROM step_runs
 WHERE status = 'suspended' AND wake_at <= :now AND (:root IS NULL OR root_run_id = :root)
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
 ORDER BY wake_at
 LIMIT :limit;
 
 -- When the next timer falls due, in seconds from now (NULL: none is set).
 -- name: next_timer
 SELECT MIN(wake_at) - :now AS due_in FROM step_runs
-WHERE status = 'suspended' AND wake_at IS NOT NULL AND (:root IS NULL OR root_run_id = :root);
+WHERE status = 'suspended' AND wake_at IS NOT NULL AND (:root IS NULL OR root_run_id = :root)
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused');
 
 -- name: timer_still_due
 SELECT id FROM step_runs
@@ -562,3 +577,116 @@ INSERT INTO maintenance (name, ran_at) VALUES (:name, :now)
 ON CONFLICT (name) DO UPDATE SET ran_at = excluded.ran_at
 WHERE maintenance.ran_at <= :now - :every
 RETURNING name;
+
+-- -- operations on runs (legato.store.operations, legato.store.repair) -------------------
+
+-- name: pause_run
+UPDATE runs SET status = 'paused', updated_at = :now
+WHERE id = :id AND status IN ('pending', 'running')
+RETURNING id;
+
+-- name: resume_run
+UPDATE runs SET status = 'running', started_at = COALESCE(started_at, :now), updated_at = :now
+WHERE id = :id AND status = 'paused'
+RETURNING id;
+
+-- The queued steps of a paused run leave the claim indexes until it resumes.
+-- name: hold_steps
+UPDATE step_runs SET held = 1 WHERE run_id = :run_id AND status = 'queued' AND held = 0;
+
+-- name: unhold_steps
+UPDATE step_runs SET held = 0 WHERE run_id = :run_id AND held = 1;
+
+-- Ask the workers running these attempts to stop (they learn it by heartbeat).
+-- name: request_stop
+UPDATE step_runs SET stop_requested = 1
+WHERE run_id = :run_id AND status = 'running' AND kind = 'task' AND stop_requested = 0
+RETURNING key, attempt;
+
+-- name: clear_stop
+UPDATE step_runs SET stop_requested = 0
+WHERE run_id = :run_id AND status = 'running' AND stop_requested = 1;
+
+-- A finished run set going again (retried, rerun, restarted): one attempt more,
+-- with new params or another spec when given, its variables afresh when it
+-- starts from the beginning.
+-- name: reopen_run
+UPDATE runs
+SET status = 'running', outputs = NULL, error = NULL, finished_at = NULL, updated_at = :now,
+    attempt = attempt + 1, params = COALESCE(:params, params),
+    spec_hash = COALESCE(:spec_hash, spec_hash),
+    workflow_version = COALESCE(:version, workflow_version),
+    variables = CASE WHEN :fresh THEN '{}' ELSE variables END,
+    started_at = CASE WHEN :fresh OR started_at IS NULL THEN :now ELSE started_at END
+WHERE id = :id AND status IN ('completed', 'failed', 'cancelled')
+RETURNING id, attempt;
+
+-- An attempt that stopped when asked, in a run that has ended: cancelled,
+-- whatever it returned kept as its output.
+-- name: cancel_attempt
+UPDATE step_runs
+SET status = 'cancelled', error = :error, output = COALESCE(:output, output),
+    inputs = COALESCE(:inputs, inputs), finished_at = :now, lease_expires_at = NULL,
+    stop_requested = 0
+WHERE id = :id AND attempt = :attempt AND status = 'running'
+RETURNING key, step_id, scope, kind, idx;
+
+-- An attempt that stopped when asked, in a run that goes on (paused with
+-- stop_now, or set going again): back to the queue, its retries not spent.
+-- name: requeue_attempt
+UPDATE step_runs
+SET status = 'queued', available_at = :now, queued_at = :now, held = :held, stop_requested = 0,
+    worker_id = NULL, lease_expires_at = NULL,
+    history = json_insert(history, '$[#]', json_object(
+        'attempt', attempt, 'status', 'stopped', 'worker', worker_id,
+        'started_at', started_at, 'finished_at', :now))
+WHERE id = :id AND attempt = :attempt AND status = 'running';
+
+-- A finished instance made to run again: back to waiting (or, for a compound
+-- that keeps what its scope holds, running), its last attempt kept in its
+-- history, its budgets afresh.
+-- name: reset_instance
+UPDATE step_runs
+SET status = :status, deps_remaining = :deps_remaining, deps_failed = :deps_failed,
+    run_attempt = :run_attempt, output = NULL, error = NULL, finished_at = NULL, wake_at = NULL, waiting_for = NULL,
+    worker_id = NULL, lease_expires_at = NULL, failures = 0, lost = 0, stop_requested = 0,
+    held = 0, progress = NULL, heartbeat_details = NULL,
+    inputs = CASE WHEN :keep_inputs THEN inputs END,
+    started_at = CASE WHEN :status = 'running' THEN started_at END,
+    history = CASE WHEN kind = 'task' AND attempt > 0 THEN json_insert(history, '$[#]',
+        json_object('attempt', attempt, 'status', status, 'worker', worker_id,
+                    'started_at', started_at, 'finished_at', finished_at,
+                    'error', json(error)))
+        ELSE history END
+WHERE id = :id AND status IN ('completed', 'failed', 'skipped', 'cancelled')
+  AND :status IN ('waiting', 'running');
+
+-- A step marked done by request with the output given (Conductor's skip).
+-- name: skip_step
+UPDATE step_runs
+SET status = 'completed', output = :output, error = NULL, finished_at = :now, wake_at = NULL,
+    held = 0, started_at = COALESCE(started_at, :now), lease_expires_at = NULL,
+    history = CASE WHEN status = 'failed' AND kind = 'task' AND attempt > 0 THEN
+        json_insert(history, '$[#]', json_object(
+            'attempt', attempt, 'status', status, 'worker', worker_id,
+            'started_at', started_at, 'finished_at', finished_at, 'error', json(error)))
+        ELSE history END
+WHERE id = :id AND status IN ('waiting', 'queued', 'suspended', 'failed')
+RETURNING key, step_id, scope, kind, idx, child_run_id;
+
+-- name: delete_instances
+DELETE FROM step_runs WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys));
+
+-- name: delete_counters
+DELETE FROM scope_counters
+WHERE run_id = :run_id AND scope IN (SELECT value FROM json_each(:scopes));
+
+-- name: delete_run_steps
+DELETE FROM step_runs WHERE run_id = :run_id;
+
+-- name: delete_run_counters
+DELETE FROM scope_counters WHERE run_id = :run_id;
+
+-- name: set_counter
+UPDATE scope_counters SET remaining = :remaining
+WHERE run_id = :run_id AND scope = :scope AND shard = :shard;
