@@ -79,13 +79,13 @@ def test_its_status_follows_the_transition_table(client: Client) -> None:
     with pytest.raises(ConflictError, match=r"is completed: it cannot become running"):
         client.update_workflow_run_status(run_id, "running")
     other = client.create_workflow_run("nightly", "2")
+    client.update_workflow_run_status(other, "running")
     with pytest.raises(
         ConflictError,
-        match=r"is pending: it cannot become paused \(from pending it can become "
-        r"cancelled, completed, failed, running\)",
+        match=r"is running: it cannot become pending \(from running it can become "
+        r"cancelled, completed, failed, paused\)",
     ):
-        client.update_workflow_run_status(other, "paused")
-    client.update_workflow_run_status(other, "running")
+        client.update_workflow_run_status(other, "pending")
     client.update_workflow_run_status(other, "paused")
     client.update_workflow_run_status(other, "running")
     assert [e.type for e in client.history(other)][1:] == [
@@ -337,8 +337,9 @@ def test_a_refused_write_leaves_the_callers_postgres_transaction_usable(pg_url: 
 
     with Client(pg_url) as client, psycopg.connect(pg_url) as conn:
         run_id = client.create_workflow_run("orders", "1", conn=conn)
-        with pytest.raises(ConflictError, match="cannot become paused"):
-            client.update_workflow_run_status(run_id, "paused", conn=conn)
+        client.update_workflow_run_status(run_id, "running", conn=conn)
+        with pytest.raises(ConflictError, match="cannot become pending"):
+            client.update_workflow_run_status(run_id, "pending", conn=conn)
         client.update_workflow_run_status(run_id, "completed", conn=conn)  # still usable
         conn.commit()
         assert client.get(run_id).status is RunStatus.COMPLETED

@@ -9,6 +9,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "RUN_MOVES",
+    "RUN_REOPENINGS",
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
     "RunStatus",
@@ -51,7 +53,8 @@ _STEP_FINISHED = frozenset(
     {StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
 )
 
-RUN_TRANSITIONS: frozenset[tuple[RunStatus, RunStatus]] = frozenset(
+#: what a run's status does by itself (as its steps or its creator move it)
+RUN_MOVES: frozenset[tuple[RunStatus, RunStatus]] = frozenset(
     {
         (RunStatus.PENDING, RunStatus.RUNNING),
         (RunStatus.PENDING, RunStatus.COMPLETED),  # a run whose steps were all skipped
@@ -67,12 +70,18 @@ RUN_TRANSITIONS: frozenset[tuple[RunStatus, RunStatus]] = frozenset(
         # what was running when it paused finished it (its last step, or a failure)
         (RunStatus.PAUSED, RunStatus.COMPLETED),
         (RunStatus.PAUSED, RunStatus.FAILED),
-        # retried, rerun from a step or restarted: it goes on
+    }
+)
+#: a finished run set going again by an operator: retried, rerun from a step or restarted
+RUN_REOPENINGS: frozenset[tuple[RunStatus, RunStatus]] = frozenset(
+    {
         (RunStatus.FAILED, RunStatus.RUNNING),
         (RunStatus.CANCELLED, RunStatus.RUNNING),
         (RunStatus.COMPLETED, RunStatus.RUNNING),
     }
 )
+#: what a run's status may do: on its own (the moves above), or reopened by an operator
+RUN_TRANSITIONS: frozenset[tuple[RunStatus, RunStatus]] = RUN_MOVES | RUN_REOPENINGS
 
 STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset(
     {

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from legato.errors import ConflictError, RunNotFoundError
 from legato.model.runs import StepError
-from legato.model.states import RUN_TRANSITIONS, RunStatus
+from legato.model.states import RUN_MOVES, RunStatus
 from legato.payload import dumps
 from legato.store.base import TrackedStatus
 from legato.store.unit import Unit
@@ -29,14 +29,16 @@ def allowed_from(target: RunStatus) -> list[str]:
     """The statuses a tracked run may be in to be set to ``target``: those the
     transition table moves to it, and ``target`` itself while unfinished (the
     other fields change, the status stays)."""
-    found = {old for old, new in RUN_TRANSITIONS if new is target}
+    # A reported status moves as a run does by itself; only an operator reopens a
+    # finished run (retry, rerun, restart), and a finished tracked run is final.
+    found = {old for old, new in RUN_MOVES if new is target}
     if not target.finished:
         found.add(target)
     return sorted(s.value for s in found)
 
 
 def _moves_from(current: RunStatus) -> str:
-    targets = sorted(new.value for old, new in RUN_TRANSITIONS if old is current)
+    targets = sorted(new.value for old, new in RUN_MOVES if old is current)
     return ", ".join(targets) if targets else "nothing: its status is final"
 
 
@@ -96,7 +98,7 @@ def _check(run_id: str, kind: str, current: RunStatus, target: RunStatus) -> Non
         )
     if current is target and current.finished:
         raise ConflictError(f"run {run_id} is {current.value}: its status is final")
-    if current is not target and (current, target) not in RUN_TRANSITIONS:
+    if current is not target and (current, target) not in RUN_MOVES:
         raise ConflictError(
             f"run {run_id} is {current.value}: it cannot become {target.value} "
             f"(from {current.value} it can become {_moves_from(current)})"
