@@ -139,7 +139,9 @@ def test_list_runs_orders_runs_created_at_the_same_time(client: Client) -> None:
     assert [r.id for r in client.list_runs(status="pending", workflow="reads")] == newest_id_first
 
 
-@pytest.mark.parametrize("run_id", [str(uuid.uuid4()), "not-a-run-id", "", "1234"])
+@pytest.mark.parametrize(
+    "run_id", ["0b6d3c2e-6f5e-4f7a-9c61-2f1d8e4a5b70", "not-a-run-id", "", "1234"]
+)
 def test_unknown_run_id(client: Client, run_id: str) -> None:
     client.start(chain(), {"x": 1})
     with pytest.raises(RunNotFoundError, match="no run with id"):
