@@ -189,7 +189,12 @@ def pg_counters(url: str) -> tuple[int, int]:
 
 
 def measure(
-    kind: str, name: str, worker_count: int, concurrency: int, poll_every: float = 0.005
+    kind: str,
+    name: str,
+    worker_count: int,
+    concurrency: int,
+    poll_every: float = 0.005,
+    batched: bool = True,
 ) -> dict[str, float]:
     wf, runs, steps, figure = workloads()[name]
     with database(kind) as url:
@@ -208,8 +213,11 @@ def measure(
             before = pg_counters(url) if kind == "postgres" else (0, 0)
             polls = 0
             began = time.perf_counter()
-            for _ in range(runs):
-                client.start(wf)
+            if runs > 1 and batched:
+                client.start_many(wf, [{}] * runs)
+            else:
+                for _ in range(runs):
+                    client.start(wf)
             while unfinished():
                 polls += 1
                 time.sleep(poll_every)
@@ -239,13 +247,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="steps per worker")
     parser.add_argument("--workload", action="append", choices=sorted(UNITS))
     parser.add_argument("--json", action="store_true", help="only the JSON lines")
+    parser.add_argument(
+        "--one-by-one",
+        action="store_true",
+        help="start W1's and W4's runs with Client.start each, not Client.start_many",
+    )
     args = parser.parse_args()
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     rows = []
     for kind in kinds:
         for name in args.workload or sorted(UNITS):
             samples = [
-                measure(kind, name, args.workers, args.concurrency) for _ in range(args.runs)
+                measure(kind, name, args.workers, args.concurrency, batched=not args.one_by_one)
+                for _ in range(args.runs)
             ]
             line = {
                 "system": "legato",

@@ -169,6 +169,73 @@ class Client(StandaloneCalls, TrackedRuns):
         )
         return run_id
 
+    def start_many(
+        self,
+        workflow: WorkflowLike,
+        params: Iterable[Mapping[str, Any] | None],
+        *,
+        version: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        created_by: str | None = None,
+        correlation_id: str | None = None,
+        idempotency_keys: Iterable[str | None] | None = None,
+        logical_date: datetime | date | str | None = None,
+    ) -> list[str]:
+        """Start one run of ``workflow`` per params, in one transaction; return their ids
+        in the same order.
+
+        Each run is checked as :meth:`start` checks it, all before anything is
+        written: one bad params stores none. ``idempotency_keys`` (one per params,
+        or None) make a repeat return the first run's id, as :meth:`start` does.
+        Starting many runs this way costs a fraction of starting them one by one.
+        """
+        extra_tasks: dict[str, Task] = {}
+        if isinstance(workflow, str):
+            spec = self.find_workflow(workflow, version)
+        elif version is not None:
+            raise ParamError(
+                f"version={version!r} picks a version of a workflow given by name; "
+                "this one is given whole"
+            )
+        else:
+            spec, extra_tasks = _as_spec(workflow)
+        every = [dict(p or {}) for p in params]
+        keys = [None] * len(every) if idempotency_keys is None else list(idempotency_keys)
+        if len(keys) != len(every):
+            raise ParamError(
+                f"idempotency_keys gives {len(keys)} keys for {len(every)} runs; give one "
+                "per run (None for a run without one)"
+            )
+        when = logical_date_option(logical_date)
+        defaults = self.task_defaults_for(spec, extra_tasks)
+        tag_values = _tags(tags)
+        steps = plan_new_run(spec.graph, defaults)
+        news = []
+        for index, (given, key) in enumerate(zip(every, keys, strict=True)):
+            try:
+                bound = spec.bind_params(given)
+            except ParamError as exc:
+                raise ParamError(f"run {index} of {len(every)}: {exc}") from None
+            plain_params, _ = to_json(
+                bound,
+                what=f"params of run {index} of {spec.label}",
+                max_bytes=self.settings.max_payload_bytes,
+            )
+            news.append(
+                NewRun(
+                    spec=spec,
+                    params=plain_params,
+                    steps=steps,
+                    tags=tag_values,
+                    created_by=created_by,
+                    correlation_id=correlation_id,
+                    idempotency_key=key,
+                    task_defaults=defaults,
+                    logical_date=when,
+                )
+            )
+        return [run_id for run_id, _ in self.store.create_runs(news)]
+
     def find_workflow(self, name: str, version: str | None = None) -> WorkflowSpec:
         """The workflow ``name`` (at ``version``, else the newest): from the definition
         files of the conf path first, then from those deployed in this database.

@@ -308,6 +308,16 @@ class Store(abc.ABC):
         """The newest migration applied, 0 for an empty database."""
 
     @abc.abstractmethod
+    def create_runs(self, news: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        """:meth:`create_run` for many runs in one transaction: all stored or none.
+
+        Each gets ``(run_id, True)``, or ``(existing_id, False)`` for a repeated
+        idempotency key (one repeated within ``news`` too); a key that asks for
+        another workflow or other params raises
+        :class:`~legato.errors.IdempotencyConflictError` and stores nothing.
+        """
+
+    @abc.abstractmethod
     def create_run(self, new: NewRun, *, conn: Any = None) -> tuple[str, bool]:
         """Atomically store the spec, the run, its steps (roots queued) and their events.
 

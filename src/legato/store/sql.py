@@ -180,6 +180,52 @@ class SQLStore(RunCaches, Store):
             unit.flush_events()
         return new.run_id, True
 
+    def create_runs(self, news: Sequence[NewRun]) -> list[tuple[str, bool]]:
+        if not news:
+            return []
+        return self.retrying(lambda hints: self._create_runs(news, hints))
+
+    def _create_runs(self, news: Sequence[NewRun], hints: set[str]) -> list[tuple[str, bool]]:
+        from legato.store.unit import Unit
+
+        results: list[tuple[str, bool]] = []
+        with self._transaction() as tx:
+            unit = Unit(self, tx, hints, actor=news[0].created_by)
+            specs_written: set[str] = set()
+            #: idempotency key -> the run this batch started with it
+            keyed: dict[str, NewRun] = {}
+            for new in news:
+                key = new.idempotency_key
+                if key is not None:
+                    earlier = keyed.get(key)
+                    if earlier is not None:
+                        results.append((self._repeat_in_batch(earlier, new), False))
+                        continue
+                    existing = tx.one("run_by_idempotency_key", key=key)
+                    if existing is not None:
+                        results.append((self._repeat_of(existing, new), False))
+                        continue
+                    keyed[key] = new
+                write_spec = new.spec.content_hash not in specs_written
+                specs_written.add(new.spec.content_hash)
+                if not self._insert_run(unit, new, write_spec=write_spec):
+                    existing = tx.one("run_by_idempotency_key", key=key)
+                    assert existing is not None
+                    results.append((self._repeat_of(existing, new), False))
+                    continue
+                results.append((new.run_id, True))
+            unit.flush_events()
+        return results
+
+    def _repeat_in_batch(self, earlier: NewRun, new: NewRun) -> str:
+        """A key given twice in one batch: the same run, if it asks for the same one."""
+        if earlier.spec.name != new.spec.name or earlier.params != new.params:
+            raise IdempotencyConflictError(
+                f"idempotency key {new.idempotency_key!r} is given twice in one batch, for "
+                "runs with other params; give each run its own key"
+            )
+        return earlier.run_id
+
     def create_child_run(
         self,
         unit: Unit,
@@ -212,20 +258,22 @@ class SQLStore(RunCaches, Store):
         self._insert_run(unit, new)
         return new.run_id
 
-    def _insert_run(self, unit: Unit, new: NewRun) -> bool:
-        """The spec, the run, its first instances and counters; then what is ready runs."""
+    def _insert_run(self, unit: Unit, new: NewRun, *, write_spec: bool = True) -> bool:
+        """The spec (unless this transaction wrote it already), the run, its first instances
+        and counters; then what is ready runs."""
         from legato.model.instances import Place
 
         spec, tx = new.spec, unit.tx
         root = new.root_run_id or new.run_id
-        tx.run(
-            "insert_spec",
-            hash=spec.content_hash,
-            name=spec.name,
-            version=spec.version,
-            spec=spec.to_json(),
-            now=self.clock.now(),
-        )
+        if write_spec:
+            tx.run(
+                "insert_spec",
+                hash=spec.content_hash,
+                name=spec.name,
+                version=spec.version,
+                spec=spec.to_json(),
+                now=self.clock.now(),
+            )
         task_defaults = {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
         written = {
             "id": new.run_id,
