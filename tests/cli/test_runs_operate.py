@@ -119,3 +119,30 @@ def test_bulk_retry_asks_first_and_reports_refusals(legato: Invoke, db_url: str)
     assert both.exit_code == 2 and "not both" in both.output
     neither = legato("runs", "retry", "--url", db_url)
     assert neither.exit_code == 2 and "give a RUN_ID, or --all" in neither.output
+
+
+def test_vars_sets_text_and_json_and_prints_them(legato: Invoke, db_url: str) -> None:
+    with Client(db_url) as client:
+        run_id = client.start(chain())
+        empty = legato("runs", "vars", run_id, "--url", db_url)
+        assert empty.exit_code == 0, empty.output
+        assert f"run {run_id} has no variables" in empty.stdout
+        set_ = legato(
+            "runs", "vars", run_id[:10], "color=blue", "limit:=5", "ids:=[1, 2]", "--by", "ada",
+            "--url", db_url,
+        )  # fmt: skip
+        assert set_.exit_code == 0, set_.output
+        assert set_.stdout.splitlines() == ['color = "blue"', "ids = [1, 2]", "limit = 5"]
+        assert client.get(run_id).variables == {"color": "blue", "limit": 5, "ids": [1, 2]}
+        assert ("run.variables", "ada") in [(e.type, e.actor) for e in client.history(run_id)]
+        shown = legato("runs", "vars", run_id, "--json", "--url", db_url)
+        assert json.loads(shown.stdout)["variables"] == {"color": "blue", "limit": 5, "ids": [1, 2]}
+        bad = legato("runs", "vars", run_id, "limit:=five", "--url", db_url)
+        assert bad.exit_code == 2
+        assert "variable limit is not JSON" in bad.output
+        assert "Traceback" not in bad.output
+        assert legato("runs", "vars", run_id, "nothing", "--url", db_url).exit_code == 2
+        assert client.get(run_id).variables == {"color": "blue", "limit": 5, "ids": [1, 2]}
+        client.cancel(run_id, "done")
+        ended = legato("runs", "vars", run_id, "x=1", "--url", db_url)
+        assert ended.exit_code != 0 and "Traceback" not in ended.output

@@ -1,4 +1,4 @@
-"""``legato runs pause|resume|cancel|retry|rerun|restart|skip``: steer stored runs.
+"""``legato runs pause|resume|cancel|retry|rerun|restart|skip|vars``: steer stored runs.
 
 Each takes a run id (or its first 8+ characters); ``cancel``, ``retry`` and
 ``resume`` also take ``--all`` with filters (``--status``, ``--workflow``,
@@ -246,6 +246,41 @@ def skip_step(
         stdout().print(f"step {step} of run {full_id} skipped", highlight=False)
 
 
+@app.command("vars")
+def update_vars(
+    run_id: RunIdArgument,
+    values: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="KEY=TEXT | KEY:=JSON ...",
+            help="Variables to set: KEY=TEXT sets text, KEY:=JSON any JSON value "
+            "(KEY:=null sets null). None given: print the variables.",
+            show_default=False,
+        ),
+    ] = None,
+    by: ByOption = None,
+    as_json: JsonOption = False,
+    url: UrlOption = None,
+) -> None:
+    """Set a running run's variables (``vars`` in expressions), or print them."""
+    changes = _assignments(values or [])
+    configure_logging(logging.WARNING)
+    with user_errors(), Client(url, migrate=False) as client:
+        full_id = client.resolve_run_id(run_id)
+        if changes:
+            merged = client.update_variables(full_id, changes, actor=by)
+        else:
+            merged = client.get(full_id, with_steps=False).variables
+    if as_json:
+        print_json({"run_id": full_id, "variables": merged})
+        return
+    out = stdout()
+    if not merged:
+        out.print(f"run {full_id} has no variables", highlight=False)
+    for key, value in sorted(merged.items()):
+        out.print(f"{key} = {json.dumps(value)}", highlight=False, markup=False)
+
+
 # -- shared ------------------------------------------------------------------------------------
 
 
@@ -354,6 +389,21 @@ def _describe(where: dict[str, Any]) -> str:
         parts.append(f"workflow {where['workflow']}")
     parts += [f"tag {k}={v}" for k, v in (where.get("tags") or {}).items()]
     return ", ".join(parts) or "no filter (every run)"
+
+
+def _assignments(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=TEXT`` and ``KEY:=JSON`` arguments, as httpie reads them."""
+    changes: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            fail(f"{pair!r} is neither KEY=TEXT nor KEY:=JSON")
+        is_json = key.endswith(":")
+        key = key.removesuffix(":")
+        if not key:
+            fail(f"{pair!r} names no variable")
+        changes[key] = _json_value(text, f"variable {key}") if is_json else text
+    return changes
 
 
 def _json_value(text: str | None, option: str) -> Any:
