@@ -336,15 +336,26 @@ class Client(StandaloneCalls, TrackedRuns):
         return self.store.signal(self.resolve_run_id(run_id), name, payload, sent_by=sent_by)
 
     def cancel(
-        self, run_id: str, reason: str = "cancelled by request", *, actor: str | None = None
+        self,
+        run_id: str,
+        reason: str = "cancelled by request",
+        *,
+        actor: str | None = None,
+        run_failure_handler: bool = False,
     ) -> None:
         """End a pending, running or paused run as cancelled: steps not yet started never
         start, waits end, and its child runs are cancelled too. Steps running on a
         worker are asked to stop (``ctx.cancelled`` turns true within a heartbeat, an
         async task is cancelled) and are recorded cancelled when they stop; one that
         finishes before it learns of it keeps its result, which starts nothing.
-        A finished run raises :class:`~legato.OperationRefusedError`."""
-        self.store.cancel(self.resolve_run_id(run_id), reason, actor=actor)
+        Its workflow's failure handler (``on_failure``) starts only with
+        ``run_failure_handler``. A finished run raises :class:`~legato.OperationRefusedError`."""
+        self.store.cancel(
+            self.resolve_run_id(run_id),
+            reason,
+            actor=actor,
+            run_failure_handler=run_failure_handler,
+        )
 
     def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
         """Pause a pending or running run (and its child runs): steps running finish,
@@ -405,15 +416,19 @@ class Client(StandaloneCalls, TrackedRuns):
         reason: str = "cancelled by request",
         actor: str | None = None,
         limit: int | None = None,
+        run_failure_handler: bool = False,
         **filters: Any,
     ) -> BulkResult:
         """Cancel every run the search (``query`` and/or the filters :meth:`search` takes)
         finds; each is its own transaction, and those that cannot be cancelled are
-        reported with why. ``limit`` bounds how many runs are touched."""
+        reported with why. ``limit`` bounds how many runs are touched; with
+        ``run_failure_handler`` each run's failure handler starts."""
         return self._bulk(
             "cancel",
             self.matching_runs(query, limit=limit, **filters),
-            lambda r: self.store.cancel(r, reason, actor=actor),
+            lambda r: self.store.cancel(
+                r, reason, actor=actor, run_failure_handler=run_failure_handler
+            ),
         )
 
     def retry_many(

@@ -14,6 +14,9 @@ from typing import Any
 
 from legato.model.states import RunStatus, StepStatus
 
+#: the tag a failure handler run carries: the id of the run it handles
+HANDLER_TAG = "legato.handler_of"
+
 __all__ = ["Attempt", "Event", "Run", "StepError", "StepRun", "clean_text", "exception_details"]
 
 
@@ -276,6 +279,14 @@ class Run:
     task_count: int = 0
     #: how often the run was set going: 1, and one more for each retry, rerun or restart
     attempt: int = 1
+    #: the run its workflow's failure handler started for it (the latest, if it failed
+    #: again after a retry); read with the run's steps only
+    failure_handler_run_id: str | None = None
+
+    @property
+    def handler_of(self) -> str | None:
+        """The run this run handles the failure of, if it is a failure handler run."""
+        return self.tags.get(HANDLER_TAG)
 
     @property
     def finished(self) -> bool:
