@@ -280,6 +280,8 @@ def _run_header(run: Run) -> Table:
         ("correlation id", run.correlation_id),
         ("idempotency key", run.idempotency_key),
         ("parent run", _parent(run)),
+        ("failure handler", run.failure_handler_run_id),
+        ("handles failure of", run.handler_of),
         ("root run", run.root_run_id if run.root_run_id not in (None, run.id) else None),
         ("created", format_time(run.created_at)),
         ("logical date", _logical_date(run)),
