@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from legato.model.progress import estimate_eta, progress_percent
 from legato.model.states import RunStatus, StepStatus
 
 #: the tag a failure handler run carries: the id of the run it handles
@@ -227,10 +228,15 @@ class StepRun:
     @property
     def percent(self) -> float | None:
         """``progress`` as a percentage of its total (None without a total)."""
-        if not self.progress or not self.progress.get("total"):
+        return progress_percent(self.progress)
+
+    @property
+    def eta(self) -> datetime | None:
+        """When the running attempt should end, at the rate its progress reports show
+        (None when unknowable: no total, nothing done yet, not running)."""
+        if self.status is not StepStatus.RUNNING:
             return None
-        done, total = float(self.progress.get("done") or 0), float(self.progress["total"])
-        return max(0.0, min(100.0, 100.0 * done / total))
+        return estimate_eta(self.progress, self.started_at)
 
     @property
     def duration(self) -> float | None:
@@ -291,6 +297,13 @@ class Run:
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+    @property
+    def percent(self) -> float | None:
+        """Its steps in a final state, as a percentage of its steps (None with none)."""
+        if self.steps_total <= 0:
+            return None
+        return max(0.0, min(100.0, 100.0 * self.steps_done / self.steps_total))
 
     @property
     def duration(self) -> float | None:
