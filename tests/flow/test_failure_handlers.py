@@ -233,3 +233,33 @@ def test_handler_params_read_only_the_failed_run() -> None:
     wf.step("x", echo, x=1)
     with pytest.raises(DefinitionError, match="on_failure params read steps"):
         _ = wf.spec
+
+
+def test_a_report_rolled_back_loses_the_failure_and_its_handler_together(
+    client: Client,
+) -> None:
+    """The connection breaks before the commit that fails the run: neither the failure
+    nor the handler run is kept; the report sent again keeps both, one handler run."""
+    client.deploy(handler_workflow())
+    run_id = client.start(failing_workflow())
+    [step] = claim(client, tasks=("flow_loops.fail",))
+    calls: list[int] = []
+
+    def roll_back_once() -> None:
+        if not calls:
+            calls.append(1)
+            raise RuntimeError("the connection broke before the commit")
+
+    client.store.checkpoints["before_commit"] = roll_back_once  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError):
+        report(client, [failed(step, "disk full", retryable=False)])
+    assert client.get(run_id).status is RunStatus.RUNNING
+    assert client.list_runs(workflow="cleanup") == []
+
+    report(client, [failed(step, "disk full", retryable=False)])
+    report(client, [failed(step, "disk full", retryable=False)])  # a repeat changes nothing
+
+    [handler] = client.list_runs(workflow="cleanup")
+    assert client.get(run_id).failure_handler_run_id == handler.id
+    started = [e for e in client.history(run_id) if e.type == "run.failure_handler_started"]
+    assert len(started) == 1

@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from legato.expressions import evaluate
-from legato.model.runs import HANDLER_TAG
 from legato.model.spec import FAILURE_FACTS, FailureHandler, WorkflowSpec
 
-__all__ = ["HANDLER_TAG", "failure_facts", "handler_params"]
+__all__ = ["failure_facts", "handler_params"]
 
 
 def failure_facts(

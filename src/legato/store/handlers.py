@@ -15,9 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from legato.engine.handlers import HANDLER_TAG, failure_facts, handler_params
+from pydantic import ValidationError
+
+from legato.engine.handlers import failure_facts, handler_params
 from legato.engine.planner import plan_new_run
-from legato.model.runs import StepError
+from legato.errors import LegatoError
+from legato.model.runs import HANDLER_TAG, StepError
 from legato.model.states import RunStatus
 from legato.payload import to_json
 from legato.store.base import NewRun
@@ -49,25 +52,34 @@ def start_failure_handler(
     facts = failure_facts(
         context.run, context.params, status.value, None if error is None else error.to_json()
     )
-    try:
-        handler_spec: WorkflowSpec
-        if handler.spec is not None:
-            found = spec.failure_handler_spec
-            assert found is not None
-            handler_spec = found
-        else:
-            handler_spec = store.newest_spec(tx, handler.workflow or "", handler.version)
-        params = handler_spec.bind_params(handler_params(handler, handler_spec, facts))
-        plain, _ = to_json(
-            params, what=f"params of {handler_spec.label}", max_bytes=store.max_payload_bytes
-        )
-    except Exception as exc:  # what stops the handler is recorded; the run ends as it was
-        which = handler.name + (f"@{handler.version}" if handler.version else "")
+    which = handler.name + (f"@{handler.version}" if handler.version else "")
+
+    def refused(exc: BaseException) -> None:
         unit.event(
             run_id,
             "run.failure_handler_failed",
             details={"workflow": which, "reason": str(exc) or type(exc).__name__},
         )
+
+    handler_spec: WorkflowSpec | None
+    try:
+        if handler.spec is not None:
+            handler_spec = spec.failure_handler_spec
+        else:
+            # A query: only its answer (none stored, a stored spec unreadable) is caught;
+            # a database error ends the transaction as any would.
+            handler_spec = store.newest_spec(tx, handler.workflow or "", handler.version)
+    except (LegatoError, ValidationError) as exc:
+        refused(exc)
+        return None
+    assert handler_spec is not None
+    try:  # pure: whatever stops the handler here is recorded; the run ends as it was
+        params = handler_spec.bind_params(handler_params(handler, handler_spec, facts))
+        plain, _ = to_json(
+            params, what=f"params of {handler_spec.label}", max_bytes=store.max_payload_bytes
+        )
+    except Exception as exc:
+        refused(exc)
         return None
     graph = handler_spec.graph
     defaults = store.known_defaults(tx, graph)
