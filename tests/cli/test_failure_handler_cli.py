@@ -65,6 +65,8 @@ def test_a_definition_file_names_a_handler_started_with_templated_params(
     assert f"failure handler  {handler.id}" in shown.stdout
     other = legato("runs", "show", handler.id, "--url", db_url)
     assert f"handles failure of  {run_id}" in other.stdout
+    handler_json = json.loads(legato("runs", "show", handler.id, "--json", "--url", db_url).stdout)
+    assert handler_json["handler_of"] == run_id
     as_json = json.loads(legato("runs", "show", run_id, "--json", "--url", db_url).stdout)
     assert as_json["failure_handler_run_id"] == handler.id
 

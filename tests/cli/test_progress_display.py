@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -114,3 +115,7 @@ def test_a_running_step_shows_its_progress_and_eta_live_and_in_runs_show(
     shown = legato("runs", "show", run_id, "--url", sqlite_url).stdout
     assert "25% (250/1,000) rows ETA " in shown
     assert "0% (0/2 steps)" in shown
+    document = json.loads(legato("runs", "show", run_id, "--json", "--url", sqlite_url).stdout)
+    assert document["percent"] == 0.0
+    assert document["steps"]["load"]["percent"] == 25.0
+    assert document["steps"]["load"]["eta"] == run.steps["load"].eta.isoformat()
