@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from legato.catalog import find_workflow
+from legato.catalog import find_in_conf, find_workflow
 from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
@@ -165,6 +165,7 @@ class Client(StandaloneCalls, TrackedRuns):
                 idempotency_key=idempotency_key,
                 task_defaults=defaults,
                 logical_date=when,
+                specs=self._handler_specs(spec),
             )
         )
         return run_id
@@ -210,6 +211,7 @@ class Client(StandaloneCalls, TrackedRuns):
         defaults = self.task_defaults_for(spec, extra_tasks)
         tag_values = _tags(tags)
         steps = plan_new_run(spec.graph, defaults)
+        handlers = self._handler_specs(spec)
         news = []
         for index, (given, key) in enumerate(zip(every, keys, strict=True)):
             try:
@@ -232,9 +234,23 @@ class Client(StandaloneCalls, TrackedRuns):
                     idempotency_key=key,
                     task_defaults=defaults,
                     logical_date=when,
+                    specs=handlers,
                 )
             )
         return [run_id for run_id, _ in self.store.create_runs(news)]
+
+    def _handler_specs(self, spec: WorkflowSpec) -> tuple[WorkflowSpec, ...]:
+        """The failure handler ``spec`` names, when a definition file of the conf path
+        holds it: stored with the run, so the workers that end it find it by name as
+        they find a deployed one. A file that cannot be read is left to that lookup."""
+        handler = spec.on_failure
+        if handler is None or handler.workflow is None:
+            return ()
+        try:
+            found = find_in_conf(handler.workflow, handler.version, self.settings.conf_path)
+        except DefinitionError:
+            return ()
+        return () if found is None else (found.spec,)
 
     def find_workflow(self, name: str, version: str | None = None) -> WorkflowSpec:
         """The workflow ``name`` (at ``version``, else the newest): from the definition

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from legato import Client, DefinitionError, Run, RunStatus, Worker, Workflow
+from legato.files import to_yaml
 from legato.model.runs import HANDLER_TAG
 from store.helpers import claim, failed, report
 
@@ -263,3 +265,21 @@ def test_a_report_rolled_back_loses_the_failure_and_its_handler_together(
     assert client.get(run_id).failure_handler_run_id == handler.id
     started = [e for e in client.history(run_id) if e.type == "run.failure_handler_started"]
     assert len(started) == 1
+
+
+def test_a_handler_in_a_definition_file_of_the_conf_path_is_found(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Never deployed: the client starting the run finds it in the conf path's files and
+    stores it with the run, so the transaction ending the run finds it by name."""
+    conf = tmp_path / "flows"
+    conf.mkdir()
+    (conf / "cleanup.yaml").write_text(to_yaml(handler_workflow().spec))
+    with Client(db_url, conf_path=str(conf)) as client:
+        run_id = client.start(failing_workflow())
+        [step] = claim(client, tasks=("flow_loops.fail",))
+        report(client, [failed(step, "disk full", retryable=False)])
+        run = client.get(run_id)
+        assert run.failure_handler_run_id is not None
+        assert client.get(run.failure_handler_run_id).params["run_id"] == run_id
+        assert client.definitions() == []  # found, not deployed

@@ -85,6 +85,9 @@ class NewRun:
     kind: RunKind = "workflow"
     #: the hash an external run's creator gave for its definition
     workflow_hash: str | None = None
+    #: other specs the run may start by name (its failure handler, found in a definition
+    #: file), stored with it so that the transaction ending it finds them
+    specs: tuple[WorkflowSpec, ...] = ()
 
 
 @dataclass(frozen=True)

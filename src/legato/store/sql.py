@@ -267,14 +267,15 @@ class SQLStore(RunCaches, Store):
         spec, tx = new.spec, unit.tx
         root = new.root_run_id or new.run_id
         if write_spec:
-            tx.run(
-                "insert_spec",
-                hash=spec.content_hash,
-                name=spec.name,
-                version=spec.version,
-                spec=spec.to_json(),
-                now=self.clock.now(),
-            )
+            for written_spec in (spec, *new.specs):
+                tx.run(
+                    "insert_spec",
+                    hash=written_spec.content_hash,
+                    name=written_spec.name,
+                    version=written_spec.version,
+                    spec=written_spec.to_json(),
+                    now=self.clock.now(),
+                )
         task_defaults = {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
         written = {
             "id": new.run_id,
