@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from legato.catalog import find_workflow
+from legato.catalog import find_in_conf, find_workflow
 from legato.config import Settings
 from legato.define.builder import Workflow
 from legato.define.tasks import Task, TaskRegistry, default_registry
@@ -165,6 +165,7 @@ class Client(StandaloneCalls, TrackedRuns):
                 idempotency_key=idempotency_key,
                 task_defaults=defaults,
                 logical_date=when,
+                specs=self._handler_specs(spec),
             )
         )
         return run_id
@@ -210,6 +211,7 @@ class Client(StandaloneCalls, TrackedRuns):
         defaults = self.task_defaults_for(spec, extra_tasks)
         tag_values = _tags(tags)
         steps = plan_new_run(spec.graph, defaults)
+        handlers = self._handler_specs(spec)
         news = []
         for index, (given, key) in enumerate(zip(every, keys, strict=True)):
             try:
@@ -232,9 +234,23 @@ class Client(StandaloneCalls, TrackedRuns):
                     idempotency_key=key,
                     task_defaults=defaults,
                     logical_date=when,
+                    specs=handlers,
                 )
             )
         return [run_id for run_id, _ in self.store.create_runs(news)]
+
+    def _handler_specs(self, spec: WorkflowSpec) -> tuple[WorkflowSpec, ...]:
+        """The failure handler ``spec`` names, when a definition file of the conf path
+        holds it: stored with the run, so the workers that end it find it by name as
+        they find a deployed one. A file that cannot be read is left to that lookup."""
+        handler = spec.on_failure
+        if handler is None or handler.workflow is None:
+            return ()
+        try:
+            found = find_in_conf(handler.workflow, handler.version, self.settings.conf_path)
+        except DefinitionError:
+            return ()
+        return () if found is None else (found.spec,)
 
     def find_workflow(self, name: str, version: str | None = None) -> WorkflowSpec:
         """The workflow ``name`` (at ``version``, else the newest): from the definition
@@ -336,15 +352,26 @@ class Client(StandaloneCalls, TrackedRuns):
         return self.store.signal(self.resolve_run_id(run_id), name, payload, sent_by=sent_by)
 
     def cancel(
-        self, run_id: str, reason: str = "cancelled by request", *, actor: str | None = None
+        self,
+        run_id: str,
+        reason: str = "cancelled by request",
+        *,
+        actor: str | None = None,
+        run_failure_handler: bool = False,
     ) -> None:
         """End a pending, running or paused run as cancelled: steps not yet started never
         start, waits end, and its child runs are cancelled too. Steps running on a
         worker are asked to stop (``ctx.cancelled`` turns true within a heartbeat, an
         async task is cancelled) and are recorded cancelled when they stop; one that
         finishes before it learns of it keeps its result, which starts nothing.
-        A finished run raises :class:`~legato.OperationRefusedError`."""
-        self.store.cancel(self.resolve_run_id(run_id), reason, actor=actor)
+        Its workflow's failure handler (``on_failure``) starts only with
+        ``run_failure_handler``. A finished run raises :class:`~legato.OperationRefusedError`."""
+        self.store.cancel(
+            self.resolve_run_id(run_id),
+            reason,
+            actor=actor,
+            run_failure_handler=run_failure_handler,
+        )
 
     def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:
         """Pause a pending or running run (and its child runs): steps running finish,
@@ -405,15 +432,19 @@ class Client(StandaloneCalls, TrackedRuns):
         reason: str = "cancelled by request",
         actor: str | None = None,
         limit: int | None = None,
+        run_failure_handler: bool = False,
         **filters: Any,
     ) -> BulkResult:
         """Cancel every run the search (``query`` and/or the filters :meth:`search` takes)
         finds; each is its own transaction, and those that cannot be cancelled are
-        reported with why. ``limit`` bounds how many runs are touched."""
+        reported with why. ``limit`` bounds how many runs are touched; with
+        ``run_failure_handler`` each run's failure handler starts."""
         return self._bulk(
             "cancel",
             self.matching_runs(query, limit=limit, **filters),
-            lambda r: self.store.cancel(r, reason, actor=actor),
+            lambda r: self.store.cancel(
+                r, reason, actor=actor, run_failure_handler=run_failure_handler
+            ),
         )
 
     def retry_many(

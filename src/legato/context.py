@@ -56,6 +56,8 @@ class Context:
         self._lock = threading.Lock()
         self._progress: str | None = None
         self._details: str | None = None
+        #: the attempt's first progress report: (done, at)
+        self._first: tuple[float, float] | None = None
 
     def __repr__(self) -> str:
         return f"<Context {self.step_id} (run {self.run_id}, attempt {self.attempt})>"
@@ -69,19 +71,27 @@ class Context:
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
         """Report how far the attempt is: ``done`` of ``total`` (when known), and a note.
 
-        Kept in memory; the latest is written by the worker's next heartbeat or report.
+        Kept in memory; the latest is written by the worker's next heartbeat or report,
+        with the first of the attempt (``first_done``, ``first_at``), which the ETA reads.
         """
         _check_amount("done", done)
         if total is not None:
             _check_amount("total", total)
         if message is not None and not isinstance(message, str):
             raise TypeError(f"progress message must be text, got {type(message).__name__}")
+        at = round(time.time(), 3)
+        with self._lock:
+            if self._first is None:  # the rate is measured from the attempt's first report
+                self._first = (float(done), at)
+            first_done, first_at = self._first
         _, text = to_json(
             {
                 "done": done,
                 "total": total,
                 "message": None if message is None else message[:MAX_MESSAGE_CHARS],
-                "at": round(time.time(), 3),
+                "at": at,
+                "first_done": first_done,
+                "first_at": first_at,
             },
             what="progress",
             max_bytes=None,

@@ -92,7 +92,30 @@ def file_workflows() -> list[tuple[str, WorkflowSpec]]:
     return found
 
 
-CASES = [*builder_workflows(), ("every_option", every_option()), *file_workflows()]
+def failure_handlers() -> list[tuple[str, WorkflowSpec]]:
+    """Workflows naming a failure handler, and giving one whole with templated params."""
+    named = Workflow("guarded", on_failure="cleanup")
+    named.step("work", add, a=1, b=2)
+    versioned = Workflow("guarded_v").failure_handler(
+        "cleanup", version="1.10", params={"failed": "${{ run.id }}", "n": 3}
+    )
+    versioned.step("work", add, a=1, b=2)
+    handler = Workflow("notify")
+    handler.param("message", type="str")
+    handler.step("say", echo, x=handler.param("message"))
+    whole = Workflow("guarded_whole").failure_handler(
+        handler, params={"message": "${{ run.workflow }} failed: ${{ run.error.message }}"}
+    )
+    whole.step("work", add, a=1, b=2)
+    return [(wf.name, wf.spec) for wf in (named, versioned, whole)]
+
+
+CASES = [
+    *builder_workflows(),
+    ("every_option", every_option()),
+    *file_workflows(),
+    *failure_handlers(),
+]
 
 
 @pytest.mark.parametrize(("name", "spec"), CASES, ids=[c[0] for c in CASES])

@@ -23,10 +23,13 @@ from legato.model.states import RunStatus, StepStatus
 
 __all__ = [
     "RunProgress",
+    "eta_text",
     "format_duration",
+    "format_progress",
     "history_table",
     "progress_text",
     "run_details",
+    "run_progress_text",
     "runs_table",
     "status_text",
 ]
@@ -166,7 +169,7 @@ class RunProgress:
         cells += [
             status_text(run.status),
             ProgressBar(total=max(run.steps_total, 1), completed=run.steps_done, width=30),
-            f"{run.steps_done}/{run.steps_total} steps",
+            run_progress_text(run),
             Text(format_duration(_elapsed(run.created_at, run.finished_at)), style="dim"),
         ]
         head.add_row(*cells)
@@ -179,9 +182,11 @@ class RunProgress:
         table.add_column("status", no_wrap=True)
         table.add_column("attempt", justify="right")
         table.add_column("duration", justify="right")
+        table.add_column("progress", style="cyan", no_wrap=True)
         table.add_column("error", style="red", overflow="ellipsis", no_wrap=True)
         steps = list(run.steps.values())
         shown = _most_relevant(steps, self.max_rows)
+        now = datetime.now(UTC)
         for step in shown:
             table.add_row(
                 step.step_id,
@@ -189,6 +194,7 @@ class RunProgress:
                 self._status(step),
                 _attempt(step),
                 _step_duration(step),
+                format_progress(step, now) if step.status is StepStatus.RUNNING else "",
                 _live_error(step),
             )
         hidden = len(steps) - len(shown)
@@ -271,7 +277,7 @@ def _run_header(run: Run) -> Table:
         ("attempt", str(run.attempt) if run.attempt > 1 else None),
         ("steps", _step_summary(run)),
         ("tasks", _count(run.task_count, "task step")),
-        ("done", f"{run.steps_done:,}/{run.steps_total:,} steps" if run.steps else None),
+        ("done", run_progress_text(run) if run.steps else None),
         ("params", _json(run.params)),
         ("outputs", None if run.outputs is None else _json(run.outputs)),
         ("tags", _json(run.tags) if run.tags else None),
@@ -280,6 +286,8 @@ def _run_header(run: Run) -> Table:
         ("correlation id", run.correlation_id),
         ("idempotency key", run.idempotency_key),
         ("parent run", _parent(run)),
+        ("failure handler", run.failure_handler_run_id),
+        ("handles failure of", run.handler_of),
         ("root run", run.root_run_id if run.root_run_id not in (None, run.id) else None),
         ("created", format_time(run.created_at)),
         ("logical date", _logical_date(run)),
@@ -453,7 +461,7 @@ def step_note(step: StepRun) -> str:
     if step.status is StepStatus.QUEUED and step.attempt and step.error is not None:
         return "retrying after " + _one_line(step.error, 120)
     if step.status is StepStatus.RUNNING and step.kind == "task":
-        notes = [progress_text(step)] if step.progress else []
+        notes = [format_progress(step)] if step.progress else []
         if step.stop_requested:
             notes.append("asked to stop")
         if notes:
@@ -474,6 +482,33 @@ def progress_text(step: StepRun) -> str:
         text = f"{percent:.0f}% ({text})"
     message = progress.get("message")
     return f"{text} {message}" if message else text
+
+
+def format_progress(step: StepRun, now: datetime | None = None) -> str:
+    """``42% (420/1,000) rows ETA 13:05:12 (in 2m10s)``: the step's latest progress and,
+    while it runs, when it should end at its rate so far; empty without progress."""
+    if not step.progress:
+        return ""
+    return progress_text(step) + eta_text(step.eta, now)
+
+
+def eta_text(eta: datetime | None, now: datetime | None = None) -> str:
+    """`` ETA 13:05:12 (in 2m10s)`` (local time; the date too when it is not today),
+    or nothing when the ETA is unknown."""
+    if eta is None:
+        return ""
+    now = now or datetime.now(UTC)
+    local, today = eta.astimezone(), now.astimezone()
+    shown = local.strftime("%H:%M:%S" if local.date() == today.date() else "%Y-%m-%d %H:%M:%S")
+    left = (eta - now).total_seconds()
+    return f" ETA {shown} (" + (f"in {format_duration(left)}" if left >= 1 else "any moment") + ")"
+
+
+def run_progress_text(run: Run) -> str:
+    """``42% (420/1,000 steps)``: the run's steps in a final state."""
+    percent = run.percent
+    counted = f"{run.steps_done:,}/{run.steps_total:,} steps"
+    return counted if percent is None else f"{percent:.0f}% ({counted})"
 
 
 def waiting_text(step: StepRun) -> str:

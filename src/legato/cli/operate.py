@@ -113,6 +113,13 @@ def cancel_run(
         str,
         typer.Option("--reason", "-r", metavar="TEXT", help="Why, recorded in the run's error."),
     ] = "cancelled from the command line",
+    run_failure_handler: Annotated[
+        bool,
+        typer.Option(
+            "--run-failure-handler",
+            help="Start the workflow's failure handler (on_failure), as a failure would.",
+        ),
+    ] = False,
     every: AllOption = False,
     status: StatusFilter = None,
     workflow: WorkflowFilter = None,
@@ -123,7 +130,8 @@ def cancel_run(
     url: UrlOption = None,
 ) -> None:
     """Cancel a run (--all: every run the filters match): nothing new starts, its child
-    runs are cancelled, and its running steps are asked to stop."""
+    runs are cancelled, and its running steps are asked to stop. Its workflow's
+    failure handler starts only with --run-failure-handler."""
     where = _filter(run_id, every, status, workflow, tag)
     if where is not None:
         _bulk(
@@ -132,10 +140,18 @@ def cancel_run(
             "cancel",
             yes,
             as_json,
-            lambda c: c.cancel_many(reason=reason, actor=by, **where),
+            lambda c: c.cancel_many(
+                reason=reason, actor=by, run_failure_handler=run_failure_handler, **where
+            ),
         )
         return
-    full_id = _one(url, run_id, None, "", lambda c, r: c.cancel(r, reason, actor=by))
+    full_id = _one(
+        url,
+        run_id,
+        None,
+        "",
+        lambda c, r: c.cancel(r, reason, actor=by, run_failure_handler=run_failure_handler),
+    )
     if as_json:
         print_json({"run_id": full_id, "status": "cancelled", "reason": reason})
     else:

@@ -92,6 +92,11 @@ def show_run(
     if as_json:
         document = dataclasses.asdict(run)
         document["unserved_steps"] = [step.step_id for step in unserved]
+        document["handler_of"] = run.handler_of
+        document["percent"] = run.percent
+        for key, step in run.steps.items():  # what is computed from the stored reports
+            document["steps"][key]["percent"] = step.percent
+            document["steps"][key]["eta"] = step.eta
         print_json(document)
     else:
         stdout().print(run_details(run, verbose=verbose, unserved=unserved, every_item=every_item))

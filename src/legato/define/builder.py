@@ -30,7 +30,16 @@ _MISSING: Any = object()
 class Workflow(Steps):
     """A workflow under construction. ``spec`` validates it and returns the spec."""
 
-    def __init__(self, name: str, *, version: str = "1", description: str | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "1",
+        description: str | None = None,
+        on_failure: Workflow | WorkflowSpec | str | None = None,
+    ) -> None:
+        """``on_failure``: the workflow started when a run of this one fails (see
+        :meth:`failure_handler` for its version and params)."""
         self.name = name
         self.version = version
         self.description = description
@@ -43,7 +52,10 @@ class Workflow(Steps):
         self._triggers: list[Trigger] = []
         self._tasks: dict[str, Task] = {}
         self._spec: WorkflowSpec | None = None
+        self._on_failure: dict[str, Any] | None = None
         self._init_steps(self, self._steps)
+        if on_failure is not None:
+            self.failure_handler(on_failure)
 
     def __repr__(self) -> str:
         return f"<Workflow {self.name}@{self.version} steps={len(self._steps)}>"
@@ -112,6 +124,46 @@ class Workflow(Steps):
         self._changed()
         return self
 
+    def failure_handler(
+        self,
+        workflow: Workflow | WorkflowSpec | str,
+        *,
+        version: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> Workflow:
+        """Start ``workflow`` when a run of this one fails (or is cancelled, when its
+        canceller asks): a workflow (its spec goes with this one) or a stored workflow's
+        name (newest ``version`` unless given). ``params`` are templated from the failed
+        run (``${{ run.id }}``, ``${{ run.error.message }}``, ``${{ params.x }}``);
+        without them the handler gets those of ``run_id``, ``workflow``, ``status``,
+        ``error`` and ``params`` it declares."""
+        entry: dict[str, Any] = {}
+        if isinstance(workflow, str):
+            entry["workflow"] = workflow
+            if version is not None:
+                entry["version"] = version
+        elif isinstance(workflow, Workflow | WorkflowSpec):
+            if version is not None:
+                raise DefinitionError(
+                    f"workflow {self.name!r}: a failure handler given whole takes no version"
+                )
+            if isinstance(workflow, Workflow):
+                self._tasks.update(workflow.tasks)
+                spec = workflow.spec
+            else:
+                spec = workflow
+            entry["spec"] = spec.to_dict()
+        else:
+            raise DefinitionError(
+                f"workflow {self.name!r}: on_failure takes a workflow or a workflow's name, "
+                f"got {workflow!r}"
+            )
+        if params is not None:
+            entry["params"] = _literal(params, "on_failure params")
+        self._on_failure = entry
+        self._changed()
+        return self
+
     # -- results --------------------------------------------------------------
 
     @property
@@ -128,6 +180,8 @@ class Workflow(Steps):
                 "outputs": self._outputs,
                 "triggers": [t.model_dump() for t in self._triggers],
             }
+            if self._on_failure is not None:
+                data["on_failure"] = self._on_failure
             self._spec = WorkflowSpec.parse(data, source=f"workflow {self.name!r}")
             from legato.define.validate import check_calls
 

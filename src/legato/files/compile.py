@@ -37,6 +37,7 @@ from legato.files.env import EnvRules, substitute
 from legato.files.format import (
     Block,
     Definition,
+    FailureHandlerDef,
     GroupStage,
     LoopStage,
     MapStage,
@@ -366,6 +367,8 @@ class _Compiler:
         triggers = self.triggers(definition)
         if triggers:
             spec["triggers"] = triggers
+        if definition.on_failure is not None:
+            spec["on_failure"] = self.failure_handler(definition.on_failure, (*path, "on_failure"))
         if definition.jobs is not None:
             spec["steps"] = [
                 self.job(job_id, job, (*path, "jobs", job_id))
@@ -407,6 +410,18 @@ class _Compiler:
             {"cron": t.cron, "timezone": t.timezone, **({"params": t.params} if t.params else {})}
             for t in given
         ]
+
+    def failure_handler(self, handler: FailureHandlerDef, path: DocPath) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if isinstance(handler.workflow, str):
+            out["workflow"] = handler.workflow
+        else:
+            out["spec"] = self.inline(handler.workflow, (*path, "workflow"))
+        if handler.version is not None:
+            out["version"] = handler.version
+        if handler.params is not None:
+            out["params"] = handler.params
+        return out
 
     # -- jobs ----------------------------------------------------------------------------------
 

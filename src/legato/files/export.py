@@ -55,10 +55,26 @@ def to_data(spec: WorkflowSpec) -> dict[str, Any]:
     triggers = data.get("triggers") or []
     if triggers:
         document["on"] = triggers
+    handler = data.get("on_failure")
+    if handler:
+        document["on_failure"] = _failure_handler(handler)
     document["steps"] = [_step(s) for s in data["steps"]]
     if data.get("outputs"):
         document["outputs"] = data["outputs"]
     return document
+
+
+def _failure_handler(handler: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if handler.get("spec") is not None:
+        out["workflow"] = to_data(WorkflowSpec.parse(handler["spec"]))
+    else:
+        out["workflow"] = handler["workflow"]
+    if handler.get("version") is not None:
+        out["version"] = handler["version"]
+    if handler.get("params") is not None:
+        out["params"] = handler["params"]
+    return out
 
 
 def _param(param: dict[str, Any]) -> Any:

@@ -127,6 +127,26 @@ class TriggerDef(_Model):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class FailureHandlerDef(_Model):
+    """``on_failure:``: the workflow started when a run of this one fails.
+
+    ``workflow`` is a stored workflow's name (newest ``version`` unless given) or a
+    whole definition; ``params`` are templated from the failed run (``${{ run.id }}``,
+    ``${{ run.error.message }}``, ``${{ params.x }}``). Without ``params`` the
+    handler gets those of ``run_id``, ``workflow``, ``status``, ``error`` and
+    ``params`` it declares.
+    """
+
+    workflow: str | dict[str, Any]
+    version: str | None = None
+    params: dict[str, Any] | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return _version(value)
+
+
 class RetryDef(_Model):
     """How often a failed attempt is tried again: ``retry: 3`` is short for ``retries: 3``."""
 
@@ -491,6 +511,8 @@ class Definition(_Model):
     stages: list[Stage] | None = None
     steps: list[Stage] | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
+    #: the workflow started when a run of this one fails
+    on_failure: FailureHandlerDef | None = None
 
     @field_validator("version", mode="before")
     @classmethod

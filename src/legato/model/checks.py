@@ -53,6 +53,36 @@ def spec_problems(spec: WorkflowSpec) -> list[str]:
         except ParamError as exc:
             why = str(exc).removeprefix(f"workflow {spec.label}: ")
             problems.append(f"trigger {number} ({trigger.cron}) params: {why}")
+    problems += _handler_problems(spec)
+    return problems
+
+
+def _handler_problems(spec: WorkflowSpec) -> list[str]:
+    """A failure handler is another workflow, whose params read only the failed run."""
+    handler = spec.on_failure
+    if handler is None:
+        return []
+    problems: list[str] = []
+    if handler.name == spec.name:
+        problems.append(
+            f"on_failure names the workflow itself ({spec.name!r}); a failure handler is "
+            "another workflow"
+        )
+    if handler.spec is not None:
+        try:
+            spec.failure_handler_spec  # noqa: B018 - parses it, raising what is wrong
+        except DefinitionError as exc:
+            problems.extend(f"on_failure spec: {p}" for p in exc.problems)
+    try:
+        refs = references(handler.params or {}, check_filters=True)
+    except TemplateError as exc:
+        return [*problems, f"on_failure params: {exc}"]
+    unknown = sorted((refs.roots - {"run", "params"}) | ({"steps"} if refs.steps else set()))
+    if unknown:
+        problems.append(
+            f"on_failure params read {', '.join(unknown)}; they may read only the failed "
+            "run (run.id, run.workflow, run.status, run.error.message, ...) and its params"
+        )
     return problems
 
 

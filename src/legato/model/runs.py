@@ -12,7 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from legato.model.progress import estimate_eta, progress_percent
 from legato.model.states import RunStatus, StepStatus
+
+#: the tag a failure handler run carries: the id of the run it handles
+HANDLER_TAG = "legato.handler_of"
 
 __all__ = ["Attempt", "Event", "Run", "StepError", "StepRun", "clean_text", "exception_details"]
 
@@ -224,10 +228,15 @@ class StepRun:
     @property
     def percent(self) -> float | None:
         """``progress`` as a percentage of its total (None without a total)."""
-        if not self.progress or not self.progress.get("total"):
+        return progress_percent(self.progress)
+
+    @property
+    def eta(self) -> datetime | None:
+        """When the running attempt should end, at the rate its progress reports show
+        (None when unknowable: no total, nothing done yet, not running)."""
+        if self.status is not StepStatus.RUNNING:
             return None
-        done, total = float(self.progress.get("done") or 0), float(self.progress["total"])
-        return max(0.0, min(100.0, 100.0 * done / total))
+        return estimate_eta(self.progress, self.started_at)
 
     @property
     def duration(self) -> float | None:
@@ -276,10 +285,25 @@ class Run:
     task_count: int = 0
     #: how often the run was set going: 1, and one more for each retry, rerun or restart
     attempt: int = 1
+    #: the run its workflow's failure handler started for it (the latest, if it failed
+    #: again after a retry); read with the run's steps only
+    failure_handler_run_id: str | None = None
+
+    @property
+    def handler_of(self) -> str | None:
+        """The run this run handles the failure of, if it is a failure handler run."""
+        return self.tags.get(HANDLER_TAG)
 
     @property
     def finished(self) -> bool:
         return self.status.finished
+
+    @property
+    def percent(self) -> float | None:
+        """Its steps in a final state, as a percentage of its steps (None with none)."""
+        if self.steps_total <= 0:
+            return None
+        return max(0.0, min(100.0, 100.0 * self.steps_done / self.steps_total))
 
     @property
     def duration(self) -> float | None:

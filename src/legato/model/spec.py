@@ -42,9 +42,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_LOST_ATTEMPTS",
+    "FAILURE_FACTS",
     "NAME_PATTERN",
     "STEP_ID_PATTERN",
     "VERSION_PATTERN",
+    "FailureHandler",
     "ParamSpec",
     "RetryPolicy",
     "Step",
@@ -207,6 +209,45 @@ class Trigger(_Model):
         return value
 
 
+#: the facts of a failed run a handler gets as params when ``params`` is not given
+#: (those it declares, or all with ``extra_params``)
+FAILURE_FACTS = ("run_id", "workflow", "status", "error", "params")
+
+
+class FailureHandler(_Model):
+    """The workflow started when a run of this one fails (Conductor's ``failureWorkflow``).
+
+    Named (``workflow``, newest stored ``version`` unless given) or given whole
+    (``spec``). Its ``params`` are templated from the failed run (``${{ run.id }}``,
+    ``${{ run.error.message }}``, ``${{ params.x }}``); without them the handler
+    gets the facts of the failure it declares as params (:data:`FAILURE_FACTS`).
+    """
+
+    workflow: str | None = None
+    version: str | None = None
+    spec: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_workflow(self) -> FailureHandler:
+        if (self.workflow is None) == (self.spec is None):
+            raise ValueError("a failure handler names a workflow or gives its spec, exactly one")
+        if self.workflow is not None:
+            check_name(
+                "failure handler workflow",
+                self.workflow,
+                NAME_PATTERN,
+                "lowercase letters, digits and '_'",
+            )
+        if self.spec is not None and self.version is not None:
+            raise ValueError("a failure handler given whole takes no version")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.workflow or str((self.spec or {}).get("name", ""))
+
+
 #: the task step, by the name it had when it was the only kind
 StepSpec = TaskStep
 
@@ -224,6 +265,8 @@ class WorkflowSpec(_Model):
     outputs: dict[str, Any] = Field(default_factory=dict)
     #: when a scheduler starts it (none: only when asked)
     triggers: list[Trigger] = Field(default_factory=list)
+    #: the workflow started when a run of this one fails
+    on_failure: FailureHandler | None = None
 
     @field_validator("name")
     @classmethod
@@ -268,7 +311,7 @@ class WorkflowSpec(_Model):
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
         """A copy without the cached hash and graph, which describe the original."""
         copy = super().model_copy(update=update, deep=deep)
-        for cached in ("content_hash", "graph", "inline_specs"):
+        for cached in ("content_hash", "graph", "inline_specs", "failure_handler_spec"):
             copy.__dict__.pop(cached, None)
         return copy
 
@@ -314,6 +357,13 @@ class WorkflowSpec(_Model):
             for step in self.graph.steps.values()
             if isinstance(step, SubWorkflowStep) and step.spec is not None
         }
+
+    @cached_property
+    def failure_handler_spec(self) -> WorkflowSpec | None:
+        """The failure handler's spec when it is given whole (a named one is stored apart)."""
+        if self.on_failure is None or self.on_failure.spec is None:
+            return None
+        return WorkflowSpec.parse(self.on_failure.spec, source="on_failure spec")
 
     def task_step(self, step_id: str) -> TaskStep:
         """The task step with this id; a ``KeyError`` for a step of another kind."""

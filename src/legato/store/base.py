@@ -85,6 +85,9 @@ class NewRun:
     kind: RunKind = "workflow"
     #: the hash an external run's creator gave for its definition
     workflow_hash: str | None = None
+    #: other specs the run may start by name (its failure handler, found in a definition
+    #: file), stored with it so that the transaction ending it finds them
+    specs: tuple[WorkflowSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -476,12 +479,20 @@ class Store(abc.ABC):
         for the next step of the run to wait for it (returning ``"kept"``)."""
 
     @abc.abstractmethod
-    def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
+    def cancel(
+        self,
+        run_id: str,
+        reason: str,
+        *,
+        actor: str | None = None,
+        run_failure_handler: bool = False,
+    ) -> None:
         """End an unfinished (pending, running or paused) run as cancelled: nothing new
         starts, its child runs are cancelled too, and the workers running its attempts
         are asked to stop them (:meth:`extend_leases` tells them); each is recorded
-        cancelled when it stops. A finished run raises OperationRefusedError, an
-        unknown one RunNotFoundError."""
+        cancelled when it stops. With ``run_failure_handler`` its workflow's failure
+        handler starts in the same transaction. A finished run raises
+        OperationRefusedError, an unknown one RunNotFoundError."""
 
     @abc.abstractmethod
     def pause(self, run_id: str, *, stop_now: bool = False, actor: str | None = None) -> None:

@@ -76,14 +76,21 @@ def signal(
     return store.retrying(deliver)
 
 
-def cancel(store: SQLStore, run_id: str, reason: str, *, actor: str | None = None) -> None:
+def cancel(
+    store: SQLStore,
+    run_id: str,
+    reason: str,
+    *,
+    actor: str | None = None,
+    run_failure_handler: bool = False,
+) -> None:
     """End an unfinished run as cancelled, with its child runs; ask its running attempts
-    to stop."""
+    to stop; start its failure handler if asked."""
 
     def work(unit: Unit, run_id: str, status: RunStatus) -> None:
         if status.finished:
             raise _refuse(run_id, status, "only a pending, running or paused run can be cancelled")
-        unit.cancel_run(run_id, reason, actor=actor)
+        unit.cancel_run(run_id, reason, actor=actor, run_failure_handler=run_failure_handler)
 
     _operate(store, run_id, work, actor)
 

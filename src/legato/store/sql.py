@@ -17,6 +17,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,7 +33,7 @@ from legato.errors import (
 from legato.model.definitions import Definition, DeployStatus
 from legato.model.graph import Graph
 from legato.model.retention import PruneResult, Retention
-from legato.model.runs import Event, Run
+from legato.model.runs import HANDLER_TAG, Event, Run
 from legato.model.search import Order, RunFilter, RunPage
 from legato.model.spec import WorkflowSpec
 from legato.model.states import RunStatus
@@ -266,14 +267,15 @@ class SQLStore(RunCaches, Store):
         spec, tx = new.spec, unit.tx
         root = new.root_run_id or new.run_id
         if write_spec:
-            tx.run(
-                "insert_spec",
-                hash=spec.content_hash,
-                name=spec.name,
-                version=spec.version,
-                spec=spec.to_json(),
-                now=self.clock.now(),
-            )
+            for written_spec in (spec, *new.specs):
+                tx.run(
+                    "insert_spec",
+                    hash=written_spec.content_hash,
+                    name=written_spec.name,
+                    version=written_spec.version,
+                    spec=written_spec.to_json(),
+                    now=self.clock.now(),
+                )
         task_defaults = {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
         written = {
             "id": new.run_id,
@@ -356,16 +358,21 @@ class SQLStore(RunCaches, Store):
             row = tx.one("get_run", id=run_id)
             if row is None:
                 raise RunNotFoundError(f"no run with id {run_id!r}")
+            handler = None
             if with_steps:
                 steps = tx.all("get_steps", run_id=run_id)
                 counted = [s for s in steps if s["kind"] not in _SCOPE_ROWS]
                 total = len(counted)
                 done = sum(1 for s in counted if s["status"] in _FINISHED)
                 tasks = sum(1 for s in counted if s["kind"] == "task")
+                if row["status"] in ("failed", "cancelled"):
+                    found = tx.one("tagged_runs", key=HANDLER_TAG, value=run_id, limit=1)
+                    handler = None if found is None else self._id(found["run_id"])
             else:
                 steps = []
                 total, done, tasks = self._counts(tx, [run_id]).get(run_id, (0, 0, 0))
-        return run_from_row(self, row, steps, total, done, tasks)
+        run = run_from_row(self, row, steps, total, done, tasks)
+        return replace(run, failure_handler_run_id=handler) if handler else run
 
     def find_run_ids(self, prefix: str, limit: int = 2) -> list[str]:
         text = prefix.strip().lower()
@@ -599,8 +606,17 @@ class SQLStore(RunCaches, Store):
     def signal(self, run_id: str, name: str, payload: Any, *, sent_by: str | None = None) -> str:
         return operations.signal(self, run_id, name, payload, sent_by=sent_by)
 
-    def cancel(self, run_id: str, reason: str, *, actor: str | None = None) -> None:
-        operations.cancel(self, run_id, reason, actor=actor)
+    def cancel(
+        self,
+        run_id: str,
+        reason: str,
+        *,
+        actor: str | None = None,
+        run_failure_handler: bool = False,
+    ) -> None:
+        operations.cancel(
+            self, run_id, reason, actor=actor, run_failure_handler=run_failure_handler
+        )
 
     def set_tracked_status(self, run_id: str, change: TrackedStatus, *, conn: Any = None) -> None:
         tracking.set_status(self, run_id, change, conn=conn)

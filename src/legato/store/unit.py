@@ -30,6 +30,7 @@ from legato.model.runs import StepError
 from legato.model.states import RunStatus
 from legato.payload import dumps
 from legato.store.base import ReportOutcome, Tx
+from legato.store.handlers import start_failure_handler
 
 if TYPE_CHECKING:
     from legato.store.progress import Progress
@@ -268,6 +269,8 @@ class Unit:
             about["error"] = error.to_json()
         self.event(run_id, f"run.{status.value}", details=about or None)
         self.outcome.finished_runs[run_id] = status
+        if status is RunStatus.FAILED:
+            start_failure_handler(self, run_id, status, error)
         parent = self.store._id(row["parent_run_id"])
         if parent is not None:
             self.progress.child_finished(
@@ -283,7 +286,16 @@ class Unit:
             # about to touch its parent's step (then this one starts over).
             self.cancel_run(self.store._id(row["id"]) or "", reason)
 
-    def cancel_run(self, run_id: str, reason: str, *, actor: str | None = None) -> bool:
+    def cancel_run(
+        self,
+        run_id: str,
+        reason: str,
+        *,
+        actor: str | None = None,
+        run_failure_handler: bool = False,
+    ) -> bool:
+        """End the run as cancelled with its child runs; its failure handler starts only
+        when asked (``run_failure_handler``)."""
         error = StepError("Cancelled", reason)
         status = self.lock_run(run_id)
         if status is None or status.finished:
@@ -305,6 +317,8 @@ class Unit:
         self.cancel_children(run_id, "its parent run was cancelled")
         self.event(run_id, "run.cancelled", actor=actor, details={"reason": reason})
         self.outcome.finished_runs[run_id] = RunStatus.CANCELLED
+        if run_failure_handler:
+            start_failure_handler(self, run_id, RunStatus.CANCELLED, error)
         return True
 
     def cancel_listed_children(self, rows: list[dict[str, Any]], reason: str) -> None:

@@ -98,6 +98,12 @@ VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(type)s, legato_now(), %(actor)s,
 -- name: get_run
 SELECT * FROM runs WHERE id = %(id)s;
 
+-- name: tagged_runs
+-- Runs carrying a tag (a failure handler's link to the run it handles), newest first.
+SELECT run_id FROM run_tags WHERE key = %(key)s AND value = %(value)s
+ORDER BY created_at DESC, run_id DESC
+LIMIT %(limit)s;
+
 -- name: find_run_ids
 SELECT id FROM runs WHERE id >= %(low)s::uuid AND id <= %(high)s::uuid ORDER BY id
 LIMIT %(limit)s;

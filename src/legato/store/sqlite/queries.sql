@@ -85,6 +85,12 @@ VALUES (:run_id, :step_id, :attempt, :type, :now, :actor, :details);
 -- name: get_run
 SELECT * FROM runs WHERE id = :id;
 
+-- name: tagged_runs
+-- Runs carrying a tag (a failure handler's link to the run it handles), newest first.
+SELECT run_id FROM run_tags WHERE key = :key AND value = :value
+ORDER BY created_at DESC, run_id DESC
+LIMIT :limit;
+
 -- name: find_run_ids
 SELECT id FROM runs WHERE id >= :low AND id <= :high ORDER BY id LIMIT :limit;
 
