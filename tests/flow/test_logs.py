@@ -241,3 +241,44 @@ def test_the_workers_own_output_and_the_tasks_warnings_still_show(
     shown = [r.getMessage() for r in caplog.records]
     assert "the worker's own record" in shown and "module logger says c" in shown
     assert "it failed" in shown  # ctx.logger's error reaches the handlers as before
+
+
+def test_a_print_passing_through_two_streams_is_kept_once() -> None:
+    """A live display (``legato run``) stands between a print and the terminal: what it
+    passes on to another captured stream is not kept again."""
+    from legato.worker.capture import AttemptLog, LogLimits, capturing, install
+
+    class Relay:  # writes what it gets to sys.stderr, as rich's live display does
+        def write(self, text: str) -> int:
+            return sys.stderr.write(text)
+
+        def flush(self) -> None:
+            pass
+
+    log = AttemptLog(1, 1, LogLimits())
+    saved = sys.stdout, sys.stderr
+    try:
+        install()
+        sys.stdout = Relay()  # type: ignore[assignment]
+        install()
+        with capturing(log):
+            print("once")
+        log.close()
+    finally:
+        sys.stdout, sys.stderr = saved
+    assert [(line.level, line.message) for line in log.take()] == [("stdout", "once")]
+
+
+def test_a_secret_printed_in_pieces_is_masked_whole() -> None:
+    from legato.worker.capture import AttemptLog, LogLimits
+
+    log = AttemptLog(7, 2, LogLimits(), hidden=("s3cret-value",))
+    log.write("stdout", "token: s3cret")
+    log.write("stdout", "-value and more\nnext s3cret-value\n")
+    log.add("INFO", "x", "s3cret-value in a record")
+    log.close()
+    assert [line.message for line in log.take()] == [
+        "token: *** and more",
+        "next ***",
+        "*** in a record",
+    ]

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from legato.engine.planner import conceal
 from legato.errors import ConfigError
 from legato.model.runs import clean_text
-from legato.store.base import ClaimedStep, LogEntry
+from legato.store.base import LogEntry
 
 __all__ = ["AttemptLog", "LogLimits", "capturing", "install"]
 
@@ -100,11 +100,14 @@ class AttemptLog:
     still running after its result was reported, or an abandoned thread).
     """
 
-    def __init__(self, claimed: ClaimedStep, limits: LogLimits) -> None:
-        self.step_run_id = claimed.step_run_id
-        self.attempt = claimed.attempt
+    def __init__(
+        self, step_run_id: int, attempt: int, limits: LogLimits, hidden: tuple[str, ...] = ()
+    ) -> None:
+        self.step_run_id = step_run_id
+        self.attempt = attempt
         self.limits = limits
-        self._hidden = claimed.hidden
+        #: the secrets the call reads (longest first), masked in every line
+        self._hidden = hidden
         self._lock = threading.Lock()
         self._lines: list[LogEntry] = []
         self._seq = 0
@@ -287,6 +290,8 @@ def _last_resort(record: logging.LogRecord) -> None:
 
 
 _LOGGING_FILE = logging.__file__
+#: a proxy is passing a write on, in this thread
+_forwarding = threading.local()
 
 
 class _StreamProxy:
@@ -299,10 +304,16 @@ class _StreamProxy:
         self._legato_name = name
 
     def write(self, text: str) -> int:
+        if getattr(_forwarding, "on", False):  # reached through another proxy (or a
+            return self._legato_original.write(text)  # live display) that kept it already
         log = _current.get()
         if log is not None and isinstance(text, str) and not _inside_logging():
             log.write(self._legato_name, text)
-        return self._legato_original.write(text)
+        _forwarding.on = True
+        try:
+            return self._legato_original.write(text)
+        finally:
+            _forwarding.on = False
 
     def writelines(self, lines: Any) -> None:
         for line in lines:

@@ -393,7 +393,9 @@ class Worker:
         attempt_log = None
         if self.log_limits.enabled:
             install()  # once per process; again if sys.stdout was replaced since
-            attempt_log = AttemptLog(claimed, self.log_limits)
+            attempt_log = AttemptLog(
+                claimed.step_run_id, claimed.attempt, self.log_limits, claimed.hidden
+            )
         future = self._executor.submit(claimed, task, context, attempt_log)
         entry = _Running(claimed, future, deadline, context=context, log=attempt_log)
         self._running[claimed.ref.key] = entry
