@@ -111,11 +111,14 @@ def test_a_running_attempts_lines_are_written_by_the_heartbeat(client: Client) -
     wf = Workflow("long_task")
     wf.step("slow", waits_after_logging, key=key)
     run_id = client.start(wf)
-    worker = Worker(client, worker_id="w1", lease=1.0)  # a heartbeat every third of a second
+    # a 30s lease renews every 10s: lines waiting come earlier, within about a second
+    worker = Worker(client, worker_id="w1", lease=30.0)
     thread = threading.Thread(target=worker.run, kwargs={"until": lambda _: gate(key).is_set()})
     thread.start()
     try:
+        began = time.monotonic()
         early = poll(lambda: client.logs(run_id, "slow"))
+        assert time.monotonic() - began < 5
         assert [line.message for line in early] == [f"early line of {key}"]
         assert client.get(run_id).steps["slow"].status.value == "running"
     finally:

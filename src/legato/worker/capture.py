@@ -185,6 +185,11 @@ class AttemptLog:
                     )
                 )
 
+    @property
+    def waiting(self) -> bool:
+        """Lines wait to be taken."""
+        return bool(self._lines)
+
     def take(self) -> list[LogEntry]:
         """The lines added since the last take, oldest first."""
         with self._lock:

@@ -62,6 +62,8 @@ _RETRY_SLACK = 0.005
 _RETENTION_CHECK = 300.0
 #: the shortest lease: heartbeats renew it every third of that
 MIN_LEASE = 1.0
+#: how long a line a running task wrote waits at most (about) before a heartbeat writes it
+LOG_FLUSH_INTERVAL = 1.0
 
 SignalMode = Literal["graceful", "interrupt"]
 
@@ -713,13 +715,25 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 3
-        while not self._background_stop.wait(interval):
+        # Lines a running task wrote are written within a second or so: a heartbeat
+        # comes early for them (one transaction for every line since the last).
+        check = min(interval, LOG_FLUSH_INTERVAL)
+        last = time.monotonic()
+        while not self._background_stop.wait(check):
+            if time.monotonic() - last < interval and not self._logs_waiting():
+                continue
+            last = time.monotonic()
             if not self._registered:
                 self._register()
             try:
                 self.heartbeat()
             except Exception as exc:
                 log.error("could not renew leases: %s", exc)
+
+    def _logs_waiting(self) -> bool:
+        return bool(self._pending_logs) or any(
+            entry.log is not None and entry.log.waiting for entry in list(self._running.values())
+        )
 
     def _retention_loop(self) -> None:
         """Apply the prune rule whenever its turn may have come; stop with the worker."""
