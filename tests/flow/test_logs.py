@@ -285,3 +285,17 @@ def test_a_secret_printed_in_pieces_is_masked_whole() -> None:
         "next ***",
         "*** in a record",
     ]
+
+
+def test_a_task_loggers_own_level_still_decides_what_the_handlers_see(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="legato.task.flow_logs.many_lines")
+    wf = Workflow("own_level")
+    wf.step("logs", many_lines, n=2)
+    run_id = run_to_end(client, wf)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("legato.task")] == [
+        "line 0",
+        "line 1",
+    ]
+    assert len(client.logs(run_id)) == 2

@@ -244,13 +244,15 @@ class _TaskLogs(logging.Handler):
         if log is not None:
             log.add(record.levelname, record.name, _text(record), record.created)
         parent = logging.getLogger("legato")
-        if record.levelno < parent.getEffectiveLevel():
+        if record.levelno < _former_level(record.name, parent):
             return  # shown nowhere before capture began, shown nowhere now
-        found = 0
+        # A handler set on legato.task itself (besides this one) has had the record.
+        had = set(logging.getLogger(TASK_LOGGER).handlers)
+        found = len(had) - 1
         logger: logging.Logger | None = parent
         while logger is not None:
             for handler in logger.handlers:
-                if isinstance(handler, _Capture):
+                if isinstance(handler, _Capture) or handler in had:
                     continue
                 found += 1
                 if record.levelno >= handler.level:
@@ -261,6 +263,17 @@ class _TaskLogs(logging.Handler):
 
     def handleError(self, record: logging.LogRecord) -> None:
         pass
+
+
+def _former_level(name: str, parent: logging.Logger) -> int:
+    """The level the logger ``name`` had before ``legato.task`` got one: its own or that
+    of an ancestor below ``legato.task``, else what ``legato`` has."""
+    while name.startswith(TASK_LOGGER + "."):
+        level = logging.getLogger(name).level
+        if level != logging.NOTSET:
+            return level
+        name = name.rpartition(".")[0]
+    return parent.getEffectiveLevel()
 
 
 def _text(record: logging.LogRecord) -> str:
