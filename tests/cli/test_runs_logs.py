@@ -129,3 +129,43 @@ def test_follow_and_watch_show_a_running_run_until_it_ends(
     assert runner.returncode == 0, err
     # the process that ran the worker kept its own output: the run's outputs, on stdout
     assert json.loads(out) == {"said": "talked"}
+
+
+def test_the_watch_view_shows_steps_progress_and_latest_lines(db_url: str) -> None:
+    from rich.console import Console
+
+    from legato import Workflow
+    from legato.cli.logs import RunWatch
+    from legato.payload import dumps
+    from legato.store.base import LogEntry, ProgressReport
+    from store.helpers import claim
+    from store.tasks import echo
+
+    wf = Workflow("watched")
+    wf.step("load", echo, x=1)
+    with Client(db_url) as client:
+        run_id = client.start(wf)
+        [step] = claim(client, tasks=("store_suite.echo",))
+        progress = dumps({"done": 25, "total": 100, "message": "rows", "at": 1.0})
+        lines = [
+            LogEntry(step.step_run_id, step.attempt, i, time.time(), "INFO", "etl", f"row {i}")
+            for i in range(1, 6)
+        ]
+        client.store.extend_leases(
+            "w1",
+            [step.step_run_id],
+            30,
+            progress={step.step_run_id: ProgressReport(progress)},
+            logs=lines,
+        )
+        view = RunWatch(run_id, lines=3)
+        view.update(client.get(run_id))
+        for line in client.logs(run_id):
+            view.add(line)
+    console = Console(record=True, width=160, force_terminal=False)
+    console.print(view)
+    text = console.export_text()
+    assert "watched@" in text and run_id in text
+    assert "load" in text and "running" in text and "0/1 steps" in text
+    assert "25% (25/100) rows" in text
+    assert "load#1 INFO etl: row 5" in text and "row 3" in text and "row 2" not in text
