@@ -34,6 +34,7 @@ from legato.errors import (
     WorkflowNotFoundError,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.logs import LogLine
 from legato.model.operations import BulkResult
 from legato.model.runs import Attempt, Event, Run, StepError, StepRun
 from legato.model.search import RunFilter, RunPage
@@ -59,6 +60,7 @@ __all__ = [
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
+    "LogLine",
     "OperationRefusedError",
     "ParamError",
     "PayloadError",

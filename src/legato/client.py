@@ -32,6 +32,7 @@ from legato.errors import (
     WaitTimeout,
 )
 from legato.model.definitions import Definition, DeployResult
+from legato.model.logs import LogLine
 from legato.model.operations import BulkResult
 from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run, StepRun
@@ -56,6 +57,9 @@ __all__ = [
     "task_defaults",
     "unserved_note",
 ]
+
+#: the most log lines one call of :meth:`Client.logs` returns
+MAX_LOG_LINES = 10_000
 
 #: a workflow object, a spec as a dict, or (to start one) a workflow's name
 WorkflowLike = Workflow | WorkflowSpec | Mapping[str, Any] | str
@@ -675,6 +679,39 @@ class Client(StandaloneCalls, TrackedRuns):
         """Every transition and operation of the run, oldest first: when, by whom (a
         worker's id or a user's name, where known) and with what details."""
         return self.store.run_events(run_id)
+
+    def logs(
+        self,
+        run_id: str,
+        step: str | None = None,
+        *,
+        attempt: int | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[LogLine]:
+        """What the run's tasks logged and printed, line by line, in the order it was stored.
+
+        ``step`` (an instance key: ``fetch``, ``m[3].fetch``) and ``attempt`` narrow it to
+        one step or attempt; ``after`` is the ``id`` of the last line already read (to
+        page, or follow a running run); at most ``limit`` lines (up to 10,000). Child
+        runs' lines are their own: ask for them by their run id. Raises
+        :class:`RunNotFoundError` and, for a step the run does not have,
+        :class:`ParamError`.
+        """
+        if step is not None and (not isinstance(step, str) or not step):
+            raise ParamError(f"step must be a step's id, got {step!r}")
+        for name, value, least in (("attempt", attempt, 1), ("after", after, 0)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < least
+            ):
+                raise ParamError(
+                    f"{name} must be a whole number of at least {least}, got {value!r}"
+                )
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LOG_LINES:
+            raise ParamError(
+                f"limit must be a whole number from 1 to {MAX_LOG_LINES}, got {limit!r}"
+            )
+        return self.store.run_logs(run_id, step_id=step, attempt=attempt, after=after, limit=limit)
 
     def wait(
         self, run_id: str, *, timeout: float | None = None, poll_interval: float = 0.25

@@ -153,3 +153,21 @@ grouped.step("report", echo, at=job.output)
 
 parent = legato.Workflow("cli_parent")  # calls cli_etl as a child run
 parent.outputs(child=parent.sub_workflow("call", etl, params={"source": "inner"}).output)
+
+
+@legato.task
+def talks_until(path: str, ctx: legato.Context) -> str:
+    """Prints and logs, waits for ``path`` to appear, then logs again."""
+    print("before the gate")
+    ctx.logger.warning("waiting for %s", os.path.basename(path))
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    ctx.logger.info("after the gate")
+    return "talked"
+
+
+talking = legato.Workflow("cli_talking")  # a step that says things before and after a file
+talking.outputs(
+    said=talking.step("talk", talks_until, path=talking.param("path", type="str")).output
+)

@@ -42,6 +42,7 @@ TABLES = {
     "definitions",
     "run_tags",
     "maintenance",
+    "step_logs",
 }
 
 

@@ -21,6 +21,7 @@ PUBLIC = [
     "Event",
     "IdempotencyConflictError",
     "LegatoError",
+    "LogLine",
     "OperationRefusedError",
     "ParamError",
     "PayloadError",

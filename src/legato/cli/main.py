@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from legato import __version__
-from legato.cli import db, definitions, files, operate, runs, tracking, workers
+from legato.cli import db, definitions, files, logs, operate, runs, tracking, workers
 from legato.cli.graph import graph
 from legato.cli.help import plain_help
 from legato.cli.run import run
@@ -26,6 +26,8 @@ app = typer.Typer(
 app.command("run")(run)
 runs.app.command("search")(tracking.search)
 runs.app.command("history")(tracking.history)
+runs.app.command("logs")(logs.logs)
+runs.app.command("watch")(logs.watch)
 app.add_typer(operate.app, name="runs")  # legato.cli.runs' group, with the operations
 app.command("prune")(tracking.prune)
 app.command("worker")(worker)

@@ -19,6 +19,7 @@ from legato.config import Secrets
 from legato.engine.clock import Clock
 from legato.engine.planner import NewInstance, TaskDefaults
 from legato.model.definitions import Definition, DeployStatus
+from legato.model.logs import LogLine
 from legato.model.retention import PruneResult, Retention
 from legato.model.runs import Event, Run, StepError
 from legato.model.search import Order, RunFilter, RunPage
@@ -31,6 +32,7 @@ __all__ = [
     "ClaimRequest",
     "ClaimedStep",
     "LeaseRenewal",
+    "LogEntry",
     "NewDefinition",
     "NewRun",
     "ProgressReport",
@@ -229,6 +231,20 @@ class ProgressReport:
 
 
 @dataclass(frozen=True)
+class LogEntry:
+    """One line a task wrote during an attempt, captured by its worker and written by
+    its next heartbeat or report (``at``: the worker's time, in epoch seconds)."""
+
+    step_run_id: int
+    attempt: int
+    seq: int
+    at: float
+    level: str
+    logger: str | None
+    message: str
+
+
+@dataclass(frozen=True)
 class LeaseRenewal:
     """What a heartbeat renewed, and what it learned."""
 
@@ -396,6 +412,21 @@ class Store(abc.ABC):
         """The run's history, oldest first."""
 
     @abc.abstractmethod
+    def run_logs(
+        self,
+        run_id: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[LogLine]:
+        """Up to ``limit`` log lines of the run's attempts (of one step, one attempt),
+        in the order they were stored, those with an id above ``after`` only; raises
+        :class:`~legato.errors.RunNotFoundError` for an unknown run and
+        :class:`~legato.errors.ParamError` for a step it does not have."""
+
+    @abc.abstractmethod
     def get_spec(self, spec_hash: str) -> WorkflowSpec:
         """The stored spec with that content hash."""
 
@@ -436,9 +467,10 @@ class Store(abc.ABC):
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
         progress: Mapping[int, ProgressReport] | None = None,
+        logs: Sequence[LogEntry] = (),
     ) -> ReportOutcome:
         """In one transaction: write progress, apply results, hand back attempts, sweep,
-        claim.
+        claim, write log lines.
 
         A completed attempt records its output, queues each successor whose last
         dependency it was, and completes the run after its last step. A failed
@@ -452,7 +484,8 @@ class Store(abc.ABC):
         counts against the step's lost-attempt budget, never its retries.
         Claimed steps are leased for ``claim.lease`` seconds; no step of a paused
         run is claimed, and no timer of one fires. ``progress`` (by step run)
-        is written first, for the attempts still running.
+        is written first, for the attempts still running. ``logs`` are written last
+        (a line already stored, or of a step run that no longer exists, is skipped).
         """
 
     @abc.abstractmethod
@@ -463,9 +496,11 @@ class Store(abc.ABC):
         lease: float,
         *,
         progress: Mapping[int, ProgressReport] | None = None,
+        logs: Sequence[LogEntry] = (),
     ) -> LeaseRenewal:
         """Extend the leases ``worker_id`` holds on these step runs, write what their
-        tasks reported (``progress``), and say which the worker is asked to stop.
+        tasks reported (``progress``) and logged (``logs``), and say which the worker is
+        asked to stop.
 
         Only steps the worker knows it is running are renewed, so a claim whose
         commit succeeded but whose answer was lost lets its lease lapse. The

@@ -3,8 +3,8 @@
 A prune deletes whole run trees: a top-level run that finished before the
 cutoff, with its child runs (same ``root_run_id``), their steps, events,
 signals, counters and tags (the foreign keys cascade; the text index follows
-by trigger). Each batch is one short transaction, so a prune of millions
-never holds a lock for long: its size adapts to take about
+by trigger), and its steps' log lines. Each batch is one short transaction, so
+a prune of millions never holds a lock for long: its size adapts to take about
 :data:`BATCH_SECONDS`. A tree with a run not finished is left alone, and so
 is a run whose row another transaction holds (the next prune takes it).
 
@@ -95,6 +95,7 @@ def _batch(
         doomed = [r for r in roots if r not in going]
         if not doomed:
             return 0, 0, sorted(going)
+        tx.run("delete_tree_logs", ids=store._list(doomed))  # no foreign key to follow
         child_runs = tx.run("delete_child_runs", ids=store._list(doomed))
         runs = tx.run("delete_runs", ids=store._list(doomed))
     return runs, child_runs, sorted(going)

@@ -32,6 +32,7 @@ from legato.errors import (
 )
 from legato.model.definitions import Definition, DeployStatus
 from legato.model.graph import Graph
+from legato.model.logs import LogLine
 from legato.model.retention import PruneResult, Retention
 from legato.model.runs import HANDLER_TAG, Event, Run
 from legato.model.search import Order, RunFilter, RunPage
@@ -44,6 +45,7 @@ from legato.store.base import (
     AttemptRef,
     ClaimRequest,
     LeaseRenewal,
+    LogEntry,
     NewDefinition,
     NewRun,
     ProgressReport,
@@ -436,6 +438,20 @@ class SQLStore(RunCaches, Store):
             for r in rows
         }
 
+    def run_logs(
+        self,
+        run_id: str,
+        *,
+        step_id: str | None = None,
+        attempt: int | None = None,
+        after: int | None = None,
+        limit: int = 1000,
+    ) -> list[LogLine]:
+        from legato.store.logs import read_logs
+
+        run_id = self._check_run_id(run_id)
+        return read_logs(self, run_id, step_id=step_id, attempt=attempt, after=after, limit=limit)
+
     def run_events(self, run_id: str) -> list[Event]:
         run_id = self._check_run_id(run_id)
         with self._transaction(write=False) as tx:
@@ -469,11 +485,12 @@ class SQLStore(RunCaches, Store):
         release: Sequence[AttemptRef] = (),
         worker_id: str | None = None,
         progress: Mapping[int, ProgressReport] | None = None,
+        logs: Sequence[LogEntry] = (),
     ) -> ReportOutcome:
         if release and worker_id is None:
             raise ValueError("releasing attempts needs the worker_id that holds them")
         return self.retrying(
-            lambda hints: self._report(hints, results, claim, release, worker_id, progress)
+            lambda hints: self._report(hints, results, claim, release, worker_id, progress, logs)
         )
 
     def _report(
@@ -484,14 +501,19 @@ class SQLStore(RunCaches, Store):
         release: Sequence[AttemptRef],
         worker_id: str | None,
         progress: Mapping[int, ProgressReport] | None = None,
+        logs: Sequence[LogEntry] = (),
     ) -> ReportOutcome:
         """One try; ``hints`` are runs to lock first (a try before found them locked)."""
+        from legato.store.logs import write_logs
         from legato.store.reporting import Report
 
         with self._transaction() as tx:
             if progress:
                 self.write_progress(tx, progress)
-            return Report(self, tx, hints).apply(results, claim, release, worker_id)
+            outcome = Report(self, tx, hints).apply(results, claim, release, worker_id)
+            if logs:
+                write_logs(tx, logs)
+            return outcome
 
     def extend_leases(
         self,
@@ -500,20 +522,27 @@ class SQLStore(RunCaches, Store):
         lease: float,
         *,
         progress: Mapping[int, ProgressReport] | None = None,
+        logs: Sequence[LogEntry] = (),
     ) -> LeaseRenewal:
+        from legato.store.logs import write_logs
+
         with self._transaction() as tx:
             tx.run("touch_worker", id=worker_id, lease=float(lease), now=self.clock.now())
             if progress:
                 self.write_progress(tx, progress)
+            rows = []
+            if step_run_ids:
+                rows = tx.all(
+                    "extend_leases",
+                    worker=worker_id,
+                    ids=self._list(list(step_run_ids)),
+                    lease=float(lease),
+                    now=self.clock.now(),
+                )
+            if logs:
+                write_logs(tx, logs)
             if not step_run_ids:
                 return LeaseRenewal(0)
-            rows = tx.all(
-                "extend_leases",
-                worker=worker_id,
-                ids=self._list(list(step_run_ids)),
-                lease=float(lease),
-                now=self.clock.now(),
-            )
         return LeaseRenewal(len(rows), frozenset(int(r["id"]) for r in rows if r["stop_requested"]))
 
     def write_progress(self, tx: Tx, progress: Mapping[int, ProgressReport]) -> None:

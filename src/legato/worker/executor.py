@@ -29,6 +29,7 @@ from legato.errors import StepTimeoutError
 from legato.model.runs import StepError, exception_details
 from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
+from legato.worker.capture import AttemptLog, capturing
 
 __all__ = ["Executor", "context_for", "failure_result", "stopped_result"]
 
@@ -48,17 +49,22 @@ class Executor:
         self._stopping: set[tuple[int, int]] = set()
 
     def submit(
-        self, claimed: ClaimedStep, task: Task, context: Context | None = None
+        self,
+        claimed: ClaimedStep,
+        task: Task,
+        context: Context | None = None,
+        log: AttemptLog | None = None,
     ) -> Future[StepResult]:
+        """Start the call; what it logs and prints while it runs goes to ``log``."""
         if claimed.resolve_error is not None:
             done: Future[StepResult] = Future()
             done.set_result(failure_result(claimed, claimed.resolve_error, retryable=False))
             return done
         if task.is_async:
             return asyncio.run_coroutine_threadsafe(
-                self._run_async(claimed, task, context), self._event_loop()
+                self._captured_async(claimed, task, context, log), self._event_loop()
             )
-        return self._threads.submit(self._run_sync, claimed, task, context)
+        return self._threads.submit(self._captured_sync, claimed, task, context, log)
 
     def stop(self, claimed: ClaimedStep) -> None:
         """The attempt is asked to stop: an async one is cancelled (a sync call cannot
@@ -76,6 +82,18 @@ class Executor:
             self._loop.call_soon_threadsafe(self._loop.stop)
 
     # -- running ---------------------------------------------------------------
+
+    def _captured_sync(
+        self, claimed: ClaimedStep, task: Task, context: Context | None, log: AttemptLog | None
+    ) -> StepResult:
+        with capturing(log):
+            return self._run_sync(claimed, task, context)
+
+    async def _captured_async(
+        self, claimed: ClaimedStep, task: Task, context: Context | None, log: AttemptLog | None
+    ) -> StepResult:
+        with capturing(log):  # this asyncio task's context, and the tasks it starts
+            return await self._run_async(claimed, task, context)
 
     def _run_sync(self, claimed: ClaimedStep, task: Task, context: Context | None) -> StepResult:
         return self._outcome(claimed, lambda: _call(task, claimed, context))

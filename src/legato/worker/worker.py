@@ -43,11 +43,13 @@ from legato.store.base import (
     ClaimedStep,
     ClaimRequest,
     LeaseRenewal,
+    LogEntry,
     ProgressReport,
     ReportOutcome,
     StepResult,
     WorkerInfo,
 )
+from legato.worker.capture import AttemptLog, LogLimits, install
 from legato.worker.executor import Executor, context_for, timeout_result
 
 __all__ = ["TickResult", "Worker"]
@@ -60,6 +62,8 @@ _RETRY_SLACK = 0.005
 _RETENTION_CHECK = 300.0
 #: the shortest lease: heartbeats renew it every third of that
 MIN_LEASE = 1.0
+#: how long a line a running task wrote waits at most (about) before a heartbeat writes it
+LOG_FLUSH_INTERVAL = 1.0
 
 SignalMode = Literal["graceful", "interrupt"]
 
@@ -88,6 +92,8 @@ class _Running:
     context: Context | None = None
     #: a heartbeat learned the attempt is asked to stop
     stop_requested: bool = False
+    #: what the task logs and prints, not yet written
+    log: AttemptLog | None = None
 
 
 class Worker:
@@ -110,6 +116,11 @@ class Worker:
     as ``"30d"``; default: ``LEGATO_RETENTION``) is a prune rule the worker
     applies in the background while it runs: of all the workers sharing the
     database, one prunes per interval.
+
+    What a task logs (any logger) and prints during an attempt is kept with the
+    attempt, up to ``log_lines`` lines and ``log_bytes`` bytes each (defaults:
+    ``LEGATO_LOG_LINES``, 10,000, and ``LEGATO_LOG_BYTES``, 1 MiB; ``log_lines=0``
+    keeps none), written with the worker's heartbeats and reports.
     """
 
     def __init__(
@@ -127,6 +138,8 @@ class Worker:
         shutdown_grace: float = 30.0,
         on_signal: SignalMode = "graceful",
         retention: Retention | str | None = None,
+        log_lines: int | None = None,
+        log_bytes: int | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(
@@ -178,6 +191,13 @@ class Worker:
         self._context_tasks = frozenset(t.name for t in self.registry if t.context_param)
         #: the last reports of attempts that finished, for the report of their results
         self._final_reports: dict[int, ProgressReport] = {}
+        #: how much of each attempt's log is kept
+        self.log_limits = LogLimits.load(log_lines, log_bytes)
+        #: the last log lines of attempts that finished, for the report of their results
+        self._final_logs: list[LogEntry] = []
+        #: lines of running attempts whose write failed, for the next write
+        self._pending_logs: list[LogEntry] = []
+        self._logs_lock = threading.Lock()
         #: what ``secrets.NAME`` in the inputs of the steps this worker claims may read
         self._secrets = Secrets(client.settings.secrets)
         #: the prune rule this worker applies when its turn comes (one worker per interval)
@@ -224,19 +244,28 @@ class Worker:
             )
         if not results and claim is None:
             return TickResult(running=len(self._running))
-        # What tasks reported through their contexts rides on this transaction.
+        # What tasks reported through their contexts rides on this transaction,
+        # and so do the lines they wrote (those of finished attempts with their results).
         progress = {**self._final_reports, **self._take_reports()}
         self._final_reports = {}
+        final_logs, self._final_logs = self._final_logs, []
+        running_logs = self._take_logs()
         try:
             outcome = self.store.report_and_claim(
-                results, claim, worker_id=self.worker_id, progress=progress
+                results,
+                claim,
+                worker_id=self.worker_id,
+                progress=progress,
+                logs=final_logs + running_logs,
             )
         except DatabaseUnavailableError:
             # The transaction rolled back: keep the results to report on the next
             # tick, or their steps would sit running until their leases lapsed.
             # (If only the commit's answer was lost, the repeat is refused as stale.)
             self._unreported = results
+            self._final_logs = final_logs + self._final_logs
             self._give_back_reports(progress)
+            self._give_back_logs(running_logs)
             raise
         except Exception as exc:
             if not results:
@@ -245,6 +274,7 @@ class Worker:
             # which result it is, one at a time, and record that one as failed.
             log.warning("the database refused a batch of %d results (%s)", len(results), exc)
             outcome = self._report_one_by_one(results)
+            self._write_logs_alone(final_logs + running_logs)
         for stale in outcome.stale:
             log.warning(
                 "result for step %s (run %s, attempt %d) was refused: the attempt is no "
@@ -362,8 +392,14 @@ class Worker:
         if claimed.timeout and not task.is_async:
             deadline = time.monotonic() + claimed.timeout
         context = context_for(claimed) if task.context_param else None
-        future = self._executor.submit(claimed, task, context)
-        entry = _Running(claimed, future, deadline, context=context)
+        attempt_log = None
+        if self.log_limits.enabled:
+            install()  # once per process; again if sys.stdout was replaced since
+            attempt_log = AttemptLog(
+                claimed.step_run_id, claimed.attempt, self.log_limits, claimed.hidden
+            )
+        future = self._executor.submit(claimed, task, context, attempt_log)
+        entry = _Running(claimed, future, deadline, context=context, log=attempt_log)
         self._running[claimed.ref.key] = entry
         future.add_done_callback(functools.partial(self._finished, entry))
 
@@ -395,10 +431,17 @@ class Worker:
                 taken = entry.context.take_reports()
                 if taken is not None:
                     self._final_reports[result.step_run_id] = ProgressReport(*taken)
+            self._close_log(entry)
             if entry.stop_requested:
                 result = replace(result, stopped=True)
             results.append(result)
         return results
+
+    def _close_log(self, entry: _Running) -> None:
+        """An attempt ended: its last lines go with its result (or hand-back)."""
+        if entry.log is not None:
+            entry.log.close()
+            self._final_logs += entry.log.take()
 
     def _expire_timeouts(self) -> list[StepResult]:
         now = time.monotonic()
@@ -412,6 +455,7 @@ class Worker:
                 entry.abandoned = True
                 self._abandoned += 1
             del self._running[key]
+            self._close_log(entry)
             log.warning("step %s passed its timeout; its thread is abandoned", entry.claimed.label)
             expired.append(replace(timeout_result(entry.claimed), stopped=entry.stop_requested))
         return expired
@@ -487,11 +531,17 @@ class Worker:
                 entry.abandoned = True  # whatever it returns now is not reported
                 self._abandoned += 1
         self._running.clear()
+        for entry in entries:
+            self._close_log(entry)
+        with self._logs_lock:
+            pending, self._pending_logs = self._pending_logs, []
+        final_logs, self._final_logs = self._final_logs, []
         try:
             outcome = self.store.report_and_claim(
                 results,
                 release=[entry.claimed.ref for entry in entries],
                 worker_id=self.worker_id,
+                logs=pending + final_logs,
             )
         except Exception as exc:
             log.error(
@@ -587,10 +637,21 @@ class Worker:
         held = [key[0] for key in list(self._running)]
         held += [r.step_run_id for r in list(self._unreported)]
         progress = self._take_reports()
+        logs = self._take_logs()
         try:
-            renewal = self.store.extend_leases(self.worker_id, held, self.lease, progress=progress)
-        except Exception:
+            renewal = self.store.extend_leases(
+                self.worker_id, held, self.lease, progress=progress, logs=logs
+            )
+        except DatabaseUnavailableError:
             self._give_back_reports(progress)
+            self._give_back_logs(logs)
+            raise
+        except Exception:
+            # Refused, and would be again: the lines are dropped (a line the database
+            # cannot take must not stop every heartbeat after it).
+            self._give_back_reports(progress)
+            if logs:
+                log.warning("dropped %d log lines the database refused", len(logs))
             raise
         if renewal.stop_requested:
             self._stop_attempts(renewal.stop_requested)
@@ -619,6 +680,32 @@ class Worker:
                     reports[entry.claimed.step_run_id] = ProgressReport(*taken)
         return reports
 
+    def _take_logs(self) -> list[LogEntry]:
+        """The lines running tasks wrote since they were last taken, and those given back."""
+        with self._logs_lock:
+            taken, self._pending_logs = self._pending_logs, []
+        for entry in list(self._running.values()):
+            if entry.log is not None:
+                taken += entry.log.take()
+        return taken
+
+    def _give_back_logs(self, lines: list[LogEntry]) -> None:
+        """Lines whose write failed: written by the next heartbeat or report."""
+        if lines:
+            with self._logs_lock:
+                self._pending_logs[:0] = lines
+
+    def _write_logs_alone(self, lines: list[LogEntry]) -> None:
+        """Lines of a batch the database refused, in a transaction of their own."""
+        if not lines:
+            return
+        try:
+            self.store.extend_leases(self.worker_id, [], self.lease, logs=lines)
+        except DatabaseUnavailableError:
+            self._give_back_logs(lines)
+        except Exception as exc:
+            log.warning("dropped %d log lines the database refused (%s)", len(lines), exc)
+
     def _give_back_reports(self, reports: dict[int, ProgressReport]) -> None:
         """Reports whose write failed: kept for the next one (unless newer came)."""
         for entry in list(self._running.values()):
@@ -628,13 +715,25 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         interval = self.lease / 3
-        while not self._background_stop.wait(interval):
+        # Lines a running task wrote are written within a second or so: a heartbeat
+        # comes early for them (one transaction for every line since the last).
+        check = min(interval, LOG_FLUSH_INTERVAL)
+        last = time.monotonic()
+        while not self._background_stop.wait(check):
+            if time.monotonic() - last < interval and not self._logs_waiting():
+                continue
+            last = time.monotonic()
             if not self._registered:
                 self._register()
             try:
                 self.heartbeat()
             except Exception as exc:
                 log.error("could not renew leases: %s", exc)
+
+    def _logs_waiting(self) -> bool:
+        return bool(self._pending_logs) or any(
+            entry.log is not None and entry.log.waiting for entry in list(self._running.values())
+        )
 
     def _retention_loop(self) -> None:
         """Apply the prune rule whenever its turn may have come; stop with the worker."""

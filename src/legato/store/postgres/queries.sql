@@ -789,3 +789,39 @@ DELETE FROM scope_counters WHERE run_id = %(run_id)s;
 -- name: set_counter
 UPDATE scope_counters SET remaining = %(remaining)s
 WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = %(shard)s;
+
+-- A line a task wrote during an attempt (store/logs.py); none for a step run
+-- that no longer exists, none twice.
+-- name: insert_log
+INSERT INTO step_logs (run_id, step_run_id, attempt, seq, at, level, logger, message)
+SELECT run_id, id, %(attempt)s::integer, %(seq)s::integer, to_timestamp(%(at)s::double precision),
+       %(level)s::text, %(logger)s::text, %(message)s::text
+FROM step_runs WHERE id = %(step_run_id)s::bigint
+ON CONFLICT DO NOTHING;
+
+-- name: run_logs
+SELECT l.id, l.run_id, s.step_id, l.attempt, l.seq, l.at, l.level, l.logger, l.message
+FROM step_logs AS l JOIN step_runs AS s ON s.id = l.step_run_id
+WHERE l.run_id = %(run_id)s::uuid AND l.id > %(after)s::bigint
+  AND (%(attempt)s::integer IS NULL OR l.attempt = %(attempt)s::integer)
+ORDER BY l.id
+LIMIT %(limit)s::integer;
+
+-- name: find_step
+SELECT id FROM step_runs WHERE run_id = %(run_id)s::uuid AND step_id = %(step_id)s::text;
+
+-- name: step_logs
+SELECT l.id, l.run_id, %(step_id)s::text AS step_id, l.attempt, l.seq, l.at, l.level, l.logger,
+       l.message
+FROM step_logs AS l
+WHERE l.step_run_id = %(step_run_id)s::bigint AND l.id > %(after)s::bigint
+  AND (%(attempt)s::integer IS NULL OR l.attempt = %(attempt)s::integer)
+ORDER BY l.id
+LIMIT %(limit)s::integer;
+
+-- The lines of the runs of whole trees a prune deletes (before their rows).
+-- name: delete_tree_logs
+DELETE FROM step_logs
+WHERE run_id IN (SELECT id FROM runs
+                 WHERE (id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NULL)
+                    OR (root_run_id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NOT NULL));

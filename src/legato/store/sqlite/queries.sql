@@ -696,3 +696,37 @@ DELETE FROM scope_counters WHERE run_id = :run_id;
 -- name: set_counter
 UPDATE scope_counters SET remaining = :remaining
 WHERE run_id = :run_id AND scope = :scope AND shard = :shard;
+
+-- A line a task wrote during an attempt (store/logs.py); none for a step run
+-- that no longer exists, none twice.
+-- name: insert_log
+INSERT INTO step_logs (run_id, step_run_id, attempt, seq, at, level, logger, message)
+SELECT run_id, id, :attempt, :seq, :at, :level, :logger, :message
+FROM step_runs WHERE id = :step_run_id
+ON CONFLICT DO NOTHING;
+
+-- name: run_logs
+SELECT l.id, l.run_id, s.step_id, l.attempt, l.seq, l.at, l.level, l.logger, l.message
+FROM step_logs AS l JOIN step_runs AS s ON s.id = l.step_run_id
+WHERE l.run_id = :run_id AND l.id > :after AND (:attempt IS NULL OR l.attempt = :attempt)
+ORDER BY l.id
+LIMIT :limit;
+
+-- name: find_step
+SELECT id FROM step_runs WHERE run_id = :run_id AND step_id = :step_id;
+
+-- name: step_logs
+SELECT l.id, l.run_id, :step_id AS step_id, l.attempt, l.seq, l.at, l.level, l.logger, l.message
+FROM step_logs AS l
+WHERE l.step_run_id = :step_run_id AND l.id > :after
+  AND (:attempt IS NULL OR l.attempt = :attempt)
+ORDER BY l.id
+LIMIT :limit;
+
+-- The lines of the runs of whole trees a prune deletes (before their rows).
+-- name: delete_tree_logs
+DELETE FROM step_logs
+WHERE run_id IN (SELECT id FROM runs
+                 WHERE (id IN (SELECT value FROM json_each(:ids)) AND parent_run_id IS NULL)
+                    OR (root_run_id IN (SELECT value FROM json_each(:ids))
+                        AND parent_run_id IS NOT NULL));
