@@ -23,7 +23,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from legato.cli.display import RunProgress, format_duration, progress_text
+from legato.cli.display import RunProgress, format_duration, format_progress
 from legato.cli.options import UrlOption
 from legato.cli.output import (
     EXIT_FAILED,
@@ -233,7 +233,7 @@ class RunWatch:
             table.add_column("step", no_wrap=True)
             table.add_column("progress", overflow="ellipsis", no_wrap=True)
             for step in reporting:
-                table.add_row(step.step_id, progress_text(step))
+                table.add_row(step.step_id, format_progress(step))
             parts += [Text("progress", style="bold"), table]
         if self.lines:
             parts.append(Text("latest lines", style="bold"))
