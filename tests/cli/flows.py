@@ -171,3 +171,8 @@ talking = legato.Workflow("cli_talking")  # a step that says things before and a
 talking.outputs(
     said=talking.step("talk", talks_until, path=talking.param("path", type="str")).output
 )
+
+handled_cleanup = legato.Workflow("cli_cleanup")  # the failure handler of cli_handled
+handled_cleanup.step("tidy", echo, failed=handled_cleanup.param("run_id", type="str"))
+handled = legato.Workflow("cli_handled", on_failure=handled_cleanup)
+handled.step("explode", explode, message="kaput")

@@ -317,3 +317,14 @@ def test_bad_input_does_not_even_create_the_database(legato: Invoke, tmp_path: P
     result = legato("run", target("etl"))
     assert_usage_error(result, "missing required param 'source'")
     assert not (tmp_path / "legato.db").exists()
+
+
+def test_a_failed_run_names_the_failure_handler_run_it_started(
+    legato: Invoke, sqlite_url: str
+) -> None:
+    result = legato("run", target("handled"), "--url", sqlite_url)
+    assert result.exit_code == 1
+    failed = next(r for r in stored_runs(sqlite_url) if r.workflow == "cli_handled")
+    handler = next(r for r in stored_runs(sqlite_url) if r.workflow == "cli_cleanup")
+    assert handler.params == {"run_id": failed.id}
+    assert f"failure handler: run {handler.id} started" in result.stderr

@@ -306,6 +306,13 @@ def _report(run: Run, *, verbose: bool, quiet: bool) -> None:
     error_line(f"run {run.id} failed{where}{what}")
     if not quiet:
         console.print(f"details: legato runs show {run.id}", style="dim", soft_wrap=True)
+        if run.failure_handler_run_id is not None:
+            console.print(
+                f"failure handler: run {run.failure_handler_run_id} started, for a worker "
+                f"to run (legato runs show {run.failure_handler_run_id})",
+                style="dim",
+                soft_wrap=True,
+            )
     raise typer.Exit(EXIT_FAILED)
 
 
