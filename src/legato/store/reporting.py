@@ -33,6 +33,7 @@ from legato.store.base import (
     StepResult,
     Tx,
 )
+from legato.store.limits import Gate
 from legato.store.progress import Inst
 from legato.store.sql import SQLStore
 from legato.store.unit import Unit
@@ -415,35 +416,53 @@ class Report(Unit):
         else:
             rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
         if not rows:
+            self._wake_for(Gate(self.store, self.tx), short=True)
             return []
-        rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        rows.sort(key=claim_order)
         for row in rows:  # a run set going again since this process read it is read anew
             self.store.check_attempt(
                 self.tx, self.store._id(row["run_id"]) or "", row["run_attempt"]
             )
         run_ids = list(dict.fromkeys(self.store._id(r["run_id"]) or "" for r in rows))
+        self.store.load_contexts(self.tx, run_ids)
+        picked = []
+        for row in rows:
+            run_id = self.store._id(row["run_id"]) or ""
+            if row["retry"] is None:
+                row = self._fill_policy(row, claim.defaults.get(row["task"]))
+            picked.append(
+                (row, self._claimed(row, run_id, claim.secrets, row["task"] in claim.context_tasks))
+            )
+        # Flow limits: an attempt its slot has no room for is back in the queue.
+        gate = Gate(self.store, self.tx)
+        admitted = [picked[i] for i in gate.admit(picked, claim.defaults)]
+        self._wake_for(gate, short=len(admitted) < claim.limit)
+        run_ids = list(dict.fromkeys(step.run_id for _, step in admitted))
         fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
         fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
         if fresh:
             self.start_runs(fresh)
-        self.store.load_contexts(self.tx, run_ids)
         claimed = []
-        for row in rows:
-            run_id = self.store._id(row["run_id"]) or ""
-            self.tx.claimed(run_id, row["key"])
-            if row["retry"] is None:
-                row = self._fill_policy(row, claim.defaults.get(row["task"]))
+        for row, step in admitted:
+            self.tx.claimed(step.run_id, row["key"])
             self.event(
-                run_id,
+                step.run_id,
                 "step.started",
                 step_id=row["key"],
                 attempt=row["attempt"],
                 actor=claim.worker_id,
             )
-            claimed.append(
-                self._claimed(row, run_id, claim.secrets, row["task"] in claim.context_tasks)
-            )
+            claimed.append(step)
         return claimed
+
+    def _wake_for(self, gate: Gate, *, short: bool) -> None:
+        """Tell the claimer when a full rate window opens, so it comes back for its steps
+        then rather than at its next poll."""
+        if short:
+            gate.short_claim()
+        if gate.next_in is not None:
+            known = self.outcome.next_retry_in
+            self.outcome.next_retry_in = gate.next_in if known is None else min(known, gate.next_in)
 
     def _fill_policy(self, row: dict[str, Any], defaults: TaskDefaults | None) -> dict[str, Any]:
         """A run started without the task's code: this worker's task supplies the defaults."""
@@ -588,6 +607,13 @@ class Report(Unit):
         if names:  # only a call that reads secrets looks them up, here in the worker
             return resolve_with_secrets(step, context, secrets.values(names), gate)
         return resolve_inputs(step, context, gate)
+
+
+def claim_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The order claims take queued steps in, as the claim index sorts them: priority
+    (highest first), then stage in the workflow (latest first), then first queued."""
+    queued = row.get("queued_at")
+    return (-row["priority"], -(row.get("stage") or 0), queued is None, queued or 0, row["id"])
 
 
 def _stored_policy(store: SQLStore, row: dict[str, Any]) -> RetryPolicy | str:
