@@ -741,4 +741,5 @@ def task_defaults(task: Task) -> TaskDefaults:
         queue=task.queue,
         priority=task.priority,
         max_lost_attempts=task.max_lost_attempts,
+        flow=task.flow,
     )
