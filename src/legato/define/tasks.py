@@ -313,6 +313,9 @@ def task(
     never spends ``retries``, which are for the task's own errors.
     ``tag`` registers a tagged version, ``name@tag``, as ddeutil-workflow's
     ``@tag`` does: a definition calls it with ``uses: tasks/extract@v1``.
+    ``concurrency`` caps the attempts running at once and ``rate_limit``
+    (``"100/10s"``) the attempts started per window, across every worker;
+    ``concurrency_key`` names the parameter whose value each is counted per.
     """
 
     def register(func: Callable[..., Any]) -> Task:
