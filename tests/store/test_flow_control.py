@@ -145,6 +145,31 @@ def test_workers_serving_several_queues_keep_the_order_across_them(client: Clien
     assert client.get(run).steps["elsewhere"].status is StepStatus.QUEUED
 
 
+def test_a_worker_serving_two_queues_runs_their_steps_in_claim_order(db_url: str) -> None:
+    wf = Workflow("served")
+    first = wf.step("first", step, x=0, queue="q1")
+    wf.step("then_low", step, x=1, queue="q2", needs=[first])
+    wf.step("then_high", step, x=2, queue="q1", needs=[first], priority=2)
+    wf.step("other", step, x=3, queue="q3", priority=9)
+    wf.step("plain", step, x=4, queue="q2")
+    with Client(db_url) as client:
+        run = client.start(wf)
+        worker = Worker(client, queues=["q1", "q2"], concurrency=1, registry=registry)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            worker.tick()
+            steps = client.get(run).steps
+            if all(s.status is StepStatus.COMPLETED for k, s in steps.items() if k != "other"):
+                break
+            time.sleep(0.002)  # let the task thread report
+        worker.tick()
+        started = [e.step_id for e in client.history(run) if e.type == "step.started"]
+        # first (stage 0, queued first); once it is done, priority 2, then stage 1 of
+        # priority 0 before plain, stage 0 though queued before both.
+        assert started == ["first", "then_high", "then_low", "plain"]
+        assert client.get(run).steps["other"].status is StepStatus.QUEUED
+
+
 # -- concurrency ------------------------------------------------------------------------
 
 
@@ -170,6 +195,18 @@ def test_a_claim_takes_no_more_than_the_limit_allows(client: Client) -> None:
     steps = client.get(run).steps
     assert sum(s.status is StepStatus.RUNNING for s in steps.values()) == 1
     assert {s.attempt for s in steps.values()} == {1}  # a step passed over spent nothing
+
+
+def test_steps_turned_back_leave_room_for_others_in_the_same_claim(client: Client) -> None:
+    wf = Workflow("mixed")
+    for i in range(3):
+        wf.step(f"lim{i}", limited, key=f"mixed{i}", priority=5)
+    for i in range(3):
+        wf.step(f"free{i}", step, x=i)
+    run = client.start(wf)
+    got = take(client, limit=4)
+    assert sorted(s.step_id for s in got) == ["free0", "free1", "lim0", "lim1"]
+    assert client.get(run).steps["lim2"].status is StepStatus.QUEUED
 
 
 def test_a_step_can_set_its_own_limit(client: Client) -> None:

@@ -86,6 +86,8 @@ class Gate:
         self.tx = tx
         #: seconds until the soonest full rate window opens, if one stopped a claim
         self.next_in: float | None = None
+        #: the slots whose rows this transaction holds
+        self.locked: set[str] = set()
 
     def admit(
         self,
@@ -107,12 +109,22 @@ class Gate:
         refused: set[int] = set()
         # Slot rows in key order (claimers of two slots never wait on each other in
         # a cycle); within a slot, in claim order.
-        for c in sorted(candidates, key=lambda c: (c.key, c.order)):
-            if not self._take(c):
+        ordered = sorted(candidates, key=lambda c: (c.key, c.order))
+        for at, c in enumerate(ordered):
+            if c.key not in self.locked and self.locked and c.key < max(self.locked):
+                # A later round of the claim: taking this row now would break the
+                # key order. Next claim.
+                self._refuse(c)
+                refused.add(c.order)
+                continue
+            # This claim's attempts of the slot not decided yet are running in
+            # this transaction's view, but hold no slot.
+            undecided = [d.row["id"] for d in ordered[at + 1 :] if d.key == c.key]
+            if not self._take(c, undecided):
                 refused.add(c.order)
         return [i for i in range(len(picked)) if i not in refused]
 
-    def _take(self, c: _Candidate) -> bool:
+    def _take(self, c: _Candidate, undecided: list[int]) -> bool:
         row, flow = c.row, c.flow
         params = {
             "flow_key": c.key,
@@ -136,14 +148,24 @@ class Gate:
                 **params,
             )
         self.tx.run("flow_lock", **params)
-        if self.tx.one("flow_take", **params) is not None:
+        self.locked.add(c.key)
+        taken = self.tx.one("flow_take", undecided=self.store._list(undecided), **params)
+        if taken is not None:
             return True
-        self.tx.run(
-            "unclaim_step", id=row["id"], attempt=row["attempt"], flow_key=c.key, now=params["now"]
-        )
+        self._refuse(c)
         if flow.rate is not None:
             self._note_window()
         return False
+
+    def _refuse(self, c: _Candidate) -> None:
+        """Back to the queue as it was, its slot now on its row."""
+        self.tx.run(
+            "unclaim_step",
+            id=c.row["id"],
+            attempt=c.row["attempt"],
+            flow_key=c.key,
+            now=self.store.clock.now(),
+        )
 
     def _note_window(self) -> None:
         row = self.tx.one("flow_next_window", now=self.store.clock.now())

@@ -42,6 +42,8 @@ __all__ = ["Report"]
 
 #: timers fired per sweep
 _TIMER_LIMIT = 100
+#: claim statements one claim may run when flow limits turn steps back
+_CLAIM_ROUNDS = 3
 
 
 class Report(Unit):
@@ -397,46 +399,22 @@ class Report(Unit):
             return []
         if claim.queues is None and claim.root_run_id is None:
             raise ValueError("a claim for every queue must name its run tree (root_run_id)")
-        params = {
-            "worker": claim.worker_id,
-            "tasks": self.store._list(claim.tasks),
-            "limit": claim.limit,
-            "lease": float(claim.lease),
-            "now": self.store.clock.now(),
-        }
-        if claim.root_run_id is not None:
-            rows = self.tx.all(
-                "claim_tree_steps",
-                root=claim.root_run_id,
-                queues=self.store._list(claim.queues),
-                **params,
-            )
-        elif claim.queues is not None and len(claim.queues) == 1:
-            rows = self.tx.all("claim_queue_steps", queue=claim.queues[0], **params)
-        else:
-            rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
-        if not rows:
-            self._wake_for(Gate(self.store, self.tx), short=True)
-            return []
-        rows.sort(key=claim_order)
-        for row in rows:  # a run set going again since this process read it is read anew
-            self.store.check_attempt(
-                self.tx, self.store._id(row["run_id"]) or "", row["run_attempt"]
-            )
-        run_ids = list(dict.fromkeys(self.store._id(r["run_id"]) or "" for r in rows))
-        self.store.load_contexts(self.tx, run_ids)
-        picked = []
-        for row in rows:
-            run_id = self.store._id(row["run_id"]) or ""
-            if row["retry"] is None:
-                row = self._fill_policy(row, claim.defaults.get(row["task"]))
-            picked.append(
-                (row, self._claimed(row, run_id, claim.secrets, row["task"] in claim.context_tasks))
-            )
-        # Flow limits: an attempt its slot has no room for is back in the queue.
         gate = Gate(self.store, self.tx)
-        admitted = [picked[i] for i in gate.admit(picked, claim.defaults)]
+        admitted: list[tuple[dict[str, Any], ClaimedStep]] = []
+        # Steps a flow limit turned back leave room: claim again for it, and the
+        # claim statement now passes over them (their slots are full, in this
+        # transaction's view). A few rounds at most.
+        for _ in range(_CLAIM_ROUNDS):
+            picked = self._pick(claim, claim.limit - len(admitted))
+            if not picked:
+                break
+            let_through = gate.admit(picked, claim.defaults)
+            admitted += [picked[i] for i in let_through]
+            if len(let_through) == len(picked):
+                break
         self._wake_for(gate, short=len(admitted) < claim.limit)
+        if not admitted:
+            return []
         run_ids = list(dict.fromkeys(step.run_id for _, step in admitted))
         fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
         fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
@@ -454,6 +432,44 @@ class Report(Unit):
             )
             claimed.append(step)
         return claimed
+
+    def _pick(self, claim: ClaimRequest, limit: int) -> list[tuple[dict[str, Any], ClaimedStep]]:
+        """Up to ``limit`` queued steps, claimed in claim order, with their calls resolved."""
+        params = {
+            "worker": claim.worker_id,
+            "tasks": self.store._list(claim.tasks),
+            "limit": limit,
+            "lease": float(claim.lease),
+            "now": self.store.clock.now(),
+        }
+        if claim.root_run_id is not None:
+            rows = self.tx.all(
+                "claim_tree_steps",
+                root=claim.root_run_id,
+                queues=self.store._list(claim.queues),
+                **params,
+            )
+        elif claim.queues is not None and len(claim.queues) == 1:
+            rows = self.tx.all("claim_queue_steps", queue=claim.queues[0], **params)
+        else:
+            rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
+        if not rows:
+            return []
+        rows.sort(key=claim_order)
+        for row in rows:  # a run set going again since this process read it is read anew
+            self.store.check_attempt(
+                self.tx, self.store._id(row["run_id"]) or "", row["run_attempt"]
+            )
+        run_ids = list(dict.fromkeys(self.store._id(r["run_id"]) or "" for r in rows))
+        self.store.load_contexts(self.tx, run_ids)
+        picked = []
+        for row in rows:
+            run_id = self.store._id(row["run_id"]) or ""
+            if row["retry"] is None:
+                row = self._fill_policy(row, claim.defaults.get(row["task"]))
+            wants_item = row["task"] in claim.context_tasks
+            picked.append((row, self._claimed(row, run_id, claim.secrets, wants_item)))
+        return picked
 
     def _wake_for(self, gate: Gate, *, short: bool) -> None:
         """Tell the claimer when a full rate window opens, so it comes back for its steps

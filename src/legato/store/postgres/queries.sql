@@ -837,7 +837,8 @@ INSERT INTO flow_windows (key, window_start, started) VALUES (%(flow_key)s, lega
 ON CONFLICT (key) DO UPDATE SET started = flow_windows.started;
 
 -- Take a slot for a claimed attempt (already running, its flow_key set):
--- its slot's running attempts, itself counted, within the limit, and a start
+-- its slot's running attempts, itself counted (not the attempts this claim
+-- has yet to decide on), within the limit, and a start
 -- left in the window (a window that has passed opens anew now). Run after
 -- flow_lock, so its snapshot sees every attempt committed before the lock.
 -- name: flow_take
@@ -856,7 +857,8 @@ SET window_start = CASE WHEN %(rate)s::integer IS NULL THEN window_start
 WHERE key = %(flow_key)s
   AND (%(concurrency)s::integer IS NULL
        OR (SELECT count(*) FROM step_runs
-           WHERE flow_key = %(flow_key)s AND status = 'running') <= %(concurrency)s::integer)
+           WHERE flow_key = %(flow_key)s AND status = 'running'
+             AND id <> ALL(%(undecided)s::bigint[])) <= %(concurrency)s::integer)
   AND (%(rate)s::integer IS NULL
        OR window_start <= legato_now() - make_interval(secs => %(window)s::double precision)
        OR started < %(rate)s::integer)

@@ -738,7 +738,8 @@ INSERT INTO flow_windows (key, window_start, started) VALUES (:flow_key, :now, 0
 ON CONFLICT (key) DO NOTHING;
 
 -- Take a slot for a claimed attempt (already running, its flow_key set):
--- its slot's running attempts, itself counted, within the limit, and a start
+-- its slot's running attempts, itself counted (not the attempts this claim
+-- has yet to decide on), within the limit, and a start
 -- left in the window (a window that has passed opens anew now).
 -- name: flow_take
 UPDATE flow_windows
@@ -752,7 +753,8 @@ SET window_start = CASE WHEN :rate IS NULL THEN window_start
 WHERE key = :flow_key
   AND (:concurrency IS NULL
        OR (SELECT count(*) FROM step_runs
-           WHERE flow_key = :flow_key AND status = 'running') <= :concurrency)
+           WHERE flow_key = :flow_key AND status = 'running'
+             AND id NOT IN (SELECT value FROM json_each(:undecided))) <= :concurrency)
   AND (:rate IS NULL OR window_start <= :now - :window OR started < :rate)
 RETURNING key;
 
