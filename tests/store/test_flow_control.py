@@ -428,3 +428,11 @@ def test_two_claimers_of_one_slot_take_turns(claimers: tuple[Client, Client], db
     steps = first.get(run).steps
     assert sorted(s.status.value for s in steps.values()) == ["queued", "queued", "running"]
     assert {s.attempt for s in steps.values()} <= {0, 1}
+
+
+def test_standalone_calls_keep_their_tasks_limits(client: Client) -> None:
+    for i in range(3):
+        client.enqueue(per_customer, customer="acme", key=str(i))
+    client.enqueue(per_customer, customer="globex", key="g")
+    got = take(client, limit=10)
+    assert sorted(s.kwargs["customer"] for s in got) == ["acme", "globex"]

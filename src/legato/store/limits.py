@@ -173,10 +173,11 @@ class Gate:
             due = max(float(row["due_in"]), 0.0)
             self.next_in = due if self.next_in is None else min(self.next_in, due)
 
-    def short_claim(self) -> None:
-        """A claim got fewer steps than it asked for: when limits are in play here,
-        learn when a full window opens, so the worker comes back then."""
-        if self.store in _seen:
+    def short_claim(self, defaults: Mapping[str, TaskDefaults]) -> None:
+        """A claim got fewer steps than it asked for: when limits are in play here
+        (the claimer's tasks have some, or it met limited steps), learn when a full
+        window opens, so the worker comes back then."""
+        if self.store in _seen or any(d.flow is not None for d in defaults.values()):
             self._note_window()
 
 

@@ -412,7 +412,11 @@ class Report(Unit):
             admitted += [picked[i] for i in let_through]
             if len(let_through) == len(picked):
                 break
-        self._wake_for(gate, short=len(admitted) < claim.limit)
+        if len(admitted) < claim.limit:
+            gate.short_claim(claim.defaults)
+        if gate.next_in is not None:  # a full rate window: the claimer comes back when it opens
+            known = self.outcome.next_retry_in
+            self.outcome.next_retry_in = gate.next_in if known is None else min(known, gate.next_in)
         if not admitted:
             return []
         run_ids = list(dict.fromkeys(step.run_id for _, step in admitted))
@@ -470,15 +474,6 @@ class Report(Unit):
             wants_item = row["task"] in claim.context_tasks
             picked.append((row, self._claimed(row, run_id, claim.secrets, wants_item)))
         return picked
-
-    def _wake_for(self, gate: Gate, *, short: bool) -> None:
-        """Tell the claimer when a full rate window opens, so it comes back for its steps
-        then rather than at its next poll."""
-        if short:
-            gate.short_claim()
-        if gate.next_in is not None:
-            known = self.outcome.next_retry_in
-            self.outcome.next_retry_in = gate.next_in if known is None else min(known, gate.next_in)
 
     def _fill_policy(self, row: dict[str, Any], defaults: TaskDefaults | None) -> dict[str, Any]:
         """A run started without the task's code: this worker's task supplies the defaults."""
