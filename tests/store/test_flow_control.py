@@ -436,3 +436,10 @@ def test_standalone_calls_keep_their_tasks_limits(client: Client) -> None:
     client.enqueue(per_customer, customer="globex", key="g")
     got = take(client, limit=10)
     assert sorted(s.kwargs["customer"] for s in got) == ["acme", "globex"]
+
+
+def test_a_steps_key_must_be_a_parameter_of_its_task(client: Client) -> None:
+    wf = Workflow("bad_key")
+    wf.step("s", step, x=1, concurrency=1, concurrency_key="customer")
+    with pytest.raises(DefinitionError, match="concurrency_key='customer' is not a parameter"):
+        client.start(wf)
