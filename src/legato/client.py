@@ -809,4 +809,5 @@ def task_defaults(task: Task) -> TaskDefaults:
         queue=task.queue,
         priority=task.priority,
         max_lost_attempts=task.max_lost_attempts,
+        flow=task.flow,
     )

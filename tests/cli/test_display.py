@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 
 import legato
-from legato.cli.display import RunProgress, format_duration
+from legato.cli.display import RunProgress, _steps_table, format_duration
 from legato.cli.loading import load_workflow
 
 from .helpers import target
@@ -91,3 +91,21 @@ def test_a_step_waiting_to_retry_shows_its_last_error(sqlite_url: str) -> None:
     line = next(line for line in render(progress).splitlines() if line.startswith("explode"))
     assert line.split()[1:4] == ["flows.explode", "queued", "1/2"]
     assert "retrying after ValueError: boom" in line
+
+
+def test_a_queued_step_shows_the_limits_it_takes_its_turn_under(sqlite_url: str) -> None:
+    from legato.store.base import ClaimRequest
+
+    load_workflow(target("failing"))  # registers the flows.* tasks
+    wf = legato.Workflow("cli_limited")
+    for name in ("one", "two"):
+        wf.step(name, "flows.explode", message=name, concurrency=1, rate_limit="100/1m")
+    with legato.Client(sqlite_url) as client:
+        run_id = client.start(wf)
+        request = ClaimRequest("w", ("default",), ("flows.explode",), 2, 30)
+        assert len(client.store.report_and_claim([], request).claimed) == 1
+        run = client.get(run_id)
+    console = Console(record=True, width=200, force_terminal=False)
+    console.print(_steps_table(run))  # as legato runs show draws it
+    [line] = [line for line in console.export_text().splitlines() if "queued" in line]
+    assert "takes its turn in flows.explode: 1 running at most, 100 starts per 1m" in line

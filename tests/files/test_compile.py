@@ -223,3 +223,18 @@ def test_matrix_combinations_expand_as_github_actions_does() -> None:
         {"os": "mac", "py": 3.12, "experimental": True},
         {"os": "win", "py": 3.11},
     ]
+
+
+def test_flow_limits_are_carried_to_the_step() -> None:
+    spec = compiled(
+        """
+name: limited
+steps:
+  - {id: a, uses: files.echo, concurrency: 2, concurrency_key: x, rate_limit: 10/1m}
+  - {id: b, uses: files.echo, priority: 3}
+"""
+    )
+    steps = steps_by_id(spec["steps"])
+    assert (steps["a"]["concurrency"], steps["a"]["concurrency_key"]) == (2, "x")
+    assert steps["a"]["rate_limit"] == "10/1m"
+    assert "concurrency" not in steps["b"]

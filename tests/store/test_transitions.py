@@ -201,6 +201,9 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
     "release_step": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "worker": "w", "now": now}
     ],
+    "unclaim_step": lambda run_id, step, now: [
+        {"id": step, "attempt": 1, "flow_key": "noop", "now": now}
+    ],
     "cancel_attempt": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "error": ERROR, "output": None, "inputs": None, "now": now}
     ],

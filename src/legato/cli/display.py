@@ -460,6 +460,8 @@ def step_note(step: StepRun) -> str:
         return waiting_text(step)
     if step.status is StepStatus.QUEUED and step.attempt and step.error is not None:
         return "retrying after " + _one_line(step.error, 120)
+    if step.status is StepStatus.QUEUED and step.flow_limits is not None:
+        return limits_text(step)
     if step.status is StepStatus.RUNNING and step.kind == "task":
         notes = [format_progress(step)] if step.progress else []
         if step.stop_requested:
@@ -469,6 +471,30 @@ def step_note(step: StepRun) -> str:
     if step.child_run_id:
         return f"child run {step.child_run_id}"
     return ""
+
+
+def limits_text(step: StepRun) -> str:
+    """``takes its turn in charge[customer="acme"]: 2 running at most, 100 starts per 10s``:
+    a queued step's flow limits, which may be what keeps it queued."""
+    limits = step.flow_limits
+    if limits is None:
+        return ""
+    held = []
+    if limits.concurrency is not None:
+        held.append(f"{limits.concurrency:,} running at most")
+    if limits.rate is not None:
+        count, window = limits.rate
+        held.append(f"{count:,} starts per {_window(window)}")
+    slot = step.flow_slot or f"{step.task}[{limits.key}=…]"
+    return f"takes its turn in {slot}: " + ", ".join(held)
+
+
+def _window(seconds: float) -> str:
+    """A rate window as it is usually written: ``10s``, ``1m``, ``2h``."""
+    for unit, size in (("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def progress_text(step: StepRun) -> str:

@@ -24,6 +24,7 @@ from legato.define.refs import StepRef, _Ref, _retry_policy, _to_spec_value
 from legato.define.tasks import Task, shell_task
 from legato.durations import parse_duration
 from legato.errors import DefinitionError
+from legato.model.limits import check_concurrency, check_concurrency_key, parse_rate_limit
 from legato.model.spec import (
     RetryPolicy,
     WorkflowSpec,
@@ -67,6 +68,9 @@ class Steps:
         priority: int | None = None,
         max_lost_attempts: int | None = None,
         inputs: dict[str, Any] | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
         **kwargs: Any,
     ) -> StepRef:
         """Add a step calling ``task`` with keyword inputs.
@@ -76,12 +80,14 @@ class Steps:
         dependency. ``inputs={...}`` passes names that clash with this method's own
         keywords. ``retry`` is a :class:`RetryPolicy`, a number of retries, or a
         dict of RetryPolicy fields. ``max_lost_attempts`` overrides the task's
-        budget of lost workers (see :func:`legato.task`).
+        budget of lost workers (see :func:`legato.task`). ``concurrency``,
+        ``concurrency_key`` and ``rate_limit`` override the task's flow limits.
         """
         entry = self._entry(step_id, "task", needs, when, continue_on_error, description, after)
         entry["task"] = self._root._task_name(step_id, task)
         entry["inputs"] = self._inputs(step_id, inputs, kwargs)
         self._call_options(entry, step_id, retry, timeout, queue, priority, max_lost_attempts)
+        self._flow_options(entry, step_id, concurrency, concurrency_key, rate_limit)
         return self._add(entry, StepRef(self._root, step_id))
 
     def shell(
@@ -225,6 +231,9 @@ class Steps:
         max_lost_attempts: int | None = None,
         output: Any = None,
         inputs: dict[str, Any] | None = None,
+        concurrency: int | None = None,
+        concurrency_key: str | None = None,
+        rate_limit: str | None = None,
         **kwargs: Any,
     ) -> MapRef:
         """Once per item of ``over`` (a list known at run time): ``task``, or the map's steps.
@@ -244,6 +253,7 @@ class Steps:
             entry["task"] = self._root._task_name(step_id, task)
             entry["inputs"] = self._inputs(step_id, inputs, kwargs)
             self._call_options(entry, step_id, retry, timeout, queue, priority, max_lost_attempts)
+            self._flow_options(entry, step_id, concurrency, concurrency_key, rate_limit)
         elif inputs or kwargs:
             raise DefinitionError(
                 f"workflow {self._root.name!r} step {step_id!r}: inputs belong to a map's "
@@ -514,6 +524,26 @@ class Steps:
             raise DefinitionError(f"{where}: {exc}") from None
         if queue is not None:
             entry["queue"] = queue
+
+    def _flow_options(
+        self,
+        entry: dict[str, Any],
+        step_id: str,
+        concurrency: int | None,
+        concurrency_key: str | None,
+        rate_limit: str | None,
+    ) -> None:
+        """A task call's own flow limits, checked here so the error names the step."""
+        try:
+            if concurrency is not None:
+                entry["concurrency"] = check_concurrency(concurrency)
+            if concurrency_key is not None:
+                entry["concurrency_key"] = check_concurrency_key(concurrency_key)
+            if rate_limit is not None:
+                parse_rate_limit(rate_limit)
+                entry["rate_limit"] = rate_limit
+        except ValueError as exc:
+            raise DefinitionError(f"{self._where(step_id)}: {exc}") from None
 
     def _duration(
         self, step_id: str, value: str | float, field: str, *, zero: bool = False

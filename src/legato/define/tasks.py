@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from legato.builtin.shell import SHELL_TASK, run_shell
 from legato.durations import parse_duration
 from legato.errors import DefinitionError, ParamError, UnknownTaskError
+from legato.model.limits import FlowLimits
 from legato.model.spec import (
     DEFAULT_MAX_LOST_ATTEMPTS,
     RetryPolicy,
@@ -88,6 +89,7 @@ class Task:
         queue: str,
         priority: int,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+        flow: FlowLimits | None = None,
     ) -> None:
         if not isinstance(name, str) or not TASK_NAME_PATTERN.match(name):
             raise DefinitionError(
@@ -101,6 +103,8 @@ class Task:
         self.queue = queue
         self.priority = priority
         self.max_lost_attempts = max_lost_attempts
+        #: concurrency and rate limits across every worker (``@task(concurrency=...)``)
+        self.flow = flow
         self.is_async = inspect.iscoroutinefunction(fn)
         full = inspect.signature(fn)
         #: the parameter annotated ``legato.Context``, passed by the worker (not an input)
@@ -272,6 +276,9 @@ def task(
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     tag: str | None = None,
     registry: TaskRegistry | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[Callable[..., Any]], Task]: ...
 
 
@@ -292,6 +299,9 @@ def task(
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
     tag: str | None = None,
     registry: TaskRegistry | None = None,
+    concurrency: int | None = None,
+    concurrency_key: str | None = None,
+    rate_limit: str | None = None,
 ) -> Task | Callable[[Callable[..., Any]], Task]:
     """Register a function as a task, with the defaults its steps inherit.
 
@@ -303,6 +313,9 @@ def task(
     never spends ``retries``, which are for the task's own errors.
     ``tag`` registers a tagged version, ``name@tag``, as ddeutil-workflow's
     ``@tag`` does: a definition calls it with ``uses: tasks/extract@v1``.
+    ``concurrency`` caps the attempts running at once and ``rate_limit``
+    (``"100/10s"``) the attempts started per window, across every worker;
+    ``concurrency_key`` names the parameter whose value each is counted per.
     """
 
     def register(func: Callable[..., Any]) -> Task:
@@ -329,8 +342,11 @@ def task(
             seconds = parse_duration(timeout, field="timeout", allow_zero=False)
             check_priority(priority)
             check_max_lost_attempts(max_lost_attempts)
+            flow = FlowLimits.of(concurrency, concurrency_key, rate_limit)
         except ValueError as exc:
             raise DefinitionError(f"{where}: {exc}") from None
+        if concurrency_key is not None:
+            _check_key_param(func, concurrency_key, where, flow)
         try:
             policy = RetryPolicy(
                 max_attempts=attempts,
@@ -358,6 +374,7 @@ def task(
             queue=queue,
             priority=priority,
             max_lost_attempts=max_lost_attempts,
+            flow=flow,
         )
         # An empty registry is falsy (it has __len__): test for None, not truth.
         return (registry if registry is not None else default_registry).add(created)
@@ -365,6 +382,25 @@ def task(
     if fn is not None:
         return register(fn)
     return register
+
+
+def _check_key_param(
+    func: Callable[..., Any], key: str, where: str, flow: FlowLimits | None
+) -> None:
+    """``concurrency_key`` names a parameter the calls pass, and keys some limit."""
+    if flow is None:
+        raise DefinitionError(
+            f"{where}: concurrency_key={key!r} keys no limit: set concurrency or rate_limit too"
+        )
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return  # no signature to check against (a builtin): the worker reads the call
+    if key not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        raise DefinitionError(
+            f"{where}: concurrency_key={key!r} is not a parameter of the task "
+            f"(it takes {', '.join(params) or 'none'})"
+        )
 
 
 def _duration(value: str | float, field: str) -> float:

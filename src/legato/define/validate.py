@@ -72,6 +72,13 @@ def check_calls(spec: WorkflowSpec, tasks: Mapping[str, Task]) -> None:
     problems = []
     for step in spec.task_calls():
         task = tasks.get(step.task or "")
+        key = step.concurrency_key
+        if task is not None and key is not None and not _takes(task, key):
+            params = ", ".join(task.signature.parameters) or "none"
+            problems.append(
+                f"step {step.id!r}: concurrency_key={key!r} is not a parameter of task "
+                f"{task.name} (its parameters: {params})"
+            )
         if task is None or isinstance(step.inputs, str):
             continue  # inputs computed at run time are checked when the call is made
         args = [_PLACEHOLDER] * len(step.args)
@@ -85,3 +92,9 @@ def check_calls(spec: WorkflowSpec, tasks: Mapping[str, Task]) -> None:
             )
     if problems:
         raise DefinitionError.from_problems(f"workflow {spec.name!r}", problems)
+
+
+def _takes(task: Task, name: str) -> bool:
+    """Whether a call of ``task`` can pass ``name`` by keyword."""
+    params = task.signature.parameters
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())

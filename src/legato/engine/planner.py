@@ -16,6 +16,7 @@ from legato.errors import LegatoError, TemplateError
 from legato.expressions import evaluate, references
 from legato.model.graph import Graph
 from legato.model.instances import Place
+from legato.model.limits import FlowLimits
 from legato.model.spec import DEFAULT_MAX_LOST_ATTEMPTS, RetryPolicy, StepSpec
 from legato.model.states import StepStatus
 from legato.model.steps import LoopStep, MapStep, SleepStep, Step, TaskStep, TerminateStep
@@ -43,6 +44,8 @@ __all__ = [
     "scope_output",
     "shard_of",
     "shards_for",
+    "stage_of",
+    "stages",
     "truthy",
     "wake_time",
 ]
@@ -57,15 +60,20 @@ class TaskDefaults:
     queue: str
     priority: int
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS
+    #: concurrency and rate limits of the task's calls
+    flow: FlowLimits | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data = {
             "retry": self.retry.model_dump(mode="json"),
             "timeout": self.timeout,
             "queue": self.queue,
             "priority": self.priority,
             "max_lost_attempts": self.max_lost_attempts,
         }
+        if self.flow is not None:
+            data["flow"] = self.flow.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskDefaults:
@@ -75,6 +83,7 @@ class TaskDefaults:
             queue=data.get("queue") or "default",
             priority=data.get("priority") or 0,
             max_lost_attempts=data.get("max_lost_attempts") or DEFAULT_MAX_LOST_ATTEMPTS,
+            flow=FlowLimits.from_json(data.get("flow")),
         )
 
 
@@ -88,10 +97,13 @@ class StepPolicy:
     queue: str
     priority: int
     max_lost_attempts: int | None = DEFAULT_MAX_LOST_ATTEMPTS
+    #: the call's flow limits, the step's over its task's (None: none known)
+    flow: FlowLimits | None = None
 
     @classmethod
     def of(cls, step: TaskStep | MapStep, defaults: TaskDefaults | None) -> StepPolicy:
         lost = step.max_lost_attempts
+        own = step.flow_limits
         if defaults is None:
             return cls(
                 retry=step.retry,
@@ -99,6 +111,7 @@ class StepPolicy:
                 queue=step.queue or "default",
                 priority=step.priority if step.priority is not None else 0,
                 max_lost_attempts=lost,
+                flow=own,
             )
         return cls(
             retry=step.retry or defaults.retry,
@@ -106,6 +119,7 @@ class StepPolicy:
             queue=step.queue or defaults.queue,
             priority=step.priority if step.priority is not None else defaults.priority,
             max_lost_attempts=lost if lost is not None else defaults.max_lost_attempts,
+            flow=defaults.flow if own is None else own.over(defaults.flow),
         )
 
     @property
@@ -130,6 +144,8 @@ class NewInstance:
     status: StepStatus = StepStatus.WAITING
     #: a task with the default condition: queued by the statement that releases it
     queue_on_release: bool = False
+    #: how far into its workflow the instance is (see :func:`stages`): claims prefer later
+    stage: int = 0
 
 
 #: the instance rows of a run as it starts, by their former name
@@ -146,6 +162,7 @@ def plan_scope(
 ) -> list[NewInstance]:
     """The instances of every step of ``scope`` at ``place``, all waiting on their counters."""
     rows = []
+    stage = stages(graph)
     for offset, step_id in enumerate(graph.scopes[scope].order):
         step = graph.steps[step_id]
         task = step.task if isinstance(step, TaskStep) else None
@@ -163,9 +180,31 @@ def plan_scope(
                 task=task,
                 policy=policy,
                 queue_on_release=queued_when_ready(step),
+                stage=stage_of(graph, stage, step_id),
             )
         )
     return rows
+
+
+def stages(graph: Graph) -> dict[str, int]:
+    """Each top-level step's stage: 0 for a step that waits for none, else one more
+    than the latest stage it waits for (the longest chain of dependencies before it).
+
+    Claims take a queue's steps of equal priority latest stage first, so a run under
+    way finishes before steps that start new runs; steps of one stage go first
+    queued, first claimed.
+    """
+    top = graph.scopes[""]
+    found: dict[str, int] = {}
+    for step_id in top.order:
+        found[step_id] = 1 + max((found.get(d, 0) for d in top.deps[step_id]), default=-1)
+    return found
+
+
+def stage_of(graph: Graph, top_stages: Mapping[str, int], step_id: str) -> int:
+    """A step's stage: its own at the top level, its outermost compound's inside one."""
+    chain = graph.info[step_id].chain if step_id in graph.info else ()
+    return top_stages.get(chain[0] if chain else step_id, 0)
 
 
 def queued_when_ready(step: Step) -> bool:

@@ -529,7 +529,15 @@ class _Compiler:
         found: dict[str, Any] = {}
         if stage.retry is not None:
             found["retry"] = _retry(stage.retry)
-        for name in ("timeout", "queue", "priority", "max_lost_attempts"):
+        for name in (
+            "timeout",
+            "queue",
+            "priority",
+            "max_lost_attempts",
+            "concurrency",
+            "concurrency_key",
+            "rate_limit",
+        ):
             value = getattr(stage, name, None)
             if value is not None:
                 found[name] = value

@@ -20,7 +20,16 @@ from legato.model.spec import WorkflowSpec
 
 __all__ = ["to_data", "to_json_text", "to_yaml"]
 
-_CALL_FIELDS = ("retry", "timeout", "queue", "priority", "max_lost_attempts")
+_CALL_FIELDS = (
+    "retry",
+    "timeout",
+    "queue",
+    "priority",
+    "max_lost_attempts",
+    "concurrency",
+    "concurrency_key",
+    "rate_limit",
+)
 _SHELL_INPUTS = {"script", "env", "cwd", "shell"}
 
 

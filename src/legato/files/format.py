@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from legato.durations import parse_duration
+from legato.model.limits import check_concurrency, parse_rate_limit
 
 __all__ = [
     "KIND_KEYS",
@@ -196,11 +197,28 @@ class CallOptions(_Model):
     queue: str | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
     max_lost_attempts: int | None = Field(default=None, ge=1, le=1000)
+    #: at most this many attempts of the task running at once, across every worker
+    concurrency: int | None = Field(default=None, ge=1)
+    #: the ``with`` input whose value the limits count per (e.g. ``customer``)
+    concurrency_key: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    #: at most N attempts started per window, e.g. ``"100/10s"``
+    rate_limit: str | None = Field(default=None, pattern=r"^\s*\d+\s*/\s*\S+\s*$")
 
     @field_validator("timeout", mode="before")
     @classmethod
     def _timeout(cls, value: Any) -> Any:
         return None if value is None else parse_duration(value, field="timeout", allow_zero=False)
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: Any) -> Any:
+        parse_rate_limit(value)
+        return value
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        return check_concurrency(value)
 
     @field_validator("retry", mode="before")
     @classmethod

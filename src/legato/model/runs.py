@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from legato.model.limits import FlowLimits
 from legato.model.progress import estimate_eta, progress_percent
 from legato.model.states import RunStatus, StepStatus
 
@@ -224,6 +225,10 @@ class StepRun:
     #: the run was cancelled (or paused with ``stop_now``) while this attempt ran:
     #: its worker has been asked to stop it
     stop_requested: bool = False
+    #: the flow-limit slot a queued step waits its turn in (its task, or its task and
+    #: key value), and the limits it is held to; None for a step without limits
+    flow_slot: str | None = None
+    flow_limits: FlowLimits | None = None
 
     @property
     def percent(self) -> float | None:

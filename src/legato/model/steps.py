@@ -18,6 +18,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
 from legato.durations import parse_duration
+from legato.model.limits import (
+    FlowLimits,
+    check_concurrency,
+    check_concurrency_key,
+    parse_rate_limit,
+)
 
 __all__ = [
     "CALL_KINDS",
@@ -173,6 +179,40 @@ class Call(_Model):
     @classmethod
     def _counts(cls, value: Any) -> Any:
         return whole_number(value)
+
+    #: at most this many attempts of the task running at once, across every worker
+    concurrency: int | None = None
+    #: the keyword argument whose value the limits are counted per (e.g. ``customer``)
+    concurrency_key: str | None = None
+    #: at most N attempts of the task started per window: ``"100/10s"``
+    rate_limit: str | None = None
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: Any) -> Any:
+        return check_concurrency(value)
+
+    @field_validator("concurrency_key", mode="before")
+    @classmethod
+    def _concurrency_key(cls, value: Any) -> Any:
+        return check_concurrency_key(value)
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _rate_limit(cls, value: Any) -> Any:
+        parse_rate_limit(value)
+        return value
+
+    @property
+    def flow_limits(self) -> FlowLimits | None:
+        """What the step sets of its flow limits (the task's fill in the rest), if anything."""
+        if self.concurrency is None and self.concurrency_key is None and self.rate_limit is None:
+            return None
+        return FlowLimits(
+            concurrency=self.concurrency,
+            key=self.concurrency_key,
+            rate=parse_rate_limit(self.rate_limit),
+        )
 
 
 class TaskStep(Call, StepBase):

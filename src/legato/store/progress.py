@@ -18,6 +18,8 @@ from legato.engine.planner import (
     items_of,
     loop_continues,
     plan_scope,
+    stage_of,
+    stages,
     terminate_outcome,
     truthy,
     wake_time,
@@ -124,6 +126,7 @@ class Progress(Failing):
             policy = StepPolicy.of(step, defaults.get(step.task))
         limit = step.max_parallel
         position = self._position(inst)
+        stage = stage_of(graph, stages(graph), step.id)
         rows = []
         for index, item in enumerate(plain):
             gated = limit is not None and index >= limit
@@ -134,6 +137,7 @@ class Progress(Failing):
                     scope=inst.key,
                     kind="task" if step.task else ITEM,
                     position=position,
+                    stage=stage,
                     deps_remaining=1 if gated else 0,
                     task=step.task,
                     policy=policy,

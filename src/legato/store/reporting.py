@@ -33,6 +33,7 @@ from legato.store.base import (
     StepResult,
     Tx,
 )
+from legato.store.limits import Gate
 from legato.store.progress import Inst
 from legato.store.sql import SQLStore
 from legato.store.unit import Unit
@@ -41,6 +42,8 @@ __all__ = ["Report"]
 
 #: timers fired per sweep
 _TIMER_LIMIT = 100
+#: claim statements one claim may run when flow limits turn steps back
+_CLAIM_ROUNDS = 3
 
 
 class Report(Unit):
@@ -396,10 +399,50 @@ class Report(Unit):
             return []
         if claim.queues is None and claim.root_run_id is None:
             raise ValueError("a claim for every queue must name its run tree (root_run_id)")
+        gate = Gate(self.store, self.tx)
+        admitted: list[tuple[dict[str, Any], ClaimedStep]] = []
+        # Steps a flow limit turned back leave room: claim again for it, and the
+        # claim statement now passes over them (their slots are full, in this
+        # transaction's view). A few rounds at most.
+        for _ in range(_CLAIM_ROUNDS):
+            picked = self._pick(claim, claim.limit - len(admitted))
+            if not picked:
+                break
+            let_through = gate.admit(picked, claim.defaults)
+            admitted += [picked[i] for i in let_through]
+            if len(let_through) == len(picked):
+                break
+        if len(admitted) < claim.limit:
+            gate.short_claim(claim.defaults)
+        if gate.next_in is not None:  # a full rate window: the claimer comes back when it opens
+            known = self.outcome.next_retry_in
+            self.outcome.next_retry_in = gate.next_in if known is None else min(known, gate.next_in)
+        if not admitted:
+            return []
+        run_ids = list(dict.fromkeys(step.run_id for _, step in admitted))
+        fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
+        fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
+        if fresh:
+            self.start_runs(fresh)
+        claimed = []
+        for row, step in admitted:
+            self.tx.claimed(step.run_id, row["key"])
+            self.event(
+                step.run_id,
+                "step.started",
+                step_id=row["key"],
+                attempt=row["attempt"],
+                actor=claim.worker_id,
+            )
+            claimed.append(step)
+        return claimed
+
+    def _pick(self, claim: ClaimRequest, limit: int) -> list[tuple[dict[str, Any], ClaimedStep]]:
+        """Up to ``limit`` queued steps, claimed in claim order, with their calls resolved."""
         params = {
             "worker": claim.worker_id,
             "tasks": self.store._list(claim.tasks),
-            "limit": claim.limit,
+            "limit": limit,
             "lease": float(claim.lease),
             "now": self.store.clock.now(),
         }
@@ -416,34 +459,21 @@ class Report(Unit):
             rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
         if not rows:
             return []
-        rows.sort(key=lambda r: (-r["priority"], r["id"]))
+        rows.sort(key=claim_order)
         for row in rows:  # a run set going again since this process read it is read anew
             self.store.check_attempt(
                 self.tx, self.store._id(row["run_id"]) or "", row["run_attempt"]
             )
         run_ids = list(dict.fromkeys(self.store._id(r["run_id"]) or "" for r in rows))
-        fresh = [r for r in run_ids if not self.store.known_started(r) and r not in self.runs]
-        fresh += [r for r in run_ids if self.runs.get(r) is RunStatus.PENDING]
-        if fresh:
-            self.start_runs(fresh)
         self.store.load_contexts(self.tx, run_ids)
-        claimed = []
+        picked = []
         for row in rows:
             run_id = self.store._id(row["run_id"]) or ""
-            self.tx.claimed(run_id, row["key"])
             if row["retry"] is None:
                 row = self._fill_policy(row, claim.defaults.get(row["task"]))
-            self.event(
-                run_id,
-                "step.started",
-                step_id=row["key"],
-                attempt=row["attempt"],
-                actor=claim.worker_id,
-            )
-            claimed.append(
-                self._claimed(row, run_id, claim.secrets, row["task"] in claim.context_tasks)
-            )
-        return claimed
+            wants_item = row["task"] in claim.context_tasks
+            picked.append((row, self._claimed(row, run_id, claim.secrets, wants_item)))
+        return picked
 
     def _fill_policy(self, row: dict[str, Any], defaults: TaskDefaults | None) -> dict[str, Any]:
         """A run started without the task's code: this worker's task supplies the defaults."""
@@ -588,6 +618,13 @@ class Report(Unit):
         if names:  # only a call that reads secrets looks them up, here in the worker
             return resolve_with_secrets(step, context, secrets.values(names), gate)
         return resolve_inputs(step, context, gate)
+
+
+def claim_order(row: dict[str, Any]) -> tuple[Any, ...]:
+    """The order claims take queued steps in, as the claim index sorts them: priority
+    (highest first), then stage in the workflow (latest first), then first queued."""
+    queued = row.get("queued_at")
+    return (-row["priority"], -(row.get("stage") or 0), queued is None, queued or 0, row["id"])
 
 
 def _stored_policy(store: SQLStore, row: dict[str, Any]) -> RetryPolicy | str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from legato.model.limits import FlowLimits
 from legato.model.runs import Attempt, Run, StepError, StepRun
 from legato.model.states import RunStatus, StepStatus
 
@@ -120,7 +121,18 @@ def step_from_row(store: SQLStore, row: dict[str, Any]) -> StepRun:
         progress=store._json(row.get("progress")),
         heartbeat_details=store._json(row.get("heartbeat_details")),
         stop_requested=bool(row.get("stop_requested")) and status is StepStatus.RUNNING,
+        flow_slot=row.get("flow_key") if status is StepStatus.QUEUED else None,
+        flow_limits=_flow_limits(row) if status is StepStatus.QUEUED else None,
     )
+
+
+def _flow_limits(row: dict[str, Any]) -> FlowLimits | None:
+    """A step row's flow limits as stored (None without any)."""
+    rate = None
+    if row.get("flow_rate") is not None and row.get("flow_window") is not None:
+        rate = (int(row["flow_rate"]), float(row["flow_window"]))
+    limits = FlowLimits(row.get("flow_concurrency"), row.get("flow_by"), rate)
+    return limits if limits.limited else None
 
 
 def _epoch(value: Any) -> datetime | None:

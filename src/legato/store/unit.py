@@ -31,6 +31,7 @@ from legato.model.states import RunStatus
 from legato.payload import dumps
 from legato.store.base import ReportOutcome, Tx
 from legato.store.handlers import start_failure_handler
+from legato.store.limits import mark_new
 
 if TYPE_CHECKING:
     from legato.store.progress import Progress
@@ -138,6 +139,7 @@ class Unit:
                     "item": None if r.idx is None else dumps(r.item),
                     "task": r.task,
                     "position": r.position,
+                    "stage": r.stage,
                     "status": r.status.value,
                     "deps_remaining": r.deps_remaining,
                     "queue_on_release": r.queue_on_release,
@@ -157,6 +159,7 @@ class Unit:
                 for r in rows
             ],
         )
+        mark_new(self.tx, run_id, rows)
 
     def create_counters(self, run_id: str, scope: str, keys: list[str]) -> None:
         """Counters for a scope of these instances; the scope finishes when they reach zero."""

@@ -79,12 +79,13 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
-                       queue, priority, max_lost, run_attempt, available_at, queued_at)
+                       queue, priority, max_lost, run_attempt, available_at, queued_at,
+                       stage)
 VALUES (%(run_id)s, %(root_run_id)s, %(key)s, %(step_id)s, %(scope)s, %(kind)s, %(idx)s,
         %(item)s::json, %(task)s, %(position)s, %(status)s, %(deps_remaining)s,
         %(queue_on_release)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
         %(priority)s, %(max_lost)s, %(run_attempt)s, legato_now(),
-        CASE WHEN %(status)s = 'queued' THEN legato_now() END);
+        CASE WHEN %(status)s = 'queued' THEN legato_now() END, %(stage)s);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
@@ -167,7 +168,17 @@ WITH picked AS (
       AND available_at <= legato_now()
       AND NOT EXISTS (SELECT 1 FROM runs AS r
                       WHERE r.id = step_runs.run_id AND r.status = 'paused')
-    ORDER BY priority DESC, id
+      AND (step_runs.flow_key IS NULL OR (
+          (step_runs.flow_concurrency IS NULL
+           OR (SELECT count(*) FROM step_runs AS f
+                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
+               < step_runs.flow_concurrency)
+          AND (step_runs.flow_rate IS NULL
+           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
+                            AND w.window_start
+                                > legato_now() - make_interval(secs => step_runs.flow_window)))))
+    ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT {limit}
     FOR UPDATE OF step_runs SKIP LOCKED)
 UPDATE step_runs s
@@ -177,7 +188,9 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt;
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
+          s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
+          s.flow_window;
 
 -- Several queues: the best `limit` steps of each, each queue read through the
 -- claim index (an `= ANY(queues)` test would make PostgreSQL sort every
@@ -186,15 +199,25 @@ RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.ta
 WITH picked AS (
     SELECT c.id FROM unnest(%(queues)s::text[]) AS q(name)
     CROSS JOIN LATERAL (
-        SELECT s.id, s.priority FROM step_runs s
+        SELECT s.id, s.priority, s.stage, s.queued_at FROM step_runs s
         WHERE s.status = 'queued' AND NOT s.held AND s.queue = q.name
           AND s.task = ANY(%(tasks)s::text[])
           AND s.available_at <= legato_now()
           AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = s.run_id AND r.status = 'paused')
-        ORDER BY s.priority DESC, s.id
+          AND (s.flow_key IS NULL OR (
+              (s.flow_concurrency IS NULL
+               OR (SELECT count(*) FROM step_runs AS f
+                WHERE f.flow_key = s.flow_key AND f.status = 'running')
+               < s.flow_concurrency)
+              AND (s.flow_rate IS NULL
+               OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                              WHERE w.key = s.flow_key AND w.started >= s.flow_rate
+                                AND w.window_start
+                                    > legato_now() - make_interval(secs => s.flow_window)))))
+        ORDER BY s.priority DESC, s.stage DESC, s.queued_at, s.id
         LIMIT {limit}
         FOR UPDATE OF s SKIP LOCKED) AS c
-    ORDER BY c.priority DESC, c.id
+    ORDER BY c.priority DESC, c.stage DESC, c.queued_at, c.id
     LIMIT {limit})
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
@@ -203,7 +226,9 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt;
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
+          s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
+          s.flow_window;
 
 -- name: claim_tree_steps
 WITH picked AS (
@@ -214,7 +239,17 @@ WITH picked AS (
       AND available_at <= legato_now()
       AND NOT EXISTS (SELECT 1 FROM runs AS r
                       WHERE r.id = step_runs.run_id AND r.status = 'paused')
-    ORDER BY priority DESC, id
+      AND (step_runs.flow_key IS NULL OR (
+          (step_runs.flow_concurrency IS NULL
+           OR (SELECT count(*) FROM step_runs AS f
+                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
+               < step_runs.flow_concurrency)
+          AND (step_runs.flow_rate IS NULL
+           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
+                            AND w.window_start
+                                > legato_now() - make_interval(secs => step_runs.flow_window)))))
+    ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT {limit}
     FOR UPDATE OF step_runs SKIP LOCKED)
 UPDATE step_runs s
@@ -224,7 +259,9 @@ SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt;
+          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
+          s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
+          s.flow_window;
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
@@ -825,3 +862,61 @@ DELETE FROM step_logs
 WHERE run_id IN (SELECT id FROM runs
                  WHERE (id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NULL)
                     OR (root_run_id = ANY(%(ids)s::uuid[]) AND parent_run_id IS NOT NULL));
+
+-- Flow control (legato/store/limits.py). A step's limits, set when its row
+-- is made or first claimed.
+-- name: mark_flow
+UPDATE step_runs
+SET flow_key = %(flow_key)s, flow_by = %(flow_by)s, flow_concurrency = %(concurrency)s,
+    flow_rate = %(rate)s, flow_window = %(window)s
+WHERE run_id = %(run_id)s AND key = %(key)s;
+
+-- The slot's row, made on first use and locked (a no-op update) until the
+-- claim commits: claimers of one slot take their turns, so each counts the
+-- attempts the one before it started.
+-- name: flow_lock
+INSERT INTO flow_windows (key, window_start, started) VALUES (%(flow_key)s, legato_now(), 0)
+ON CONFLICT (key) DO UPDATE SET started = flow_windows.started;
+
+-- Take a slot for a claimed attempt (already running, its flow_key set):
+-- its slot's running attempts, itself counted (not the attempts this claim
+-- has yet to decide on), within the limit, and a start
+-- left in the window (a window that has passed opens anew now). Run after
+-- flow_lock, so its snapshot sees every attempt committed before the lock.
+-- name: flow_take
+UPDATE flow_windows
+SET window_start = CASE WHEN %(rate)s::integer IS NULL THEN window_start
+                        WHEN window_start <= legato_now()
+                             - make_interval(secs => %(window)s::double precision)
+                        THEN legato_now()
+                        ELSE window_start END,
+    started = CASE WHEN %(rate)s::integer IS NULL THEN started
+                   WHEN window_start <= legato_now()
+                        - make_interval(secs => %(window)s::double precision)
+                   THEN 1
+                   ELSE started + 1 END,
+    rate = %(rate)s::integer, span = %(window)s::double precision
+WHERE key = %(flow_key)s
+  AND (%(concurrency)s::integer IS NULL
+       OR (SELECT count(*) FROM step_runs
+           WHERE flow_key = %(flow_key)s AND status = 'running'
+             AND id <> ALL(%(undecided)s::bigint[])) <= %(concurrency)s::integer)
+  AND (%(rate)s::integer IS NULL
+       OR window_start <= legato_now() - make_interval(secs => %(window)s::double precision)
+       OR started < %(rate)s::integer)
+RETURNING key;
+
+-- A claimed attempt its slot has no room for goes back to the queue as it
+-- was, its slot now known (so claims pass it over until there is room).
+-- name: unclaim_step
+UPDATE step_runs
+SET status = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+    started_at = NULL, flow_key = %(flow_key)s
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
+
+-- When the soonest full window opens (seconds from now).
+-- name: flow_next_window
+SELECT EXTRACT(EPOCH FROM MIN(window_start + make_interval(secs => span))
+                          - legato_now()) AS due_in
+FROM flow_windows
+WHERE started >= rate AND window_start > legato_now() - make_interval(secs => span);

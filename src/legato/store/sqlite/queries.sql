@@ -69,10 +69,12 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
-                       queue, priority, max_lost, run_attempt, available_at, queued_at)
+                       queue, priority, max_lost, run_attempt, available_at, queued_at,
+                       stage)
 VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
         :status, :deps_remaining, :queue_on_release, :max_attempts, :retry, :timeout,
-        :queue, :priority, :max_lost, :run_attempt, :now, CASE WHEN :status = 'queued' THEN :now END);
+        :queue, :priority, :max_lost, :run_attempt, :now, CASE WHEN :status = 'queued' THEN :now END,
+        :stage);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
@@ -146,10 +148,20 @@ WHERE status = 'queued' AND id IN (
       AND task IN (SELECT value FROM json_each(:tasks))
       AND available_at <= :now
       AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
-    ORDER BY priority DESC, id
+      AND (step_runs.flow_key IS NULL OR (
+          (step_runs.flow_concurrency IS NULL
+           OR (SELECT count(*) FROM step_runs AS f
+                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
+               < step_runs.flow_concurrency)
+          AND (step_runs.flow_rate IS NULL
+           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
+                            AND w.window_start > :now - step_runs.flow_window))))
+    ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt;
+          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
+          flow_concurrency, flow_rate, flow_window;
 
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
@@ -165,12 +177,22 @@ WHERE status = 'queued' AND id IN (
           AND c.task IN (SELECT value FROM json_each(:tasks))
           AND c.available_at <= :now
           AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = c.run_id AND r.status = 'paused')
-        ORDER BY c.priority DESC, c.id
+          AND (c.flow_key IS NULL OR (
+              (c.flow_concurrency IS NULL
+               OR (SELECT count(*) FROM step_runs AS f
+                WHERE f.flow_key = c.flow_key AND f.status = 'running')
+               < c.flow_concurrency)
+              AND (c.flow_rate IS NULL
+               OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                              WHERE w.key = c.flow_key AND w.started >= c.flow_rate
+                                AND w.window_start > :now - c.flow_window))))
+        ORDER BY c.priority DESC, c.stage DESC, c.queued_at, c.id
         LIMIT :limit)
-    ORDER BY s.priority DESC, s.id
+    ORDER BY s.priority DESC, s.stage DESC, s.queued_at, s.id
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt;
+          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
+          flow_concurrency, flow_rate, flow_window;
 
 -- name: claim_tree_steps
 UPDATE step_runs
@@ -183,10 +205,20 @@ WHERE status = 'queued' AND id IN (
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND available_at <= :now
       AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
-    ORDER BY priority DESC, id
+      AND (step_runs.flow_key IS NULL OR (
+          (step_runs.flow_concurrency IS NULL
+           OR (SELECT count(*) FROM step_runs AS f
+                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
+               < step_runs.flow_concurrency)
+          AND (step_runs.flow_rate IS NULL
+           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
+                            AND w.window_start > :now - step_runs.flow_window))))
+    ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt;
+          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
+          flow_concurrency, flow_rate, flow_window;
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
@@ -730,3 +762,51 @@ WHERE run_id IN (SELECT id FROM runs
                  WHERE (id IN (SELECT value FROM json_each(:ids)) AND parent_run_id IS NULL)
                     OR (root_run_id IN (SELECT value FROM json_each(:ids))
                         AND parent_run_id IS NOT NULL));
+
+-- Flow control (legato/store/limits.py). A step's limits, set when its row
+-- is made or first claimed.
+-- name: mark_flow
+UPDATE step_runs
+SET flow_key = :flow_key, flow_by = :flow_by, flow_concurrency = :concurrency,
+    flow_rate = :rate, flow_window = :window
+WHERE run_id = :run_id AND key = :key;
+
+-- The slot's row, made on first use. On SQLite the one writer serialises
+-- claimers; on PostgreSQL the row lock does.
+-- name: flow_lock
+INSERT INTO flow_windows (key, window_start, started) VALUES (:flow_key, :now, 0)
+ON CONFLICT (key) DO NOTHING;
+
+-- Take a slot for a claimed attempt (already running, its flow_key set):
+-- its slot's running attempts, itself counted (not the attempts this claim
+-- has yet to decide on), within the limit, and a start
+-- left in the window (a window that has passed opens anew now).
+-- name: flow_take
+UPDATE flow_windows
+SET window_start = CASE WHEN :rate IS NULL THEN window_start
+                        WHEN window_start <= :now - :window THEN :now
+                        ELSE window_start END,
+    started = CASE WHEN :rate IS NULL THEN started
+                   WHEN window_start <= :now - :window THEN 1
+                   ELSE started + 1 END,
+    rate = :rate, span = :window
+WHERE key = :flow_key
+  AND (:concurrency IS NULL
+       OR (SELECT count(*) FROM step_runs
+           WHERE flow_key = :flow_key AND status = 'running'
+             AND id NOT IN (SELECT value FROM json_each(:undecided))) <= :concurrency)
+  AND (:rate IS NULL OR window_start <= :now - :window OR started < :rate)
+RETURNING key;
+
+-- A claimed attempt its slot has no room for goes back to the queue as it
+-- was, its slot now known (so claims pass it over until there is room).
+-- name: unclaim_step
+UPDATE step_runs
+SET status = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at = NULL,
+    started_at = NULL, flow_key = :flow_key
+WHERE id = :id AND attempt = :attempt AND status = 'running';
+
+-- When the soonest full window opens (seconds from now).
+-- name: flow_next_window
+SELECT MIN(window_start + span) - :now AS due_in FROM flow_windows
+WHERE started >= rate AND window_start > :now - span;
