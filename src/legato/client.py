@@ -741,4 +741,6 @@ def task_defaults(task: Task) -> TaskDefaults:
         queue=task.queue,
         priority=task.priority,
         max_lost_attempts=task.max_lost_attempts,
+        schedule_to_start_timeout=task.schedule_to_start_timeout,
+        heartbeat_timeout=task.heartbeat_timeout,
     )

@@ -68,11 +68,19 @@ def check_tasks(
 
 
 def check_calls(spec: WorkflowSpec, tasks: Mapping[str, Task]) -> None:
-    """Each step's arguments must bind to its task's signature (where it is known)."""
+    """Each step's arguments must bind to its task's signature (where it is known), and
+    a step with a heartbeat timeout must call a task that can heartbeat."""
     problems = []
     for step in spec.task_calls():
         task = tasks.get(step.task or "")
-        if task is None or isinstance(step.inputs, str):
+        if task is None:
+            continue
+        if step.heartbeat_timeout is not None and task.context_param is None:
+            problems.append(
+                f"step {step.id!r} has a heartbeat_timeout, but task {task.name} takes no "
+                "legato.Context to call ctx.heartbeat() with"
+            )
+        if isinstance(step.inputs, str):
             continue  # inputs computed at run time are checked when the call is made
         args = [_PLACEHOLDER] * len(step.args)
         kwargs = dict.fromkeys(step.inputs, _PLACEHOLDER)

@@ -57,6 +57,10 @@ class TaskDefaults:
     queue: str
     priority: int
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS
+    #: how long an attempt may wait in its queue unclaimed (None: as long as it takes)
+    schedule_to_start_timeout: float | None = None
+    #: how long the running task may go without ``ctx.heartbeat()`` (None: no limit)
+    heartbeat_timeout: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,6 +69,8 @@ class TaskDefaults:
             "queue": self.queue,
             "priority": self.priority,
             "max_lost_attempts": self.max_lost_attempts,
+            "schedule_to_start_timeout": self.schedule_to_start_timeout,
+            "heartbeat_timeout": self.heartbeat_timeout,
         }
 
     @classmethod
@@ -75,6 +81,8 @@ class TaskDefaults:
             queue=data.get("queue") or "default",
             priority=data.get("priority") or 0,
             max_lost_attempts=data.get("max_lost_attempts") or DEFAULT_MAX_LOST_ATTEMPTS,
+            schedule_to_start_timeout=data.get("schedule_to_start_timeout"),
+            heartbeat_timeout=data.get("heartbeat_timeout"),
         )
 
 
@@ -88,6 +96,8 @@ class StepPolicy:
     queue: str
     priority: int
     max_lost_attempts: int | None = DEFAULT_MAX_LOST_ATTEMPTS
+    schedule_to_start_timeout: float | None = None
+    heartbeat_timeout: float | None = None
 
     @classmethod
     def of(cls, step: TaskStep | MapStep, defaults: TaskDefaults | None) -> StepPolicy:
@@ -99,6 +109,8 @@ class StepPolicy:
                 queue=step.queue or "default",
                 priority=step.priority if step.priority is not None else 0,
                 max_lost_attempts=lost,
+                schedule_to_start_timeout=step.schedule_to_start_timeout,
+                heartbeat_timeout=step.heartbeat_timeout,
             )
         return cls(
             retry=step.retry or defaults.retry,
@@ -106,11 +118,19 @@ class StepPolicy:
             queue=step.queue or defaults.queue,
             priority=step.priority if step.priority is not None else defaults.priority,
             max_lost_attempts=lost if lost is not None else defaults.max_lost_attempts,
+            schedule_to_start_timeout=_given(
+                step.schedule_to_start_timeout, defaults.schedule_to_start_timeout
+            ),
+            heartbeat_timeout=_given(step.heartbeat_timeout, defaults.heartbeat_timeout),
         )
 
     @property
     def resolved(self) -> bool:
         return self.retry is not None and self.max_lost_attempts is not None
+
+
+def _given(value: float | None, default: float | None) -> float | None:
+    return value if value is not None else default
 
 
 @dataclass(frozen=True)

@@ -514,7 +514,14 @@ class _Compiler:
         found: dict[str, Any] = {}
         if stage.retry is not None:
             found["retry"] = _retry(stage.retry)
-        for name in ("timeout", "queue", "priority", "max_lost_attempts"):
+        for name in (
+            "timeout",
+            "queue",
+            "priority",
+            "max_lost_attempts",
+            "schedule_to_start_timeout",
+            "heartbeat_timeout",
+        ):
             value = getattr(stage, name, None)
             if value is not None:
                 found[name] = value

@@ -20,7 +20,16 @@ from legato.model.spec import WorkflowSpec
 
 __all__ = ["to_data", "to_json_text", "to_yaml"]
 
-_CALL_FIELDS = ("retry", "timeout", "queue", "priority", "max_lost_attempts")
+_CALL_FIELDS = (
+    "retry",
+    "timeout",
+    "queue",
+    "priority",
+    "max_lost_attempts",
+    "schedule_to_start_timeout",
+    "heartbeat_timeout",
+)
+_DURATION_FIELDS = {"timeout", "schedule_to_start_timeout", "heartbeat_timeout"}
 _SHELL_INPUTS = {"script", "env", "cwd", "shell"}
 
 
@@ -92,7 +101,11 @@ def _calls(step: dict[str, Any]) -> dict[str, Any]:
             continue
         value = step[name]
         out[name] = (
-            _retry(value) if name == "retry" else _duration(value) if name == "timeout" else value
+            _retry(value)
+            if name == "retry"
+            else _duration(value)
+            if name in _DURATION_FIELDS
+            else value
         )
     return out
 

@@ -24,6 +24,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -176,11 +177,14 @@ class CallOptions(_Model):
     queue: str | None = None
     priority: int | None = Field(default=None, ge=0, le=9)
     max_lost_attempts: int | None = Field(default=None, ge=1, le=1000)
+    schedule_to_start_timeout: Seconds | None = None
+    heartbeat_timeout: Seconds | None = None
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "schedule_to_start_timeout", "heartbeat_timeout", mode="before")
     @classmethod
-    def _timeout(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value, field="timeout", allow_zero=False)
+    def _timeout(cls, value: Any, info: ValidationInfo) -> Any:
+        field = info.field_name or "timeout"
+        return None if value is None else parse_duration(value, field=field, allow_zero=False)
 
     @field_validator("retry", mode="before")
     @classmethod

@@ -34,7 +34,8 @@ from legato.client import Client, task_defaults
 from legato.config import Secrets
 from legato.context import Context
 from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry
-from legato.errors import ConfigError, DatabaseUnavailableError
+from legato.engine.retry import exception_names, is_retryable
+from legato.errors import ConfigError, DatabaseUnavailableError, HeartbeatTimeout
 from legato.model.retention import PruneResult, Retention
 from legato.model.runs import StepError
 from legato.model.states import RunStatus
@@ -48,7 +49,7 @@ from legato.store.base import (
     StepResult,
     WorkerInfo,
 )
-from legato.worker.executor import Executor, context_for, timeout_result
+from legato.worker.executor import Executor, context_for, failure_result, timeout_result
 
 __all__ = ["TickResult", "Worker"]
 
@@ -88,6 +89,8 @@ class _Running:
     context: Context | None = None
     #: a heartbeat learned the attempt is asked to stop
     stop_requested: bool = False
+    #: when it started here (``time.monotonic()``)
+    started: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -404,7 +407,8 @@ class Worker:
         now = time.monotonic()
         expired = []
         for key, entry in list(self._running.items()):
-            if entry.deadline is None or now < entry.deadline:
+            silent = _silence(entry, now)
+            if silent is None and (entry.deadline is None or now < entry.deadline):
                 continue
             with self._abandoned_lock:
                 if entry.future.done():
@@ -412,8 +416,16 @@ class Worker:
                 entry.abandoned = True
                 self._abandoned += 1
             del self._running[key]
-            log.warning("step %s passed its timeout; its thread is abandoned", entry.claimed.label)
-            expired.append(replace(timeout_result(entry.claimed), stopped=entry.stop_requested))
+            if silent is not None:
+                log.warning("step %s sent no heartbeat for %.3gs", entry.claimed.label, silent)
+                result = heartbeat_timeout_result(entry.claimed, silent)
+            else:
+                log.warning(
+                    "step %s passed its timeout; its call is abandoned", entry.claimed.label
+                )
+                result = timeout_result(entry.claimed)
+            self._give_up(entry.claimed)
+            expired.append(replace(result, stopped=entry.stop_requested))
         return expired
 
     def _report_one_by_one(self, results: list[StepResult]) -> ReportOutcome:
@@ -510,8 +522,18 @@ class Worker:
                 ", ".join(entry.claimed.label for entry in entries),
             )
 
+    def _give_up(self, claimed: ClaimedStep) -> None:
+        """An attempt reported as timed out: an async one is cancelled (what it returns
+        is dropped)."""
+        if self.registry.get(claimed.task).is_async:
+            self._executor.stop(claimed)
+
     def _next_deadline(self) -> float | None:
         deadlines = [e.deadline for e in self._running.values() if e.deadline is not None]
+        for entry in self._running.values():
+            silence = entry.claimed.heartbeat_timeout
+            if silence is not None and entry.context is not None:
+                deadlines.append(entry.context.last_beat + silence)
         return min(deadlines) if deadlines else None
 
     def _wait(self) -> None:
@@ -626,9 +648,22 @@ class Worker:
             if report is not None and entry.context is not None:
                 entry.context.give_back(report.progress, report.details)
 
-    def _heartbeat_loop(self) -> None:
+    def _heartbeat_interval(self) -> float:
+        """A third of the lease, or of the shortest heartbeat timeout of the attempts
+        running here: their tasks' heartbeats reach the database in time."""
         interval = self.lease / 3
-        while not self._background_stop.wait(interval):
+        for entry in list(self._running.values()):
+            silence = entry.claimed.heartbeat_timeout
+            if silence is not None:
+                interval = min(interval, max(silence / 3, 0.05))
+        return interval
+
+    def _heartbeat_loop(self) -> None:
+        last = time.monotonic()
+        while not self._background_stop.wait(min(self._heartbeat_interval(), 0.5)):
+            if time.monotonic() - last < self._heartbeat_interval():
+                continue
+            last = time.monotonic()
             if not self._registered:
                 self._register()
             try:
@@ -700,6 +735,28 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _silence(entry: _Running, now: float) -> float | None:
+    """How long the attempt's task has been silent, once that passes its heartbeat timeout."""
+    limit = entry.claimed.heartbeat_timeout
+    if limit is None:
+        return None
+    since = entry.context.last_beat if entry.context is not None else entry.started
+    silent = now - since
+    return silent if silent > limit else None
+
+
+def heartbeat_timeout_result(claimed: ClaimedStep, silent: float) -> StepResult:
+    """The attempt failed as timed out: its task sent no heartbeat in time."""
+    exc = HeartbeatTimeout(
+        f"step {claimed.step_id!r}: its task sent no heartbeat for {silent:.3g}s, more than "
+        f"its heartbeat_timeout of {claimed.heartbeat_timeout:g}s"
+    )
+    error = StepError(type="HeartbeatTimeout", message=str(exc))
+    return failure_result(
+        claimed, error, retryable=is_retryable(claimed.retry, exception_names(exc))
+    )
 
 
 def steps(n: int, noun: str = "step") -> str:
