@@ -123,6 +123,16 @@ class Context:
             self._progress = self._details = None
             return taken
 
+    def absorb(self, progress: str | None, details: str | None) -> None:
+        """Reports the task made in a worker's child process: the newest win, and count
+        as the task saying it is alive."""
+        with self._lock:
+            if progress is not None:
+                self._progress = progress
+            if details is not None:
+                self._details = details
+            self._last_beat = time.monotonic()
+
     def give_back(self, progress: str | None, details: str | None) -> None:
         """Reports taken for a write that failed: kept for the next, unless newer ones came."""
         with self._lock:

@@ -50,6 +50,7 @@ from legato.store.base import (
     WorkerInfo,
 )
 from legato.worker.executor import Executor, context_for, failure_result, timeout_result
+from legato.worker.pools import PoolKind, ProcessPool, check_pool, task_sources
 
 __all__ = ["TickResult", "Worker"]
 
@@ -113,6 +114,12 @@ class Worker:
     as ``"30d"``; default: ``LEGATO_RETENTION``) is a prune rule the worker
     applies in the background while it runs: of all the workers sharing the
     database, one prunes per interval.
+
+    ``pool`` says where plain-function tasks run: ``"thread"`` (the default),
+    ``"process"`` (``concurrency`` child processes importing ``imports``,
+    default the modules of the registered tasks; a timeout kills the call's
+    process) or ``"asyncio"`` (``async def`` tasks only). See
+    :mod:`legato.worker.pools`.
     """
 
     def __init__(
@@ -130,6 +137,8 @@ class Worker:
         shutdown_grace: float = 30.0,
         on_signal: SignalMode = "graceful",
         retention: Retention | str | None = None,
+        pool: PoolKind = "thread",
+        imports: Iterable[str] | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(
@@ -155,7 +164,17 @@ class Worker:
         self.queues = tuple(sorted(set(queues))) if queues else None
         #: attempts handed back to the queue when this worker stopped
         self.handed_back = 0
-        self._executor = Executor(concurrency, client.settings.max_payload_bytes)
+        self.pool = check_pool(pool, self.registry)
+        #: the child processes that run plain functions (``pool="process"``)
+        self._processes: ProcessPool | None = None
+        if self.pool == "process":
+            sources = list(imports) if imports is not None else task_sources(self.registry)
+            self._processes = ProcessPool(concurrency, client.settings.max_payload_bytes, sources)
+        self._executor = Executor(
+            concurrency,
+            client.settings.max_payload_bytes,
+            sync_runner=None if self._processes is None else self._processes.run,
+        )
         #: attempts running here, by (step run, attempt): a late result of an
         #: old attempt never touches the entry of the step's current one
         self._running: dict[tuple[int, int], _Running] = {}
@@ -343,6 +362,8 @@ class Worker:
     def close(self) -> None:
         self.stop()
         self._executor.shutdown()
+        if self._processes is not None:
+            self._processes.shutdown()
 
     # -- internals ----------------------------------------------------------------
 
@@ -362,7 +383,8 @@ class Worker:
     def _start(self, claimed: ClaimedStep) -> None:
         task: Task = self.registry.get(claimed.task)
         deadline = None
-        if claimed.timeout and not task.is_async:
+        if claimed.timeout and not task.is_async and self._processes is None:
+            # (a process pool kills the call's process at its timeout itself)
             deadline = time.monotonic() + claimed.timeout
         context = context_for(claimed) if task.context_param else None
         future = self._executor.submit(claimed, task, context)
@@ -499,6 +521,9 @@ class Worker:
                 entry.abandoned = True  # whatever it returns now is not reported
                 self._abandoned += 1
         self._running.clear()
+        if self._processes is not None:
+            for entry in entries:
+                self._processes.cancel(entry.claimed)
         try:
             outcome = self.store.report_and_claim(
                 results,
@@ -523,10 +548,12 @@ class Worker:
             )
 
     def _give_up(self, claimed: ClaimedStep) -> None:
-        """An attempt reported as timed out: an async one is cancelled (what it returns
-        is dropped)."""
+        """An attempt reported as timed out: an async one is cancelled, a process pool's
+        child killed; what either returns is dropped."""
         if self.registry.get(claimed.task).is_async:
             self._executor.stop(claimed)
+        elif self._processes is not None:
+            self._processes.cancel(claimed)
 
     def _next_deadline(self) -> float | None:
         deadlines = [e.deadline for e in self._running.values() if e.deadline is not None]
