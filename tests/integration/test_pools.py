@@ -30,7 +30,7 @@ def pool_worker(client: Client, workers: Callable[..., Worker]) -> Worker:
 def test_a_cpu_bound_task_runs_in_another_process(client: Client, pool_worker: Worker) -> None:
     wf = Workflow("crunching")
     wf.step("a", pool_tasks.crunch, n=200_000)
-    wf.step("b", pool_tasks.fails, message="bad input 42")
+    wf.step("b", pool_tasks.fails, message="bad input 42", needs=["a"])
     run = client.wait(client.start(wf), timeout=60)
     a, b = run.steps["a"], run.steps["b"]
     assert a.output["total"] == sum(i * i for i in range(200_000))
