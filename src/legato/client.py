@@ -810,4 +810,6 @@ def task_defaults(task: Task) -> TaskDefaults:
         priority=task.priority,
         max_lost_attempts=task.max_lost_attempts,
         flow=task.flow,
+        schedule_to_start_timeout=task.schedule_to_start_timeout,
+        heartbeat_timeout=task.heartbeat_timeout,
     )

@@ -58,6 +58,8 @@ class Context:
         self._details: str | None = None
         #: the attempt's first progress report: (done, at)
         self._first: tuple[float, float] | None = None
+        #: when the task last said it is alive (monotonic): its start, a heartbeat, progress
+        self._last_beat = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<Context {self.step_id} (run {self.run_id}, attempt {self.attempt})>"
@@ -98,15 +100,25 @@ class Context:
         )
         with self._lock:
             self._progress = text
+            self._last_beat = time.monotonic()
 
     def heartbeat(self, details: Any = None) -> None:
         """Say the attempt is alive, with ``details`` (JSON, at most 64 KiB) to keep with it:
-        where it got to, what a later attempt could resume from."""
+        where it got to, what a later attempt could resume from. A task with a
+        ``heartbeat_timeout`` must call this (or :meth:`progress`) at least that often."""
         _, text = to_json(details, what="heartbeat details", max_bytes=MAX_DETAILS_BYTES)
         with self._lock:
             self._details = text
+            self._last_beat = time.monotonic()
 
     # -- for the worker ----------------------------------------------------------------
+
+    @property
+    def last_beat(self) -> float:
+        """When (``time.monotonic()``) the task last said it is alive: its start, its last
+        heartbeat or progress report; what its ``heartbeat_timeout`` is judged from."""
+        with self._lock:
+            return self._last_beat
 
     def request_stop(self) -> None:
         """The worker learned the attempt is asked to stop."""
@@ -120,6 +132,16 @@ class Context:
             taken = (self._progress, self._details)
             self._progress = self._details = None
             return taken
+
+    def absorb(self, progress: str | None, details: str | None) -> None:
+        """Reports the task made in a worker's child process: the newest win, and count
+        as the task saying it is alive."""
+        with self._lock:
+            if progress is not None:
+                self._progress = progress
+            if details is not None:
+                self._details = details
+            self._last_beat = time.monotonic()
 
     def give_back(self, progress: str | None, details: str | None) -> None:
         """Reports taken for a write that failed: kept for the next, unless newer ones came."""

@@ -24,6 +24,8 @@
     ├── RunFailedError           the run whose result was asked for failed or was cancelled
     ├── WaitTimeout              waiting for a run took longer than asked (also a TimeoutError)
     ├── StepTimeoutError         a step ran longer than its timeout (also a TimeoutError)
+    │   ├── ScheduleToStartTimeout   an attempt stayed queued, unclaimed, past its limit
+    │   └── HeartbeatTimeout         a running task went silent past its heartbeat timeout
     └── ShellError               a shell step's script exited with a non-zero code
 """
 
@@ -39,6 +41,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "DefinitionConflictError",
     "DefinitionError",
+    "HeartbeatTimeout",
     "IdempotencyConflictError",
     "LegatoError",
     "OperationRefusedError",
@@ -46,6 +49,7 @@ __all__ = [
     "PayloadError",
     "RunFailedError",
     "RunNotFoundError",
+    "ScheduleToStartTimeout",
     "SchemaVersionError",
     "SecretError",
     "ShellError",
@@ -184,6 +188,16 @@ class WaitTimeout(LegatoError, TimeoutError):
 
 class StepTimeoutError(LegatoError, TimeoutError):
     """A step ran longer than its timeout and was failed."""
+
+
+class ScheduleToStartTimeout(StepTimeoutError):
+    """An attempt stayed queued longer than its ``schedule_to_start_timeout``: no worker
+    serving its queue and task claimed it. Retried as its retry policy says."""
+
+
+class HeartbeatTimeout(StepTimeoutError):
+    """A running task called ``ctx.heartbeat()`` (or reported progress) less often than its
+    ``heartbeat_timeout``: the attempt fails as timed out, retried as its policy says."""
 
 
 class ShellError(LegatoError):

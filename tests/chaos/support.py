@@ -261,6 +261,7 @@ class ProcessGroup:
         sweep: float = 0.5,
         grace: float = 30.0,
         ready: bool = True,
+        pool: str = "thread",
     ) -> WorkerProcess:
         args = [
             url,
@@ -269,6 +270,7 @@ class ProcessGroup:
             f"--poll={poll}",
             f"--sweep={sweep}",
             f"--grace={grace}",
+            f"--pool={pool}",
         ]
         process = WorkerProcess(args, self.folder, f"worker{len(self.started)}")
         self.started.append(process)

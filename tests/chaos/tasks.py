@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from legato import Workflow, task
+from legato import Context, Workflow, task
 
 from .support import current_attempt, record
 
@@ -149,3 +149,19 @@ def add_plain(log: str, run: str, step: str, x: int, hold: float = 0.0) -> int:
         time.sleep(hold)
     _record("end", log, run, step, 0)
     return x + 1
+
+
+@task(name="chaos.goes_silent", heartbeat_timeout="1s", retries=1, retry_delay=0)
+def goes_silent(ctx: Context, log: str, path: str, limit: float = 60) -> int:
+    """Attempt 1 heartbeats, then wedges without a word until ``path`` exists; later
+    attempts return at once."""
+    _record("start", log, ctx.run_id, ctx.step_id, ctx.attempt)
+    if ctx.attempt == 1:
+        for _ in range(3):
+            ctx.heartbeat({"at": "warming up"})
+            time.sleep(0.2)
+        deadline = time.monotonic() + limit
+        while not Path(path).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    _record("end", log, ctx.run_id, ctx.step_id, ctx.attempt)
+    return ctx.attempt

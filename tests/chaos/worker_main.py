@@ -1,7 +1,7 @@
 """Run one legato worker in this process, for the suites that kill or signal it.
 
     python tests/chaos/worker_main.py URL [--lease S] [--concurrency N]
-        [--poll S] [--sweep S] [--grace S]
+        [--poll S] [--sweep S] [--grace S] [--pool thread|process|asyncio]
 
 Prints ``ready <worker id>`` on stdout once the database is open, logs to
 stderr, and exits 0 after a clean stop (SIGTERM or SIGINT), 130 when a second
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--sweep", type=float, default=0.5)
     parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("--pool", default="thread")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         poll_interval=args.poll,
         sweep_interval=args.sweep,
         shutdown_grace=args.grace,
+        pool=args.pool,
     )
     print("ready", worker.worker_id, flush=True)
     try:

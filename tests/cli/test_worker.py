@@ -72,3 +72,13 @@ def test_workers_list_creates_no_database(legato: Invoke, tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert "legato db upgrade" in result.stderr
     assert not (tmp_path / "none.db").exists()
+
+
+def test_an_unknown_pool_is_one_error_line(legato: Invoke, sqlite_url: str) -> None:
+    result = legato("worker", "--import", str(FLOWS), "--pool", "fork", "--url", sqlite_url)
+    assert_usage_error(result, "pool must be one of thread, process, asyncio; got 'fork'")
+
+
+def test_an_asyncio_pool_refuses_plain_function_tasks(legato: Invoke, sqlite_url: str) -> None:
+    result = legato("worker", "--import", str(FLOWS), "--pool", "asyncio", "--url", sqlite_url)
+    assert_usage_error(result, "the asyncio pool runs async def tasks only", "--pool thread")

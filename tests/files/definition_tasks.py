@@ -12,6 +12,12 @@ def echo(x: Any = None) -> Any:
     return x
 
 
+@legato.task(name="files.beating", heartbeat_timeout="1m")
+def beating(ctx: legato.Context, x: Any = None) -> Any:
+    ctx.heartbeat(x)
+    return x
+
+
 @legato.task(name="files.add")
 def add(a: int, b: int = 1) -> int:
     return a + b

@@ -18,7 +18,7 @@ from .conftest import TASKS
 
 # Loaded by path, as the commands load it with --import, so its tasks register once.
 _tasks = load_module(str(TASKS))
-add, echo = _tasks.add, _tasks.echo
+add, echo, beating = _tasks.add, _tasks.echo, _tasks.beating
 
 ROOT = Path(__file__).parents[2]
 
@@ -61,6 +61,7 @@ def every_option() -> WorkflowSpec:
         queue="io",
         priority=7,
         max_lost_attempts=5,
+        schedule_to_start_timeout="2m",
         description="adds",
     )
     texts = ["1e5", "0o17", "yes", "no", "null", "~", " padded ", "a: b", "- x", "#", "'q'", "ü"]
@@ -71,6 +72,7 @@ def every_option() -> WorkflowSpec:
         when="${{ steps.first.output > 1 }}",
         continue_on_error=True,
     )
+    wf.step("beats", beating, x=1, heartbeat_timeout=0.75, schedule_to_start_timeout=90)
     wf.sleep("nap", "1h30m", needs=["second"])
     wf.sleep("until", until="${{ run.created_at }}", needs=["nap"])
     wf.outputs(first=first.output, literal={"a": [1, 2.5, True, None]})
@@ -130,6 +132,8 @@ def test_exported_yaml_reads_as_people_write_it() -> None:
     text = to_yaml(every_option())
     assert "uses: files.add" in text
     assert "timeout: 1.5" in text
+    assert "schedule_to_start_timeout: 2m" in text
+    assert "heartbeat_timeout: 0.75" in text
     assert "max_delay: 1m30s" in text
     assert "sleep: 1h30m" in text
     assert "if: ${{ steps.first.output > 1 }}" in text

@@ -38,6 +38,7 @@ ALL_TASKS = (
     "store_suite.outlive_the_run",
     "store_suite.takes_a_while",
     "store_suite.fails_first_call",
+    "store_suite.beating",
 )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pydantic
 
-from legato import Client, TaskRegistry, task
+from legato import Client, Context, TaskRegistry, task
 
 _calls: dict[str, int] = {}
 _calls_lock = threading.Lock()
@@ -277,3 +277,9 @@ def fails_first_call(key: str) -> str:
     if n == 1:
         raise ConnectionError("the first call fails")
     return f"succeeded on call {n}"
+
+
+@task(name="store_suite.beating", heartbeat_timeout="10s", retries=1, retry_delay=0)
+def beating(ctx: Context) -> str:
+    ctx.heartbeat()
+    return "alive"

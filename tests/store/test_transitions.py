@@ -192,6 +192,9 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
             "now": now,
         }
     ],
+    "fail_unclaimed": lambda run_id, step, now: [
+        {"id": step, "attempt": 1, "error": ERROR, "failures": 1, "now": now}
+    ],
     "lose_step": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "error": ERROR, "lost": 1, "now": now}
     ],

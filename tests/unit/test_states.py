@@ -47,6 +47,7 @@ ALLOWED_STEP = {
     (S.WAITING, S.FAILED),  # a decision that failed (for_each gave no list)
     (S.QUEUED, S.RUNNING),
     (S.QUEUED, S.CANCELLED),
+    (S.QUEUED, S.FAILED),  # schedule-to-start timeout, no retry left
     (S.RUNNING, S.COMPLETED),
     (S.RUNNING, S.FAILED),
     (S.RUNNING, S.QUEUED),

@@ -21,6 +21,7 @@ from legato.client import Client
 from legato.config import Settings
 from legato.define.tasks import BUILTIN_TASKS, default_registry
 from legato.errors import ConfigError
+from legato.worker.pools import check_pool
 from legato.worker.worker import Worker, steps
 
 __all__ = ["worker"]
@@ -62,6 +63,15 @@ def worker(
             "(30s, 2m, ...); heartbeats renew it every third of that.",
         ),
     ] = "30s",
+    pool: Annotated[
+        str,
+        typer.Option(
+            "--pool",
+            metavar="thread|process|asyncio",
+            help="Where plain-function tasks run: threads; child processes (for CPU-bound "
+            "tasks: a timeout kills the call's process); asyncio serves async def tasks only.",
+        ),
+    ] = "thread",
     url: UrlOption = None,
 ) -> None:
     """Run steps from the database until SIGTERM or Ctrl-C.
@@ -85,13 +95,21 @@ def worker(
                 "define them with --import myapp.tasks or --import path/to/tasks.py "
                 "(or LEGATO_IMPORTS)"
             )
+        kind = check_pool(pool, default_registry)  # before the database is opened
         client = Client(settings.url)
-        runner = Worker(
-            client,
-            queues=queues or None,
-            concurrency=concurrency,
-            lease=lease_seconds or 30.0,
-        )
+        try:
+            runner = Worker(
+                client,
+                queues=queues or None,
+                concurrency=concurrency,
+                lease=lease_seconds or 30.0,
+                pool=kind,
+                # the children import what this process imported, as it was named
+                imports=settings.imports or None,
+            )
+        except BaseException:
+            client.close()
+            raise
     log.info(
         "database %s; %d tasks: %s",
         redact_url(client.url),

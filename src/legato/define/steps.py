@@ -67,6 +67,8 @@ class Steps:
         queue: str | None = None,
         priority: int | None = None,
         max_lost_attempts: int | None = None,
+        schedule_to_start_timeout: str | float | None = None,
+        heartbeat_timeout: str | float | None = None,
         inputs: dict[str, Any] | None = None,
         concurrency: int | None = None,
         concurrency_key: str | None = None,
@@ -79,15 +81,17 @@ class Steps:
         ``legato.item``) or ``${{ ... }}`` strings; a reference to another step is a
         dependency. ``inputs={...}`` passes names that clash with this method's own
         keywords. ``retry`` is a :class:`RetryPolicy`, a number of retries, or a
-        dict of RetryPolicy fields. ``max_lost_attempts`` overrides the task's
-        budget of lost workers (see :func:`legato.task`). ``concurrency``,
-        ``concurrency_key`` and ``rate_limit`` override the task's flow limits.
+        dict of RetryPolicy fields. ``max_lost_attempts``, ``timeout``,
+        ``schedule_to_start_timeout`` and ``heartbeat_timeout`` override the
+        task's (see :func:`legato.task`). ``concurrency``, ``concurrency_key``
+        and ``rate_limit`` override the task's flow limits.
         """
         entry = self._entry(step_id, "task", needs, when, continue_on_error, description, after)
         entry["task"] = self._root._task_name(step_id, task)
         entry["inputs"] = self._inputs(step_id, inputs, kwargs)
         self._call_options(entry, step_id, retry, timeout, queue, priority, max_lost_attempts)
         self._flow_options(entry, step_id, concurrency, concurrency_key, rate_limit)
+        self._timeouts(entry, step_id, schedule_to_start_timeout, heartbeat_timeout)
         return self._add(entry, StepRef(self._root, step_id))
 
     def shell(
@@ -229,6 +233,8 @@ class Steps:
         queue: str | None = None,
         priority: int | None = None,
         max_lost_attempts: int | None = None,
+        schedule_to_start_timeout: str | float | None = None,
+        heartbeat_timeout: str | float | None = None,
         output: Any = None,
         inputs: dict[str, Any] | None = None,
         concurrency: int | None = None,
@@ -254,6 +260,7 @@ class Steps:
             entry["inputs"] = self._inputs(step_id, inputs, kwargs)
             self._call_options(entry, step_id, retry, timeout, queue, priority, max_lost_attempts)
             self._flow_options(entry, step_id, concurrency, concurrency_key, rate_limit)
+            self._timeouts(entry, step_id, schedule_to_start_timeout, heartbeat_timeout)
         elif inputs or kwargs:
             raise DefinitionError(
                 f"workflow {self._root.name!r} step {step_id!r}: inputs belong to a map's "
@@ -544,6 +551,25 @@ class Steps:
                 entry["rate_limit"] = rate_limit
         except ValueError as exc:
             raise DefinitionError(f"{self._where(step_id)}: {exc}") from None
+
+    def _timeouts(
+        self,
+        entry: dict[str, Any],
+        step_id: str,
+        schedule_to_start: str | float | None,
+        heartbeat: str | float | None,
+    ) -> None:
+        """A task call's schedule-to-start and heartbeat timeouts, checked here."""
+        for field, value in (
+            ("schedule_to_start_timeout", schedule_to_start),
+            ("heartbeat_timeout", heartbeat),
+        ):
+            if value is None:
+                continue
+            try:
+                entry[field] = parse_duration(value, field=field, allow_zero=False)
+            except ValueError as exc:
+                raise DefinitionError(f"{self._where(step_id)}: {exc}") from None
 
     def _duration(
         self, step_id: str, value: str | float, field: str, *, zero: bool = False

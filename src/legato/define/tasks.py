@@ -90,6 +90,8 @@ class Task:
         priority: int,
         max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
         flow: FlowLimits | None = None,
+        schedule_to_start_timeout: float | None = None,
+        heartbeat_timeout: float | None = None,
     ) -> None:
         if not isinstance(name, str) or not TASK_NAME_PATTERN.match(name):
             raise DefinitionError(
@@ -105,6 +107,8 @@ class Task:
         self.max_lost_attempts = max_lost_attempts
         #: concurrency and rate limits across every worker (``@task(concurrency=...)``)
         self.flow = flow
+        self.schedule_to_start_timeout = schedule_to_start_timeout
+        self.heartbeat_timeout = heartbeat_timeout
         self.is_async = inspect.iscoroutinefunction(fn)
         full = inspect.signature(fn)
         #: the parameter annotated ``legato.Context``, passed by the worker (not an input)
@@ -274,6 +278,8 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+    schedule_to_start_timeout: str | float | None = None,
+    heartbeat_timeout: str | float | None = None,
     tag: str | None = None,
     registry: TaskRegistry | None = None,
     concurrency: int | None = None,
@@ -297,6 +303,8 @@ def task(
     queue: str = DEFAULT_QUEUE,
     priority: int = 0,
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS,
+    schedule_to_start_timeout: str | float | None = None,
+    heartbeat_timeout: str | float | None = None,
     tag: str | None = None,
     registry: TaskRegistry | None = None,
     concurrency: int | None = None,
@@ -311,6 +319,12 @@ def task(
     ``max_lost_attempts`` is how many times a step's worker may be lost (killed,
     stuck, cut off from the database) before the step fails; a lost worker
     never spends ``retries``, which are for the task's own errors.
+    ``timeout`` bounds one attempt's running time (start to close);
+    ``schedule_to_start_timeout`` how long an attempt may stay queued with no
+    worker claiming it; ``heartbeat_timeout`` how long the running task may go
+    without calling ``ctx.heartbeat()`` (it must take a ``legato.Context``).
+    Each failure is a timeout (``ScheduleToStartTimeout``, ``HeartbeatTimeout``,
+    ``StepTimeoutError``), retried as ``retries`` and ``retry_on`` say.
     ``tag`` registers a tagged version, ``name@tag``, as ddeutil-workflow's
     ``@tag`` does: a definition calls it with ``uses: tasks/extract@v1``.
     ``concurrency`` caps the attempts running at once and ``rate_limit``
@@ -340,6 +354,10 @@ def task(
             delay = _duration(retry_delay, "retry_delay")
             max_delay = _duration(max_retry_delay, "max_retry_delay")
             seconds = parse_duration(timeout, field="timeout", allow_zero=False)
+            to_start = parse_duration(
+                schedule_to_start_timeout, field="schedule_to_start_timeout", allow_zero=False
+            )
+            silence = parse_duration(heartbeat_timeout, field="heartbeat_timeout", allow_zero=False)
             check_priority(priority)
             check_max_lost_attempts(max_lost_attempts)
             flow = FlowLimits.of(concurrency, concurrency_key, rate_limit)
@@ -375,7 +393,14 @@ def task(
             priority=priority,
             max_lost_attempts=max_lost_attempts,
             flow=flow,
+            schedule_to_start_timeout=to_start,
+            heartbeat_timeout=silence,
         )
+        if silence is not None and created.context_param is None:
+            raise DefinitionError(
+                f"{where}: heartbeat_timeout needs the task to take a legato.Context "
+                "parameter, to call ctx.heartbeat() with"
+            )
         # An empty registry is falsy (it has __len__): test for None, not truth.
         return (registry if registry is not None else default_registry).add(created)
 

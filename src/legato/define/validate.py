@@ -68,18 +68,26 @@ def check_tasks(
 
 
 def check_calls(spec: WorkflowSpec, tasks: Mapping[str, Task]) -> None:
-    """Each step's arguments must bind to its task's signature (where it is known)."""
+    """Each step's arguments must bind to its task's signature (where it is known), and
+    a step with a heartbeat timeout must call a task that can heartbeat."""
     problems = []
     for step in spec.task_calls():
         task = tasks.get(step.task or "")
+        if task is None:
+            continue
         key = step.concurrency_key
-        if task is not None and key is not None and not _takes(task, key):
+        if key is not None and not _takes(task, key):
             params = ", ".join(task.signature.parameters) or "none"
             problems.append(
                 f"step {step.id!r}: concurrency_key={key!r} is not a parameter of task "
                 f"{task.name} (its parameters: {params})"
             )
-        if task is None or isinstance(step.inputs, str):
+        if step.heartbeat_timeout is not None and task.context_param is None:
+            problems.append(
+                f"step {step.id!r} has a heartbeat_timeout, but task {task.name} takes no "
+                "legato.Context to call ctx.heartbeat() with"
+            )
+        if isinstance(step.inputs, str):
             continue  # inputs computed at run time are checked when the call is made
         args = [_PLACEHOLDER] * len(step.args)
         kwargs = dict.fromkeys(step.inputs, _PLACEHOLDER)

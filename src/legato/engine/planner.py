@@ -62,6 +62,10 @@ class TaskDefaults:
     max_lost_attempts: int = DEFAULT_MAX_LOST_ATTEMPTS
     #: concurrency and rate limits of the task's calls
     flow: FlowLimits | None = None
+    #: how long an attempt may wait in its queue unclaimed (None: as long as it takes)
+    schedule_to_start_timeout: float | None = None
+    #: how long the running task may go without ``ctx.heartbeat()`` (None: no limit)
+    heartbeat_timeout: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = {
@@ -70,6 +74,8 @@ class TaskDefaults:
             "queue": self.queue,
             "priority": self.priority,
             "max_lost_attempts": self.max_lost_attempts,
+            "schedule_to_start_timeout": self.schedule_to_start_timeout,
+            "heartbeat_timeout": self.heartbeat_timeout,
         }
         if self.flow is not None:
             data["flow"] = self.flow.to_json()
@@ -84,6 +90,8 @@ class TaskDefaults:
             priority=data.get("priority") or 0,
             max_lost_attempts=data.get("max_lost_attempts") or DEFAULT_MAX_LOST_ATTEMPTS,
             flow=FlowLimits.from_json(data.get("flow")),
+            schedule_to_start_timeout=data.get("schedule_to_start_timeout"),
+            heartbeat_timeout=data.get("heartbeat_timeout"),
         )
 
 
@@ -99,6 +107,8 @@ class StepPolicy:
     max_lost_attempts: int | None = DEFAULT_MAX_LOST_ATTEMPTS
     #: the call's flow limits, the step's over its task's (None: none known)
     flow: FlowLimits | None = None
+    schedule_to_start_timeout: float | None = None
+    heartbeat_timeout: float | None = None
 
     @classmethod
     def of(cls, step: TaskStep | MapStep, defaults: TaskDefaults | None) -> StepPolicy:
@@ -112,6 +122,8 @@ class StepPolicy:
                 priority=step.priority if step.priority is not None else 0,
                 max_lost_attempts=lost,
                 flow=own,
+                schedule_to_start_timeout=step.schedule_to_start_timeout,
+                heartbeat_timeout=step.heartbeat_timeout,
             )
         return cls(
             retry=step.retry or defaults.retry,
@@ -120,11 +132,19 @@ class StepPolicy:
             priority=step.priority if step.priority is not None else defaults.priority,
             max_lost_attempts=lost if lost is not None else defaults.max_lost_attempts,
             flow=defaults.flow if own is None else own.over(defaults.flow),
+            schedule_to_start_timeout=_given(
+                step.schedule_to_start_timeout, defaults.schedule_to_start_timeout
+            ),
+            heartbeat_timeout=_given(step.heartbeat_timeout, defaults.heartbeat_timeout),
         )
 
     @property
     def resolved(self) -> bool:
         return self.retry is not None and self.max_lost_attempts is not None
+
+
+def _given(value: float | None, default: float | None) -> float | None:
+    return value if value is not None else default
 
 
 @dataclass(frozen=True)

@@ -537,6 +537,8 @@ class _Compiler:
             "concurrency",
             "concurrency_key",
             "rate_limit",
+            "schedule_to_start_timeout",
+            "heartbeat_timeout",
         ):
             value = getattr(stage, name, None)
             if value is not None:

@@ -29,7 +29,10 @@ _CALL_FIELDS = (
     "concurrency",
     "concurrency_key",
     "rate_limit",
+    "schedule_to_start_timeout",
+    "heartbeat_timeout",
 )
+_DURATION_FIELDS = {"timeout", "schedule_to_start_timeout", "heartbeat_timeout"}
 _SHELL_INPUTS = {"script", "env", "cwd", "shell"}
 
 
@@ -117,7 +120,11 @@ def _calls(step: dict[str, Any]) -> dict[str, Any]:
             continue
         value = step[name]
         out[name] = (
-            _retry(value) if name == "retry" else _duration(value) if name == "timeout" else value
+            _retry(value)
+            if name == "retry"
+            else _duration(value)
+            if name in _DURATION_FIELDS
+            else value
         )
     return out
 

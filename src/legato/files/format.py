@@ -24,6 +24,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -203,11 +204,14 @@ class CallOptions(_Model):
     concurrency_key: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     #: at most N attempts started per window, e.g. ``"100/10s"``
     rate_limit: str | None = Field(default=None, pattern=r"^\s*\d+\s*/\s*\S+\s*$")
+    schedule_to_start_timeout: Seconds | None = None
+    heartbeat_timeout: Seconds | None = None
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "schedule_to_start_timeout", "heartbeat_timeout", mode="before")
     @classmethod
-    def _timeout(cls, value: Any) -> Any:
-        return None if value is None else parse_duration(value, field="timeout", allow_zero=False)
+    def _timeout(cls, value: Any, info: ValidationInfo) -> Any:
+        field = info.field_name or "timeout"
+        return None if value is None else parse_duration(value, field=field, allow_zero=False)
 
     @field_validator("rate_limit", mode="before")
     @classmethod

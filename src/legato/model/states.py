@@ -96,6 +96,8 @@ STEP_TRANSITIONS: frozenset[tuple[StepStatus, StepStatus]] = frozenset(
         (StepStatus.WAITING, StepStatus.FAILED),
         (StepStatus.QUEUED, StepStatus.RUNNING),
         (StepStatus.QUEUED, StepStatus.CANCELLED),
+        # no worker claimed it within its schedule-to-start timeout, no retry left
+        (StepStatus.QUEUED, StepStatus.FAILED),
         (StepStatus.RUNNING, StepStatus.COMPLETED),
         (StepStatus.RUNNING, StepStatus.FAILED),
         (StepStatus.RUNNING, StepStatus.QUEUED),  # a failed attempt that will be retried

@@ -15,7 +15,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 
 from legato.durations import parse_duration
 from legato.model.limits import (
@@ -168,12 +176,16 @@ class Call(_Model):
     #: how many times the step's worker may be lost (killed, stuck, cut off)
     #: before the step fails; apart from ``retry``, which the task's own errors spend
     max_lost_attempts: int | None = Field(default=None, ge=1, le=1000)
+    #: how long an attempt may stay queued with no worker claiming it before it fails
+    schedule_to_start_timeout: float | None = Field(default=None, gt=0)
+    #: how long the running task may go without calling ``ctx.heartbeat()``
+    heartbeat_timeout: float | None = Field(default=None, gt=0)
 
-    @field_validator("timeout", mode="before")
+    @field_validator("timeout", "schedule_to_start_timeout", "heartbeat_timeout", mode="before")
     @classmethod
-    def _timeout(cls, value: Any) -> Any:
+    def _timeout(cls, value: Any, info: ValidationInfo) -> Any:
         # A timeout of zero would not mean "no timeout": leave it out for that.
-        return parse_duration(value, field="timeout", allow_zero=False)
+        return parse_duration(value, field=info.field_name or "timeout", allow_zero=False)
 
     @field_validator("priority", "max_lost_attempts", mode="before")
     @classmethod

@@ -174,6 +174,8 @@ class ClaimedStep:
     item: Any = None
     #: the iteration of the nearest loop around it
     iteration: int | None = None
+    #: how long the task may go without ``ctx.heartbeat()`` before the attempt times out
+    heartbeat_timeout: float | None = None
 
     @property
     def label(self) -> str:

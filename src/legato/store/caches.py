@@ -230,6 +230,8 @@ class RunCaches:
             queue=row["queue"],
             priority=row["priority"],
             max_lost_attempts=row["max_lost"],
+            schedule_to_start_timeout=row["schedule_timeout"],
+            heartbeat_timeout=row["heartbeat_timeout"],
         )
 
     def register_task_defaults(self, defaults: Mapping[str, TaskDefaults]) -> None:
@@ -247,6 +249,8 @@ class RunCaches:
                         "queue": d.queue,
                         "priority": d.priority,
                         "max_lost": d.max_lost_attempts,
+                        "schedule_timeout": d.schedule_to_start_timeout,
+                        "heartbeat_timeout": d.heartbeat_timeout,
                         "now": self.clock.now(),
                     }
                     for name, d in sorted(defaults.items())

@@ -36,6 +36,7 @@ from legato.store.base import (
 from legato.store.limits import Gate
 from legato.store.progress import Inst
 from legato.store.sql import SQLStore
+from legato.store.timeouts import TimeoutSweep
 from legato.store.unit import Unit
 
 __all__ = ["Report"]
@@ -82,6 +83,7 @@ class Report(Unit):
         if claim is not None:
             if claim.sweep:
                 self.outcome.reclaimed = self._sweep(claim.sweep_limit)
+                TimeoutSweep(self).sweep(claim.sweep_limit)
             if claim.sweep or claim.timers:
                 self._fire_timers(claim.root_run_id)
             self.outcome.claimed = self._claim(claim)
@@ -487,12 +489,16 @@ class Report(Unit):
             max_attempts=defaults.retry.max_attempts,
             max_lost=row["max_lost"] or defaults.max_lost_attempts,
             timeout=defaults.timeout,
+            heartbeat_timeout=defaults.heartbeat_timeout,
         )
         return {
             **row,
             "retry": defaults.retry.model_dump(mode="json"),  # as either database reads it back
             "max_attempts": defaults.retry.max_attempts,
             "timeout": row["timeout"] if row["timeout"] is not None else defaults.timeout,
+            "heartbeat_timeout": row["heartbeat_timeout"]
+            if row["heartbeat_timeout"] is not None
+            else defaults.heartbeat_timeout,
         }
 
     def _claimed(
@@ -512,6 +518,10 @@ class Report(Unit):
         timeout = row["timeout"]
         if timeout is not None and not (0 < float(timeout) < float("inf")):
             problem, timeout = f"its stored timeout {timeout!r} is not a positive duration", None
+        silence = row.get("heartbeat_timeout")
+        if silence is not None and not (0 < float(silence) < float("inf")):
+            problem = f"its stored heartbeat timeout {silence!r} is not a positive duration"
+            silence = None
         call: ResolvedCall | None = None
         try:
             stored = self.store._json(row["inputs"])
@@ -543,6 +553,7 @@ class Report(Unit):
             index=index,
             item=item,
             iteration=iteration,
+            heartbeat_timeout=None if silence is None else float(silence),
             step_run_id=row["id"],
             run_id=run_id,
             step_id=row["key"],

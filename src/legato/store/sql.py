@@ -550,7 +550,12 @@ class SQLStore(RunCaches, Store):
         tx.many(
             "write_progress",
             [
-                {"id": step_run_id, "progress": p.progress, "details": p.details}
+                {
+                    "id": step_run_id,
+                    "progress": p.progress,
+                    "details": p.details,
+                    "now": self.clock.now(),
+                }
                 for step_run_id, p in sorted(progress.items())
             ],
         )

@@ -153,6 +153,10 @@ class Unit:
                     "queue": "default" if r.policy is None else r.policy.queue,
                     "priority": 0 if r.policy is None else r.policy.priority,
                     "max_lost": None if r.policy is None else r.policy.max_lost_attempts,
+                    "schedule_timeout": None
+                    if r.policy is None
+                    else r.policy.schedule_to_start_timeout,
+                    "heartbeat_timeout": None if r.policy is None else r.policy.heartbeat_timeout,
                     "run_attempt": run_attempt,
                     "now": now,
                 }
@@ -377,7 +381,7 @@ class Unit:
         if self.tx.one("resume_run", id=run_id, now=self.store.clock.now()) is None:
             return False
         self.runs[run_id] = RunStatus.RUNNING
-        if self.tx.run("unhold_steps", run_id=run_id):
+        if self.tx.run("unhold_steps", run_id=run_id, now=self.store.clock.now()):
             self.tx.queued(run_id, "")  # wake the workers
         self.tx.run("clear_stop", run_id=run_id)
         self.event(run_id, "run.resumed", actor=actor)

@@ -36,9 +36,16 @@ __all__ = ["Executor", "context_for", "failure_result", "stopped_result"]
 _TRACEBACK_CHARS = 20_000
 
 
+#: runs one sync call elsewhere (a worker's process pool), on an executor thread
+SyncRunner = Callable[[ClaimedStep, Task, Context | None], StepResult]
+
+
 class Executor:
-    def __init__(self, concurrency: int, max_payload_bytes: int) -> None:
+    def __init__(
+        self, concurrency: int, max_payload_bytes: int, sync_runner: SyncRunner | None = None
+    ) -> None:
         self.max_payload_bytes = max_payload_bytes
+        self.sync_runner = sync_runner
         self._threads = _DaemonPool(concurrency, "legato-task")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
@@ -96,6 +103,8 @@ class Executor:
             return await self._run_async(claimed, task, context)
 
     def _run_sync(self, claimed: ClaimedStep, task: Task, context: Context | None) -> StepResult:
+        if self.sync_runner is not None:
+            return self.sync_runner(claimed, task, context)
         return self._outcome(claimed, lambda: _call(task, claimed, context))
 
     async def _run_async(

@@ -34,7 +34,8 @@ from legato.client import Client, task_defaults
 from legato.config import Secrets
 from legato.context import Context
 from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry
-from legato.errors import ConfigError, DatabaseUnavailableError
+from legato.engine.retry import exception_names, is_retryable
+from legato.errors import ConfigError, DatabaseUnavailableError, HeartbeatTimeout
 from legato.model.retention import PruneResult, Retention
 from legato.model.runs import StepError
 from legato.model.states import RunStatus
@@ -50,7 +51,8 @@ from legato.store.base import (
     WorkerInfo,
 )
 from legato.worker.capture import AttemptLog, LogLimits, install
-from legato.worker.executor import Executor, context_for, timeout_result
+from legato.worker.executor import Executor, context_for, failure_result, timeout_result
+from legato.worker.pools import PoolKind, ProcessPool, check_pool, task_sources
 
 __all__ = ["TickResult", "Worker"]
 
@@ -62,8 +64,9 @@ _RETRY_SLACK = 0.005
 _RETENTION_CHECK = 300.0
 #: the shortest lease: heartbeats renew it every third of that
 MIN_LEASE = 1.0
-#: how long a line a running task wrote waits at most (about) before a heartbeat writes it
-LOG_FLUSH_INTERVAL = 1.0
+#: how often the heartbeat thread looks whether a write is due: lines a running task
+#: wrote wait about this long at most, and a short heartbeat timeout begun is seen
+_BEAT_CHECK = 0.5
 
 SignalMode = Literal["graceful", "interrupt"]
 
@@ -94,6 +97,8 @@ class _Running:
     stop_requested: bool = False
     #: what the task logs and prints, not yet written
     log: AttemptLog | None = None
+    #: when it started here (``time.monotonic()``)
+    started: float = field(default_factory=time.monotonic)
 
 
 class Worker:
@@ -121,6 +126,12 @@ class Worker:
     attempt, up to ``log_lines`` lines and ``log_bytes`` bytes each (defaults:
     ``LEGATO_LOG_LINES``, 10,000, and ``LEGATO_LOG_BYTES``, 1 MiB; ``log_lines=0``
     keeps none), written with the worker's heartbeats and reports.
+
+    ``pool`` says where plain-function tasks run: ``"thread"`` (the default),
+    ``"process"`` (``concurrency`` child processes importing ``imports``,
+    default the modules of the registered tasks; a timeout kills the call's
+    process) or ``"asyncio"`` (``async def`` tasks only). See
+    :mod:`legato.worker.pools`.
     """
 
     def __init__(
@@ -140,6 +151,8 @@ class Worker:
         retention: Retention | str | None = None,
         log_lines: int | None = None,
         log_bytes: int | None = None,
+        pool: PoolKind = "thread",
+        imports: Iterable[str] | None = None,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise ConfigError(
@@ -165,7 +178,17 @@ class Worker:
         self.queues = tuple(sorted(set(queues))) if queues else None
         #: attempts handed back to the queue when this worker stopped
         self.handed_back = 0
-        self._executor = Executor(concurrency, client.settings.max_payload_bytes)
+        self.pool = check_pool(pool, self.registry)
+        #: the child processes that run plain functions (``pool="process"``)
+        self._processes: ProcessPool | None = None
+        if self.pool == "process":
+            sources = list(imports) if imports is not None else task_sources(self.registry)
+            self._processes = ProcessPool(concurrency, client.settings.max_payload_bytes, sources)
+        self._executor = Executor(
+            concurrency,
+            client.settings.max_payload_bytes,
+            sync_runner=None if self._processes is None else self._processes.run,
+        )
         #: attempts running here, by (step run, attempt): a late result of an
         #: old attempt never touches the entry of the step's current one
         self._running: dict[tuple[int, int], _Running] = {}
@@ -370,6 +393,8 @@ class Worker:
     def close(self) -> None:
         self.stop()
         self._executor.shutdown()
+        if self._processes is not None:
+            self._processes.shutdown()
 
     # -- internals ----------------------------------------------------------------
 
@@ -389,7 +414,8 @@ class Worker:
     def _start(self, claimed: ClaimedStep) -> None:
         task: Task = self.registry.get(claimed.task)
         deadline = None
-        if claimed.timeout and not task.is_async:
+        if claimed.timeout and not task.is_async and self._processes is None:
+            # (a process pool kills the call's process at its timeout itself)
             deadline = time.monotonic() + claimed.timeout
         context = context_for(claimed) if task.context_param else None
         attempt_log = None
@@ -447,7 +473,8 @@ class Worker:
         now = time.monotonic()
         expired = []
         for key, entry in list(self._running.items()):
-            if entry.deadline is None or now < entry.deadline:
+            silent = _silence(entry, now)
+            if silent is None and (entry.deadline is None or now < entry.deadline):
                 continue
             with self._abandoned_lock:
                 if entry.future.done():
@@ -456,8 +483,16 @@ class Worker:
                 self._abandoned += 1
             del self._running[key]
             self._close_log(entry)
-            log.warning("step %s passed its timeout; its thread is abandoned", entry.claimed.label)
-            expired.append(replace(timeout_result(entry.claimed), stopped=entry.stop_requested))
+            if silent is not None:
+                log.warning("step %s sent no heartbeat for %.3gs", entry.claimed.label, silent)
+                result = heartbeat_timeout_result(entry.claimed, silent)
+            else:
+                log.warning(
+                    "step %s passed its timeout; its call is abandoned", entry.claimed.label
+                )
+                result = timeout_result(entry.claimed)
+            self._give_up(entry.claimed)
+            expired.append(replace(result, stopped=entry.stop_requested))
         return expired
 
     def _report_one_by_one(self, results: list[StepResult]) -> ReportOutcome:
@@ -536,6 +571,9 @@ class Worker:
         with self._logs_lock:
             pending, self._pending_logs = self._pending_logs, []
         final_logs, self._final_logs = self._final_logs, []
+        if self._processes is not None:
+            for entry in entries:
+                self._processes.cancel(entry.claimed)
         try:
             outcome = self.store.report_and_claim(
                 results,
@@ -560,8 +598,20 @@ class Worker:
                 ", ".join(entry.claimed.label for entry in entries),
             )
 
+    def _give_up(self, claimed: ClaimedStep) -> None:
+        """An attempt reported as timed out: an async one is cancelled, a process pool's
+        child killed; what either returns is dropped."""
+        if self.registry.get(claimed.task).is_async:
+            self._executor.stop(claimed)
+        elif self._processes is not None:
+            self._processes.cancel(claimed)
+
     def _next_deadline(self) -> float | None:
         deadlines = [e.deadline for e in self._running.values() if e.deadline is not None]
+        for entry in self._running.values():
+            silence = entry.claimed.heartbeat_timeout
+            if silence is not None and entry.context is not None:
+                deadlines.append(entry.context.last_beat + silence)
         return min(deadlines) if deadlines else None
 
     def _wait(self) -> None:
@@ -713,14 +763,22 @@ class Worker:
             if report is not None and entry.context is not None:
                 entry.context.give_back(report.progress, report.details)
 
-    def _heartbeat_loop(self) -> None:
+    def _heartbeat_interval(self) -> float:
+        """A third of the lease, or of the shortest heartbeat timeout of the attempts
+        running here: their tasks' heartbeats reach the database in time."""
         interval = self.lease / 3
+        for entry in list(self._running.values()):
+            silence = entry.claimed.heartbeat_timeout
+            if silence is not None:
+                interval = min(interval, max(silence / 3, 0.05))
+        return interval
+
+    def _heartbeat_loop(self) -> None:
         # Lines a running task wrote are written within a second or so: a heartbeat
         # comes early for them (one transaction for every line since the last).
-        check = min(interval, LOG_FLUSH_INTERVAL)
         last = time.monotonic()
-        while not self._background_stop.wait(check):
-            if time.monotonic() - last < interval and not self._logs_waiting():
+        while not self._background_stop.wait(min(self._heartbeat_interval(), _BEAT_CHECK)):
+            if time.monotonic() - last < self._heartbeat_interval() and not self._logs_waiting():
                 continue
             last = time.monotonic()
             if not self._registered:
@@ -799,6 +857,28 @@ class Worker:
                 signal.signal(sig, handler)
 
         return restore
+
+
+def _silence(entry: _Running, now: float) -> float | None:
+    """How long the attempt's task has been silent, once that passes its heartbeat timeout."""
+    limit = entry.claimed.heartbeat_timeout
+    if limit is None:
+        return None
+    since = entry.context.last_beat if entry.context is not None else entry.started
+    silent = now - since
+    return silent if silent > limit else None
+
+
+def heartbeat_timeout_result(claimed: ClaimedStep, silent: float) -> StepResult:
+    """The attempt failed as timed out: its task sent no heartbeat in time."""
+    exc = HeartbeatTimeout(
+        f"step {claimed.step_id!r}: its task sent no heartbeat for {silent:.3g}s, more than "
+        f"its heartbeat_timeout of {claimed.heartbeat_timeout:g}s"
+    )
+    error = StepError(type="HeartbeatTimeout", message=str(exc))
+    return failure_result(
+        claimed, error, retryable=is_retryable(claimed.retry, exception_names(exc))
+    )
 
 
 def steps(n: int, noun: str = "step") -> str:

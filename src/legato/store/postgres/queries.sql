@@ -79,12 +79,13 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
-                       queue, priority, max_lost, run_attempt, available_at, queued_at,
-                       stage)
+                       queue, priority, max_lost, schedule_timeout, heartbeat_timeout,
+                       run_attempt, available_at, queued_at, stage)
 VALUES (%(run_id)s, %(root_run_id)s, %(key)s, %(step_id)s, %(scope)s, %(kind)s, %(idx)s,
         %(item)s::json, %(task)s, %(position)s, %(status)s, %(deps_remaining)s,
         %(queue_on_release)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
-        %(priority)s, %(max_lost)s, %(run_attempt)s, legato_now(),
+        %(priority)s, %(max_lost)s, %(schedule_timeout)s, %(heartbeat_timeout)s,
+        %(run_attempt)s, legato_now(),
         CASE WHEN %(status)s = 'queued' THEN legato_now() END, %(stage)s);
 
 -- name: insert_counter
@@ -184,13 +185,13 @@ WITH picked AS (
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-    started_at = legato_now(), finished_at = NULL
+    started_at = legato_now(), finished_at = NULL, last_heartbeat_at = legato_now()
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
           s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
           s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
-          s.flow_window;
+          s.flow_window, s.heartbeat_timeout;
 
 -- Several queues: the best `limit` steps of each, each queue read through the
 -- claim index (an `= ANY(queues)` test would make PostgreSQL sort every
@@ -222,13 +223,13 @@ WITH picked AS (
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-    started_at = legato_now(), finished_at = NULL
+    started_at = legato_now(), finished_at = NULL, last_heartbeat_at = legato_now()
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
           s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
           s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
-          s.flow_window;
+          s.flow_window, s.heartbeat_timeout;
 
 -- name: claim_tree_steps
 WITH picked AS (
@@ -255,20 +256,21 @@ WITH picked AS (
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-    started_at = legato_now(), finished_at = NULL
+    started_at = legato_now(), finished_at = NULL, last_heartbeat_at = legato_now()
 FROM picked
 WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
           s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
           s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
-          s.flow_window;
+          s.flow_window, s.heartbeat_timeout;
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
 -- name: fill_policy
 UPDATE step_runs
 SET retry = %(retry)s::json, max_attempts = %(max_attempts)s, max_lost = %(max_lost)s,
-    timeout = COALESCE(timeout, %(timeout)s)
+    timeout = COALESCE(timeout, %(timeout)s),
+    heartbeat_timeout = COALESCE(heartbeat_timeout, %(heartbeat_timeout)s)
 WHERE id = %(id)s AND retry IS NULL;
 
 -- Runs of claimed steps not yet known to have started. A run row locked by
@@ -532,7 +534,8 @@ RETURNING id, stop_requested;
 -- name: write_progress
 UPDATE step_runs
 SET progress = COALESCE(%(progress)s::json, progress),
-    heartbeat_details = COALESCE(%(details)s::json, heartbeat_details)
+    heartbeat_details = COALESCE(%(details)s::json, heartbeat_details),
+    last_heartbeat_at = legato_now()
 WHERE id IN (SELECT id FROM step_runs WHERE id = %(id)s AND status = 'running'
              FOR UPDATE SKIP LOCKED);
 
@@ -592,16 +595,19 @@ LIMIT 1
 FOR UPDATE;
 
 -- name: upsert_task_defaults
-INSERT INTO task_defaults (task, retry, timeout, queue, priority, max_lost, updated_at)
+INSERT INTO task_defaults (task, retry, timeout, queue, priority, max_lost, schedule_timeout,
+                           heartbeat_timeout, updated_at)
 VALUES (%(task)s, %(retry)s::json, %(timeout)s, %(queue)s, %(priority)s, %(max_lost)s,
-        legato_now())
+        %(schedule_timeout)s, %(heartbeat_timeout)s, legato_now())
 ON CONFLICT (task) DO UPDATE SET
     retry = excluded.retry, timeout = excluded.timeout, queue = excluded.queue,
     priority = excluded.priority, max_lost = excluded.max_lost,
+    schedule_timeout = excluded.schedule_timeout, heartbeat_timeout = excluded.heartbeat_timeout,
     updated_at = excluded.updated_at;
 
 -- name: task_defaults
-SELECT task, retry, timeout, queue, priority, max_lost FROM task_defaults
+SELECT task, retry, timeout, queue, priority, max_lost, schedule_timeout, heartbeat_timeout
+FROM task_defaults
 WHERE task = ANY(%(tasks)s::text[]);
 
 -- name: upsert_worker
@@ -726,8 +732,12 @@ RETURNING id;
 UPDATE step_runs SET held = true
 WHERE run_id = %(run_id)s AND status = 'queued' AND NOT held;
 
+-- A step held while its run was paused has been queued since the run resumed
+-- (its schedule-to-start timeout counts from then).
 -- name: unhold_steps
-UPDATE step_runs SET held = false WHERE run_id = %(run_id)s AND held;
+UPDATE step_runs
+SET held = false, queued_at = CASE WHEN finished_at IS NULL THEN legato_now() ELSE queued_at END
+WHERE run_id = %(run_id)s AND held;
 
 -- Ask the workers running these attempts to stop (they learn it by heartbeat).
 -- name: request_stop
@@ -920,3 +930,63 @@ SELECT EXTRACT(EPOCH FROM MIN(window_start + make_interval(secs => span))
                           - legato_now()) AS due_in
 FROM flow_windows
 WHERE started >= rate AND window_start > legato_now() - make_interval(secs => span);
+
+-- Queued steps that no worker claimed within their schedule-to-start timeout
+-- (counted from when they became claimable; a paused run's wait). Candidates
+-- only: each is locked, with its run, before it is touched.
+-- name: unclaimed_steps
+SELECT id, run_id, attempt FROM step_runs AS s
+WHERE status = 'queued' AND schedule_timeout IS NOT NULL AND NOT held
+  AND available_at + make_interval(secs => schedule_timeout) < legato_now()
+  AND queued_at + make_interval(secs => schedule_timeout) < legato_now()
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = s.run_id AND r.status = 'paused')
+ORDER BY available_at
+LIMIT %(limit)s;
+
+-- name: unclaimed_step
+SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, failures, lost,
+       schedule_timeout,
+       EXTRACT(EPOCH FROM legato_now() - GREATEST(queued_at, available_at))::float8 AS waited
+FROM step_runs
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'queued' AND NOT held
+  AND available_at + make_interval(secs => schedule_timeout) < legato_now()
+  AND queued_at + make_interval(secs => schedule_timeout) < legato_now()
+FOR UPDATE;
+
+-- An attempt that never started timed out in the queue, and is queued again:
+-- it counts as a failed attempt (it is numbered, recorded and spends a retry).
+-- name: retry_unclaimed
+UPDATE step_runs
+SET attempt = attempt + 1, available_at = legato_now() + make_interval(secs => %(delay)s),
+    queued_at = legato_now(), failures = %(failures)s, error = %(error)s::json,
+    history = history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt + 1, 'status', 'failed', 'worker', NULL, 'started_at', NULL,
+        'finished_at', extract(epoch FROM legato_now()), 'error', %(error)s::jsonb))
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'queued';
+
+-- name: fail_unclaimed
+UPDATE step_runs
+SET status = 'failed', attempt = attempt + 1, error = %(error)s::json,
+    finished_at = legato_now(), failures = %(failures)s,
+    history = history || jsonb_build_array(jsonb_build_object(
+        'attempt', attempt + 1, 'status', 'failed', 'worker', NULL, 'started_at', NULL,
+        'finished_at', extract(epoch FROM legato_now()), 'error', %(error)s::jsonb))
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'queued'
+RETURNING key, step_id, scope, kind, idx;
+
+-- Running attempts whose task has not said it is alive within its heartbeat
+-- timeout (its worker may still renew the lease). Candidates only.
+-- name: silent_steps
+SELECT id, run_id, attempt FROM step_runs
+WHERE status = 'running' AND heartbeat_timeout IS NOT NULL
+  AND last_heartbeat_at + make_interval(secs => heartbeat_timeout) < legato_now()
+ORDER BY last_heartbeat_at
+LIMIT %(limit)s;
+
+-- name: silent_step
+SELECT id, run_id, key, task, attempt, worker_id, retry, heartbeat_timeout,
+       EXTRACT(EPOCH FROM legato_now() - last_heartbeat_at)::float8 AS silent_for
+FROM step_runs
+WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
+  AND last_heartbeat_at + make_interval(secs => heartbeat_timeout) < legato_now()
+FOR UPDATE;

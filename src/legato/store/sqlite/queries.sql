@@ -69,12 +69,12 @@ SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 -- name: insert_step
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
-                       queue, priority, max_lost, run_attempt, available_at, queued_at,
-                       stage)
+                       queue, priority, max_lost, schedule_timeout, heartbeat_timeout,
+                       run_attempt, available_at, queued_at, stage)
 VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
         :status, :deps_remaining, :queue_on_release, :max_attempts, :retry, :timeout,
-        :queue, :priority, :max_lost, :run_attempt, :now, CASE WHEN :status = 'queued' THEN :now END,
-        :stage);
+        :queue, :priority, :max_lost, :schedule_timeout, :heartbeat_timeout, :run_attempt, :now,
+        CASE WHEN :status = 'queued' THEN :now END, :stage);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
@@ -141,7 +141,8 @@ UPDATE runs SET variables = :variables, updated_at = :now WHERE id = :id;
 -- name: claim_queue_steps
 UPDATE step_runs
 SET status = 'running', attempt = attempt + 1, worker_id = :worker,
-    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL
+    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL,
+    last_heartbeat_at = :now
 WHERE status = 'queued' AND id IN (
     SELECT id FROM step_runs
     WHERE status = 'queued' AND held = 0 AND queue = :queue
@@ -161,14 +162,15 @@ WHERE status = 'queued' AND id IN (
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
           timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window;
+          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
 
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
 -- name: claim_steps
 UPDATE step_runs
 SET status = 'running', attempt = attempt + 1, worker_id = :worker,
-    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL
+    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL,
+    last_heartbeat_at = :now
 WHERE status = 'queued' AND id IN (
     SELECT s.id FROM json_each(:queues) AS q, step_runs AS s
     WHERE s.id IN (
@@ -192,12 +194,13 @@ WHERE status = 'queued' AND id IN (
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
           timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window;
+          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
 
 -- name: claim_tree_steps
 UPDATE step_runs
 SET status = 'running', attempt = attempt + 1, worker_id = :worker,
-    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL
+    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL,
+    last_heartbeat_at = :now
 WHERE status = 'queued' AND id IN (
     SELECT id FROM step_runs
     WHERE status = 'queued' AND held = 0 AND root_run_id = :root
@@ -218,14 +221,15 @@ WHERE status = 'queued' AND id IN (
     LIMIT :limit)
 RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
           timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window;
+          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
 -- name: fill_policy
 UPDATE step_runs
 SET retry = :retry, max_attempts = :max_attempts, max_lost = :max_lost,
-    timeout = COALESCE(timeout, :timeout)
+    timeout = COALESCE(timeout, :timeout),
+    heartbeat_timeout = COALESCE(heartbeat_timeout, :heartbeat_timeout)
 WHERE id = :id AND retry IS NULL;
 
 -- name: start_runs
@@ -458,7 +462,8 @@ RETURNING id, stop_requested;
 -- name: write_progress
 UPDATE step_runs
 SET progress = COALESCE(:progress, progress),
-    heartbeat_details = COALESCE(:details, heartbeat_details)
+    heartbeat_details = COALESCE(:details, heartbeat_details),
+    last_heartbeat_at = :now
 WHERE id = :id AND status = 'running';
 
 -- A paused run's timers wait for it to resume.
@@ -509,15 +514,19 @@ ORDER BY id
 LIMIT 1;
 
 -- name: upsert_task_defaults
-INSERT INTO task_defaults (task, retry, timeout, queue, priority, max_lost, updated_at)
-VALUES (:task, :retry, :timeout, :queue, :priority, :max_lost, :now)
+INSERT INTO task_defaults (task, retry, timeout, queue, priority, max_lost, schedule_timeout,
+                           heartbeat_timeout, updated_at)
+VALUES (:task, :retry, :timeout, :queue, :priority, :max_lost, :schedule_timeout,
+        :heartbeat_timeout, :now)
 ON CONFLICT (task) DO UPDATE SET
     retry = excluded.retry, timeout = excluded.timeout, queue = excluded.queue,
     priority = excluded.priority, max_lost = excluded.max_lost,
+    schedule_timeout = excluded.schedule_timeout, heartbeat_timeout = excluded.heartbeat_timeout,
     updated_at = excluded.updated_at;
 
 -- name: task_defaults
-SELECT task, retry, timeout, queue, priority, max_lost FROM task_defaults
+SELECT task, retry, timeout, queue, priority, max_lost, schedule_timeout, heartbeat_timeout
+FROM task_defaults
 WHERE task IN (SELECT value FROM json_each(:tasks));
 
 -- name: upsert_worker
@@ -632,8 +641,12 @@ RETURNING id;
 -- name: hold_steps
 UPDATE step_runs SET held = 1 WHERE run_id = :run_id AND status = 'queued' AND held = 0;
 
+-- A step held while its run was paused has been queued since the run resumed
+-- (its schedule-to-start timeout counts from then).
 -- name: unhold_steps
-UPDATE step_runs SET held = 0 WHERE run_id = :run_id AND held = 1;
+UPDATE step_runs
+SET held = 0, queued_at = CASE WHEN finished_at IS NULL THEN :now ELSE queued_at END
+WHERE run_id = :run_id AND held = 1;
 
 -- Ask the workers running these attempts to stop (they learn it by heartbeat).
 -- name: request_stop
@@ -810,3 +823,58 @@ WHERE id = :id AND attempt = :attempt AND status = 'running';
 -- name: flow_next_window
 SELECT MIN(window_start + span) - :now AS due_in FROM flow_windows
 WHERE started >= rate AND window_start > :now - span;
+
+-- Queued steps that no worker claimed within their schedule-to-start timeout
+-- (counted from when they became claimable; a paused run's wait). Candidates
+-- only: each is locked, with its run, before it is touched.
+-- name: unclaimed_steps
+SELECT id, run_id, attempt FROM step_runs AS s
+WHERE status = 'queued' AND schedule_timeout IS NOT NULL AND held = 0
+  AND MAX(queued_at, available_at) + schedule_timeout < :now
+  AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = s.run_id AND r.status = 'paused')
+ORDER BY available_at
+LIMIT :limit;
+
+-- name: unclaimed_step
+SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, failures, lost,
+       schedule_timeout, :now - MAX(queued_at, available_at) AS waited
+FROM step_runs
+WHERE id = :id AND attempt = :attempt AND status = 'queued' AND held = 0
+  AND MAX(queued_at, available_at) + schedule_timeout < :now;
+
+-- An attempt that never started timed out in the queue, and is queued again:
+-- it counts as a failed attempt (it is numbered, recorded and spends a retry).
+-- name: retry_unclaimed
+UPDATE step_runs
+SET attempt = attempt + 1, available_at = :now + :delay, queued_at = :now,
+    failures = :failures, error = :error,
+    history = json_insert(history, '$[#]', json_object(
+        'attempt', attempt + 1, 'status', 'failed', 'worker', NULL, 'started_at', NULL,
+        'finished_at', :now, 'error', json(:error)))
+WHERE id = :id AND attempt = :attempt AND status = 'queued';
+
+-- name: fail_unclaimed
+UPDATE step_runs
+SET status = 'failed', attempt = attempt + 1, error = :error, finished_at = :now,
+    failures = :failures,
+    history = json_insert(history, '$[#]', json_object(
+        'attempt', attempt + 1, 'status', 'failed', 'worker', NULL, 'started_at', NULL,
+        'finished_at', :now, 'error', json(:error)))
+WHERE id = :id AND attempt = :attempt AND status = 'queued'
+RETURNING key, step_id, scope, kind, idx;
+
+-- Running attempts whose task has not said it is alive within its heartbeat
+-- timeout (its worker may still renew the lease). Candidates only.
+-- name: silent_steps
+SELECT id, run_id, attempt FROM step_runs
+WHERE status = 'running' AND heartbeat_timeout IS NOT NULL
+  AND last_heartbeat_at + heartbeat_timeout < :now
+ORDER BY last_heartbeat_at
+LIMIT :limit;
+
+-- name: silent_step
+SELECT id, run_id, key, task, attempt, worker_id, retry, heartbeat_timeout,
+       :now - last_heartbeat_at AS silent_for
+FROM step_runs
+WHERE id = :id AND attempt = :attempt AND status = 'running'
+  AND last_heartbeat_at + heartbeat_timeout < :now;
