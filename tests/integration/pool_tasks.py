@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -39,9 +40,19 @@ def fails(message: str) -> None:
     raise ValueError(message)
 
 
+@task(name="pools.talker")
+def talker(ctx: Context, lines: int, word: str) -> int:
+    """Print, log through the context and another logger, in the child."""
+    print(f"printed in {os.getpid()}")
+    ctx.logger.info("told %s", word)
+    for n in range(lines):
+        logging.getLogger("pools.talk").warning("line %d", n)
+    return os.getpid()
+
+
 def registry() -> TaskRegistry:
     """Only these tasks: a worker's children then import only this module."""
     found = TaskRegistry()
-    for each in (crunch, sleeper, reporter, fails):
+    for each in (crunch, sleeper, reporter, fails, talker):
         found.add(each)
     return found

@@ -98,3 +98,29 @@ def test_pools_are_checked_where_they_are_given(client: Client) -> None:
         Worker(client, pool="fork")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"asyncio pool runs async def tasks only.*pools\.crunch"):
         Worker(client, pool="asyncio", registry=pool_tasks.registry())
+
+
+def test_what_a_child_logs_and_prints_is_kept_with_the_attempt(
+    client: Client, workers: Callable[..., Worker]
+) -> None:
+    workers(client, pool="process", registry=pool_tasks.registry(), concurrency=1, log_lines=5)
+    wf = Workflow("talking_child")
+    wf.step("t", pool_tasks.talker, lines=10, word="hunter2")
+    run = client.wait(client.start(wf), timeout=60)
+    assert run.status is RunStatus.COMPLETED, run
+    child = run.steps["t"].output
+    assert child != os.getpid()
+    lines = client.logs(run.id, "t")
+    assert [(line.level, line.logger, line.message) for line in lines] == [
+        ("stdout", None, f"printed in {child}"),
+        ("INFO", "legato.task.pools.talker", "told hunter2"),
+        ("WARNING", "pools.talk", "line 0"),
+        ("WARNING", "pools.talk", "line 1"),
+        ("WARNING", "pools.talk", "line 2"),
+        (
+            "WARNING",
+            "legato",
+            "... 7 lines dropped: this attempt's log passed its limit of 5 lines or "
+            "1,048,576 bytes (LEGATO_LOG_LINES, LEGATO_LOG_BYTES)",
+        ),
+    ]

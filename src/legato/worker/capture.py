@@ -33,7 +33,7 @@ from legato.errors import ConfigError
 from legato.model.runs import clean_text
 from legato.store.base import LogEntry
 
-__all__ = ["AttemptLog", "LogLimits", "capturing", "install"]
+__all__ = ["AttemptLog", "LogLimits", "capturing", "current_log", "install"]
 
 #: the lines and bytes of one attempt's log kept by default
 DEFAULT_LINES = 10_000
@@ -159,8 +159,9 @@ class AttemptLog:
         for line in finished:
             self.add(stream, None, line.removesuffix("\r"))
 
-    def close(self) -> None:
-        """The attempt ended: keep its unfinished prints, say what was dropped, take no more."""
+    def close(self, *, say_dropped: bool = True) -> None:
+        """The attempt ended: keep its unfinished prints, say what was dropped (unless
+        another log says it), take no more."""
         with self._lock:
             partial, self._partial = self._partial, {}
         for stream, rest in partial.items():
@@ -169,7 +170,7 @@ class AttemptLog:
             if self._closed:
                 return
             self._closed = True
-            if self._dropped:
+            if self._dropped and say_dropped:
                 self._seq += 1
                 self._lines.append(
                     LogEntry(
@@ -184,6 +185,25 @@ class AttemptLog:
                         "bytes (LEGATO_LOG_LINES, LEGATO_LOG_BYTES)",
                     )
                 )
+
+    @property
+    def dropped(self) -> int:
+        """Lines the bound has dropped so far."""
+        return self._dropped
+
+    def forget_dropped(self, count: int) -> None:
+        """``count`` dropped lines are now another log's to tell of."""
+        with self._lock:
+            self._dropped -= count
+
+    def absorb(self, lines: list[list[Any]], dropped: int = 0) -> None:
+        """Lines an attempt's child process captured (``[at, level, logger, message]``
+        each) and the count it dropped: kept as if written here, bounded and masked."""
+        for at, level, logger, message in lines:
+            self.add(str(level), None if logger is None else str(logger), str(message), at)
+        if dropped:
+            with self._lock:
+                self._dropped += dropped
 
     @property
     def waiting(self) -> bool:
@@ -201,6 +221,11 @@ class AttemptLog:
         if lines:
             with self._lock:
                 self._lines[:0] = lines
+
+
+def current_log() -> AttemptLog | None:
+    """The log of the attempt running in this thread (or asyncio task), if any."""
+    return _current.get()
 
 
 @contextmanager

@@ -13,7 +13,9 @@ the worker's event loop; a worker serving a plain function refuses to start.
 A task that takes a ``legato.Context`` gets one in the child: its progress and
 heartbeat reports come up the same pipe (they reach the database with the
 worker's next heartbeat, as from a thread), and ``ctx.cancelled`` turns true
-when its run is cancelled. ``ctx.logger`` logs in the child, to its stderr.
+when its run is cancelled. What the call logs and prints in the child is
+captured there (as :mod:`legato.worker.capture` does in a thread) and sent up
+the pipe too, to the attempt's log in the worker: bounded and masked there.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from legato.errors import ConfigError, StepTimeoutError
 from legato.model.runs import StepError, exception_details
 from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
+from legato.worker.capture import AttemptLog, LogLimits, capturing, current_log, install
 from legato.worker.executor import failure_result, inputs_json
 
 __all__ = ["POOLS", "PoolKind", "ProcessPool", "check_pool", "task_sources"]
@@ -127,6 +130,10 @@ class ProcessPool:
             "max_bytes": self.max_payload_bytes,
             "context": None if context is None else _context_json(claimed),
         }
+        attempt_log = current_log()
+        if attempt_log is not None:
+            limits = attempt_log.limits
+            request["log"] = {"lines": limits.lines, "bytes": limits.bytes}
         deadline = None if claimed.timeout is None else time.monotonic() + claimed.timeout
         stop_sent = False
         try:
@@ -140,6 +147,10 @@ class ProcessPool:
                     if message.get("op") == "report":
                         if context is not None:
                             context.absorb(message.get("progress"), message.get("details"))
+                        continue
+                    if message.get("op") == "log":
+                        if attempt_log is not None:
+                            attempt_log.absorb(message["lines"], message.get("dropped", 0))
                         continue
                     self._checkin(key, child)
                     return self._result(claimed, message)
@@ -345,13 +356,18 @@ def _child_call(
         context = Context(**request["context"])
         kwargs[task.context_param] = context
     label = context.step_id if context is not None else name
+    lines = None
+    if request.get("log") is not None:
+        install()
+        lines = AttemptLog(0, 0, LogLimits(**request["log"]))
     done = threading.Event()
     relay = threading.Thread(
-        target=_relay, args=(context, conn, send, done, parent_pid), daemon=True
+        target=_relay, args=(context, lines, conn, send, done, parent_pid), daemon=True
     )
     relay.start()
     try:
-        value = task.fn(*request["args"], **kwargs)
+        with capturing(lines):
+            value = task.fn(*request["args"], **kwargs)
     except BaseException as exc:  # SystemExit in a task is the task's failure too
         result = _error_message(exc)
     else:
@@ -368,6 +384,9 @@ def _child_call(
         relay.join()
     if context is not None:
         _send_reports(context, send)
+    if lines is not None:
+        lines.close(say_dropped=False)  # the worker's log says what was dropped
+        _send_lines(lines, send)
     return result
 
 
@@ -379,9 +398,15 @@ def _error_message(exc: BaseException) -> dict[str, Any]:
 
 
 def _relay(
-    context: Context | None, conn: Connection, send: Any, done: threading.Event, parent_pid: int
+    context: Context | None,
+    lines: AttemptLog | None,
+    conn: Connection,
+    send: Any,
+    done: threading.Event,
+    parent_pid: int,
 ) -> None:
-    """While the call runs: send its reports up, learn of a stop, end with the worker."""
+    """While the call runs: send its reports and lines up, learn of a stop, end with the
+    worker."""
     while not done.is_set():
         try:
             if conn.poll(_REPORT_EVERY) and not done.is_set():
@@ -394,6 +419,17 @@ def _relay(
             os._exit(1)
         if context is not None:
             _send_reports(context, send)
+        if lines is not None:
+            _send_lines(lines, send)
+
+
+def _send_lines(lines: AttemptLog, send: Any) -> None:
+    taken = lines.take()
+    if taken or lines.dropped:
+        rows = [[e.at, e.level, e.logger, e.message] for e in taken]
+        dropped = lines.dropped
+        lines.forget_dropped(dropped)
+        send({"op": "log", "lines": rows, "dropped": dropped})
 
 
 def _send_reports(context: Context, send: Any) -> None:
