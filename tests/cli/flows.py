@@ -5,6 +5,7 @@ so the tests, the command and worker processes agree on task names (``flows.*``)
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any
@@ -36,6 +37,7 @@ def echo(**values: Any) -> dict[str, Any]:
 @legato.task
 def chatty(source: str) -> str:
     print("a task printing to stdout")
+    logging.getLogger("cli.chatty").info("an INFO line from %s", source)
     return source
 
 

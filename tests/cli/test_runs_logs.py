@@ -169,3 +169,20 @@ def test_the_watch_view_shows_steps_progress_and_latest_lines(db_url: str) -> No
     assert "load" in text and "running" in text and "0/1 steps" in text
     assert "25% (25/100) rows" in text
     assert "load#1 INFO etl: row 5" in text and "row 3" in text and "row 2" not in text
+
+
+def test_legato_run_keeps_a_tasks_info_lines_while_its_console_shows_warnings(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]], legato: Invoke, sqlite_url: str
+) -> None:
+    done = run_cli("run", target("printing"), "--url", sqlite_url)
+    assert done.returncode == 0, done.stderr
+    assert "an INFO line" not in done.stderr  # the console shows warnings only
+    [run] = stored_runs(sqlite_url)
+    shown = legato("runs", "logs", run.id, "chatty", "--json", "--url", sqlite_url)
+    kept = [(line["level"], line["logger"], line["message"]) for line in map(
+        json.loads, shown.stdout.splitlines()
+    )]  # fmt: skip
+    assert kept == [
+        ("stdout", None, "a task printing to stdout"),
+        ("INFO", "cli.chatty", "an INFO line from hello"),
+    ]

@@ -128,13 +128,20 @@ def _json_default(value: Any) -> Any:
 
 
 def configure_logging(level: int) -> None:
-    """Concise log lines on stderr, unless the host process configured logging already."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        stream=sys.stderr,
-    )
+    """Concise log lines of ``level`` and above on stderr, unless the host process
+    configured logging already. The root logger itself lets INFO through, so what a
+    task logs at INFO is kept in its attempt's log even where the console shows less."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+            )
+        )
+        handler.setLevel(level)
+        root.addHandler(handler)
+        root.setLevel(min(level, logging.INFO))
     if level > logging.INFO:
         # One clear error line says the database is unreachable; the pool's
         # warning per connection attempt before it is noise.
