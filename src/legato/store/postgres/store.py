@@ -28,6 +28,7 @@ from legato.errors import (
     StoreError,
 )
 from legato.store.base import Tx
+from legato.store.counting import COUNTS
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore, TransactionRetry
 
@@ -57,6 +58,14 @@ class _PgTx(Tx):
         super().__init__()
         self.cur = cur
         self.queries = queries
+        #: a statement has been sent, so psycopg has begun the transaction (its own round trip)
+        self.begun = cur.connection.info.transaction_status is not TransactionStatus.IDLE
+
+    def execute(self, statement: Any, params: Any = None, *, prepare: bool | None = None) -> None:
+        """Every statement goes through here, counted."""
+        COUNTS.statement(round_trips=1 if self.begun else 2)
+        self.begun = True
+        self.cur.execute(statement, params, prepare=prepare)
 
     def _statement(self, query: str, params: dict[str, Any]) -> Any:
         """The query, with its ``{name}`` placeholders filled in as integer literals."""
@@ -68,25 +77,28 @@ class _PgTx(Tx):
         return _composed(text, tuple(sorted(values.items())))
 
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
-        self.cur.execute(self._statement(query, params), params)
+        self.execute(self._statement(query, params), params)
         return self.cur.fetchone() if self.cur.description else None
 
     def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
-        self.cur.execute(self._statement(query, params), params)
+        self.execute(self._statement(query, params), params)
         return self.cur.fetchall()
 
     def run(self, query: str, /, **params: Any) -> int:
-        self.cur.execute(self._statement(query, params), params)
+        self.execute(self._statement(query, params), params)
         return self.cur.rowcount
 
     def many(self, query: str, rows: list[dict[str, Any]]) -> None:
         if rows:
+            # psycopg sends the rows in one pipeline: one round trip
+            COUNTS.statement(len(rows), round_trips=1 if self.begun else 2)
+            self.begun = True
             self.cur.executemany(self.queries[query], rows)
 
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         # Never prepared: a prepared statement may fall back to a plan made without
         # the values, and which index fits a search depends on them.
-        self.cur.execute(statement.encode(), params, prepare=False)
+        self.execute(statement.encode(), params, prepare=False)
         return self.cur.fetchall()
 
 
@@ -151,7 +163,9 @@ class PostgresStore(SQLStore):
             tx = self._begun(cur)
             yield tx
             if tx.wakes_workers:
-                cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                tx.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            if tx.begun:
+                COUNTS.commit()  # as the block is left
         tx.committed()  # leaving the block committed
 
     @contextmanager
@@ -184,7 +198,7 @@ class PostgresStore(SQLStore):
                 tx = self._begun(cur)
                 yield tx
                 if tx.wakes_workers:  # PostgreSQL sends it when the caller commits
-                    cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                    tx.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             except BaseException:
                 if not own and not conn.closed:
                     cur.execute("ROLLBACK TO SAVEPOINT legato_write")
@@ -213,12 +227,13 @@ class PostgresStore(SQLStore):
 
     def _begun(self, cur: psycopg.Cursor[Any]) -> _PgTx:
         """A transaction's named queries on ``cur``, its clock set (``legato_now()``)."""
+        tx = _PgTx(cur, self._queries)
         if self.clock.offset:
-            cur.execute(
+            tx.execute(
                 "SELECT set_config('legato.clock_offset', %s, true)",
                 (repr(float(self.clock.offset)),),
             )
-        return _PgTx(cur, self._queries)
+        return tx
 
     @contextmanager
     def _mapped_errors(self) -> Iterator[None]:

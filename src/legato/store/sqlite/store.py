@@ -32,6 +32,7 @@ from legato.errors import (
     StoreError,
 )
 from legato.store.base import Tx
+from legato.store.counting import COUNTS
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore
 
@@ -131,6 +132,7 @@ class _SQLiteTx(Tx):
         self.queries = queries
 
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
+        COUNTS.statement()
         cur = self.conn.execute(self.queries[query], params)
         row = cur.fetchone()
         if row is not None:
@@ -138,16 +140,20 @@ class _SQLiteTx(Tx):
         return None if row is None else dict(row)
 
     def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        COUNTS.statement()
         return [dict(r) for r in self.conn.execute(self.queries[query], params).fetchall()]
 
     def run(self, query: str, /, **params: Any) -> int:
+        COUNTS.statement()
         return self.conn.execute(self.queries[query], params).rowcount
 
     def many(self, query: str, rows: list[dict[str, Any]]) -> None:
         if rows:
+            COUNTS.statement(len(rows))
             self.conn.executemany(self.queries[query], rows)
 
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        COUNTS.statement()
         return [dict(r) for r in self.conn.execute(statement, params).fetchall()]
 
 
@@ -254,6 +260,8 @@ class SQLiteStore(SQLStore):
             if isinstance(exc, sqlite3.OperationalError) and _passing(exc):
                 raise DatabaseUnavailableError(f"SQLite commit failed: {exc}") from None
             raise StoreError(f"SQLite commit failed: {exc}") from None
+        COUNTS.round_trip()  # BEGIN
+        COUNTS.commit()
         tx.committed()
         if tx.wakes_workers:
             self._wakeup.notify()
