@@ -33,6 +33,7 @@ __all__ = [
     "LeaseRenewal",
     "NewDefinition",
     "NewRun",
+    "Pending",
     "ProgressReport",
     "ReportOutcome",
     "RunKind",
@@ -570,6 +571,20 @@ class Store(abc.ABC):
         return self.report_and_claim([], claim).claimed
 
 
+class Pending:
+    """A statement sent whose rows are read later (:meth:`Tx.send`)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self._rows
+
+    def one(self) -> dict[str, Any] | None:
+        rows = self.rows()
+        return rows[0] if rows else None
+
+
 class Tx(abc.ABC):
     """A transaction running named queries; rows come back as dicts."""
 
@@ -585,6 +600,12 @@ class Tx(abc.ABC):
 
     @abc.abstractmethod
     def many(self, query: str, rows: list[dict[str, Any]]) -> None: ...
+
+    def send(self, query: str, /, **params: Any) -> Pending:
+        """Send the statement now, read its rows later: on PostgreSQL it waits in the
+        pipeline and shares a round trip with the next statement answered. Statements
+        still run in the order sent."""
+        return Pending(self.all(query, **params))
 
     @abc.abstractmethod
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from legato.errors import (
     SchemaVersionError,
     StoreError,
 )
-from legato.store.base import Tx
+from legato.store.base import Pending, Tx
 from legato.store.counting import COUNTS
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore, TransactionRetry
@@ -54,18 +54,64 @@ _LITERAL = re.compile(r"\{([a-z_]+)\}")
 
 
 class _PgTx(Tx):
-    def __init__(self, cur: psycopg.Cursor[Any], queries: dict[str, str]) -> None:
+    """Named queries on one cursor; in a transaction of the store's own, in pipeline mode.
+
+    In pipeline mode a statement whose result is not read at once (an
+    ``executemany``, a :meth:`send`, the ``NOTIFY``) waits in the pipeline and
+    goes with the next statement that must be answered, ``BEGIN`` with the
+    first and the last writes with ``COMMIT``: one round trip for several.
+    """
+
+    def __init__(
+        self,
+        cur: psycopg.Cursor[Any],
+        queries: dict[str, str],
+        pipeline: psycopg.Pipeline | None = None,
+    ) -> None:
         super().__init__()
         self.cur = cur
         self.queries = queries
-        #: a statement has been sent, so psycopg has begun the transaction (its own round trip)
-        self.begun = cur.connection.info.transaction_status is not TransactionStatus.IDLE
+        self.pipeline = pipeline
+        #: statements sent, and how many of them have been answered (for the counts)
+        self.sent = 0
+        self.answered = 0
+        if pipeline is None and cur.connection.info.transaction_status is TransactionStatus.IDLE:
+            self.sent = -1  # psycopg sends BEGIN on its own before the first statement
 
-    def execute(self, statement: Any, params: Any = None, *, prepare: bool | None = None) -> None:
-        """Every statement goes through here, counted."""
-        COUNTS.statement(round_trips=1 if self.begun else 2)
-        self.begun = True
-        self.cur.execute(statement, params, prepare=prepare)
+    def execute(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        cur: psycopg.Cursor[Any] | None = None,
+    ) -> None:
+        """Every statement goes through here, counted; in a pipeline it waits to be sent."""
+        COUNTS.statement(round_trips=0)
+        if self.sent < 0:  # psycopg's BEGIN, answered before the statement is sent
+            COUNTS.round_trip()
+            self.sent = 0
+        self.sent += 1
+        (cur or self.cur).execute(statement, params, prepare=prepare)
+        if self.pipeline is None:
+            self.answered = self.sent
+            COUNTS.round_trip()
+
+    def answer(self, upto: int | None = None) -> None:
+        """Wait for the answers to what has been sent (up to statement ``upto``)."""
+        if self.answered >= (self.sent if upto is None else upto):
+            return
+        COUNTS.round_trip()
+        if upto is None:
+            assert self.pipeline is not None
+            self.pipeline.sync()
+            self.answered = self.sent
+        else:
+            self.answered = upto  # psycopg reads the answers in order up to that one
+
+    @property
+    def begun(self) -> bool:
+        return self.sent > 0
 
     def _statement(self, query: str, params: dict[str, Any]) -> Any:
         """The query, with its ``{name}`` placeholders filled in as integer literals."""
@@ -76,30 +122,67 @@ class _PgTx(Tx):
         values = {name: int(params.pop(name)) for name in names}
         return _composed(text, tuple(sorted(values.items())))
 
+    def _answered(
+        self, statement: Any, params: dict[str, Any], prepare: bool | None = None
+    ) -> None:
+        self.execute(statement, params, prepare=prepare)
+        if self.pipeline is not None:
+            self.answer()
+
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
-        self.execute(self._statement(query, params), params)
+        self._answered(self._statement(query, params), params)
         return self.cur.fetchone() if self.cur.description else None
 
     def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
-        self.execute(self._statement(query, params), params)
+        self._answered(self._statement(query, params), params)
         return self.cur.fetchall()
 
     def run(self, query: str, /, **params: Any) -> int:
-        self.execute(self._statement(query, params), params)
+        self._answered(self._statement(query, params), params)
         return self.cur.rowcount
 
     def many(self, query: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            # psycopg sends the rows in one pipeline: one round trip
-            COUNTS.statement(len(rows), round_trips=1 if self.begun else 2)
-            self.begun = True
-            self.cur.executemany(self.queries[query], rows)
+        if not rows:
+            return
+        COUNTS.statement(len(rows), round_trips=0)
+        if self.sent < 0:
+            COUNTS.round_trip()
+            self.sent = 0
+        self.sent += 1
+        self.cur.executemany(self.queries[query], rows)
+        if self.pipeline is None:
+            COUNTS.round_trip()  # psycopg sends the rows in one pipeline of its own
+            self.answered = self.sent
+
+    def send(self, query: str, /, **params: Any) -> Pending:
+        if self.pipeline is None:
+            return super().send(query, **params)
+        cur = self.cur.connection.cursor()
+        self.execute(self._statement(query, params), params, cur=cur)
+        return _PgPending(self, cur, self.sent)
 
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         # Never prepared: a prepared statement may fall back to a plan made without
         # the values, and which index fits a search depends on them.
-        self.execute(statement.encode(), params, prepare=False)
+        self._answered(statement.encode(), params, prepare=False)
         return self.cur.fetchall()
+
+
+class _PgPending(Pending):
+    """A statement sent in the pipeline; its rows are read when first asked for."""
+
+    def __init__(self, tx: _PgTx, cur: psycopg.Cursor[Any], seq: int) -> None:
+        self._tx = tx
+        self._cur = cur
+        self._seq = seq
+        self._rows: list[dict[str, Any]] | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self._rows is None:
+            self._tx.answer(self._seq)
+            self._rows = self._cur.fetchall() if self._cur.description else []
+            self._cur.close()
+        return self._rows
 
 
 @functools.lru_cache(maxsize=256)
@@ -159,14 +242,25 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        with self._mapped_errors(), self._pool.connection() as conn, conn.cursor() as cur:
-            tx = self._begun(cur)
+        with (
+            self._mapped_errors(),
+            self._pool.connection() as conn,
+            conn.pipeline() as pipeline,
+            conn.cursor() as cur,
+        ):
+            tx = self._begun(cur, pipeline)
             yield tx
             if tx.wakes_workers:
                 tx.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             if tx.begun:
-                COUNTS.commit()  # as the block is left
-        tx.committed()  # leaving the block committed
+                # What still waits in the pipeline goes with the COMMIT and the Sync
+                # that leaving pipeline mode sends: one round trip (psycopg's own
+                # commit would send a Sync of its own first).
+                cur.execute(b"COMMIT")
+                COUNTS.commit()
+            else:
+                COUNTS.round_trip()  # the Sync that leaving pipeline mode sends
+        tx.committed()
 
     @contextmanager
     def _joined(self, conn: Any) -> Iterator[Tx]:
@@ -225,9 +319,9 @@ class PostgresStore(SQLStore):
             )
         self._joinable.add(conn)
 
-    def _begun(self, cur: psycopg.Cursor[Any]) -> _PgTx:
+    def _begun(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline | None = None) -> _PgTx:
         """A transaction's named queries on ``cur``, its clock set (``legato_now()``)."""
-        tx = _PgTx(cur, self._queries)
+        tx = _PgTx(cur, self._queries, pipeline)
         if self.clock.offset:
             tx.execute(
                 "SELECT set_config('legato.clock_offset', %s, true)",
