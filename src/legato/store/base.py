@@ -608,6 +608,14 @@ class Tx(abc.ABC):
         return Pending(self.all(query, **params))
 
     @abc.abstractmethod
+    def savepoint(self, name: str) -> None:
+        """Set a savepoint (sent, not waited for, on PostgreSQL)."""
+
+    @abc.abstractmethod
+    def rollback_to(self, name: str) -> None:
+        """Undo what the transaction did since the savepoint ``name``."""
+
+    @abc.abstractmethod
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         """Rows of a statement composed from checked pieces (a search), not a named query;
         its values are bound ``params``, and it is planned for them every time."""
@@ -636,6 +644,11 @@ class Tx(abc.ABC):
 
     def claimed(self, run_id: str, step_id: str) -> None:
         self._unclaimed.discard((run_id, step_id))
+
+    @property
+    def unclaimed(self) -> frozenset[tuple[str, str]]:
+        """(run, step) queued in this transaction and not claimed in it."""
+        return frozenset(self._unclaimed)
 
     @property
     def wakes_workers(self) -> bool:

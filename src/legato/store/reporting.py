@@ -29,10 +29,12 @@ from legato.store.base import (
     AttemptRef,
     ClaimedStep,
     ClaimRequest,
+    Pending,
     ReportOutcome,
     StepResult,
     Tx,
 )
+from legato.store.chained import chained
 from legato.store.progress import Inst
 from legato.store.sql import SQLStore
 from legato.store.unit import Unit
@@ -57,6 +59,10 @@ class Report(Unit):
         worker_id: str | None,
     ) -> ReportOutcome:
         self.actor = worker_id or (claim.worker_id if claim is not None else None)
+        if not release and not self.hints and chained(self, results, claim):
+            self.store.checkpoint("before_commit")
+            self.flush_events()
+            return self.outcome
         # A failure, or an attempt that stopped when asked, decides by its run's status.
         failing = {r.run_id for r in results if not r.ok or r.stopped}
         handing_back = {ref.run_id for ref in release}
@@ -392,8 +398,13 @@ class Report(Unit):
     # -- claims ----------------------------------------------------------------------------
 
     def _claim(self, claim: ClaimRequest) -> list[ClaimedStep]:
+        pending = self._send_claim(claim)
+        return [] if pending is None else self._take_claimed(claim, pending.rows())
+
+    def _send_claim(self, claim: ClaimRequest) -> Pending | None:
+        """The claim statement, sent (its rows are read later), or None if it claims nothing."""
         if claim.limit <= 0 or not claim.tasks or claim.queues == ():
-            return []
+            return None
         if claim.queues is None and claim.root_run_id is None:
             raise ValueError("a claim for every queue must name its run tree (root_run_id)")
         params = {
@@ -404,16 +415,18 @@ class Report(Unit):
             "now": self.store.clock.now(),
         }
         if claim.root_run_id is not None:
-            rows = self.tx.all(
+            return self.tx.send(
                 "claim_tree_steps",
                 root=claim.root_run_id,
                 queues=self.store._list(claim.queues),
                 **params,
             )
-        elif claim.queues is not None and len(claim.queues) == 1:
-            rows = self.tx.all("claim_queue_steps", queue=claim.queues[0], **params)
-        else:
-            rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
+        if claim.queues is not None and len(claim.queues) == 1:
+            return self.tx.send("claim_queue_steps", queue=claim.queues[0], **params)
+        return self.tx.send("claim_steps", queues=self.store._list(claim.queues), **params)
+
+    def _take_claimed(self, claim: ClaimRequest, rows: list[dict[str, Any]]) -> list[ClaimedStep]:
+        """The claimed rows made attempts: their runs started, their events recorded."""
         if not rows:
             return []
         rows.sort(key=lambda r: (-r["priority"], r["id"]))

@@ -97,17 +97,14 @@ class _PgTx(Tx):
             self.answered = self.sent
             COUNTS.round_trip()
 
-    def answer(self, upto: int | None = None) -> None:
-        """Wait for the answers to what has been sent (up to statement ``upto``)."""
-        if self.answered >= (self.sent if upto is None else upto):
+    def answer(self) -> None:
+        """Wait for the answers to everything sent so far: one round trip."""
+        if self.answered >= self.sent:
             return
         COUNTS.round_trip()
-        if upto is None:
-            assert self.pipeline is not None
-            self.pipeline.sync()
-            self.answered = self.sent
-        else:
-            self.answered = upto  # psycopg reads the answers in order up to that one
+        assert self.pipeline is not None
+        self.pipeline.sync()
+        self.answered = self.sent
 
     @property
     def begun(self) -> bool:
@@ -161,6 +158,12 @@ class _PgTx(Tx):
         self.execute(self._statement(query, params), params, cur=cur)
         return _PgPending(self, cur, self.sent)
 
+    def savepoint(self, name: str) -> None:
+        self.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(name)))
+
+    def rollback_to(self, name: str) -> None:
+        self.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name)))
+
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         # Never prepared: a prepared statement may fall back to a plan made without
         # the values, and which index fits a search depends on them.
@@ -175,14 +178,15 @@ class _PgPending(Pending):
         self._tx = tx
         self._cur = cur
         self._seq = seq
-        self._rows: list[dict[str, Any]] | None = None
+        self._fetched: list[dict[str, Any]] | None = None
 
     def rows(self) -> list[dict[str, Any]]:
-        if self._rows is None:
-            self._tx.answer(self._seq)
-            self._rows = self._cur.fetchall() if self._cur.description else []
+        if self._fetched is None:
+            if self._tx.answered < self._seq:
+                self._tx.answer()
+            self._fetched = self._cur.fetchall() if self._cur.description else []
             self._cur.close()
-        return self._rows
+        return self._fetched
 
 
 @functools.lru_cache(maxsize=256)

@@ -152,9 +152,24 @@ class _SQLiteTx(Tx):
             COUNTS.statement(len(rows))
             self.conn.executemany(self.queries[query], rows)
 
+    def savepoint(self, name: str) -> None:
+        COUNTS.statement()
+        self.conn.execute(f'SAVEPOINT "{_identifier(name)}"')
+
+    def rollback_to(self, name: str) -> None:
+        COUNTS.statement()
+        self.conn.execute(f'ROLLBACK TO "{_identifier(name)}"')
+
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         COUNTS.statement()
         return [dict(r) for r in self.conn.execute(statement, params).fetchall()]
+
+
+def _identifier(name: str) -> str:
+    """A savepoint's name, one of the store's own (never a value from outside)."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a savepoint name: {name!r}")
+    return name
 
 
 class SQLiteStore(SQLStore):
