@@ -50,6 +50,8 @@ class Report(Unit):
 
     def __init__(self, store: SQLStore, tx: Tx, hints: set[str] | None = None) -> None:
         super().__init__(store, tx, hints)
+        #: completions sent ahead, by step run (in the order sent), read when each is applied
+        self._completions: dict[int, list[Pending]] = {}
 
     def apply(
         self,
@@ -66,11 +68,20 @@ class Report(Unit):
         # A failure, or an attempt that stopped when asked, decides by its run's status.
         failing = {r.run_id for r in results if not r.ok or r.stopped}
         handing_back = {ref.run_id for ref in release}
-        self.lock_runs(failing | handing_back | self.hints)
-        self.store.checkpoint("runs_locked")
         completed = [r for r in results if r.ok]
+        # A run whose only step completes here finishes here: its row is taken
+        # first, with the others, rather than one by one after its step's.
+        finishing = self._finishing({r.run_id: r.step_id for r in completed if not r.stopped})
+        self.lock_runs(failing | handing_back | self.hints | finishing)
+        self.store.checkpoint("runs_locked")
         self._start_if_pending({r.run_id for r in completed})
-        for result in sorted(results, key=lambda r: (r.run_id, r.step_id)):
+        ordered = sorted(results, key=lambda r: (r.run_id, r.step_id))
+        # The completions go out together (one round trip on PostgreSQL), each
+        # read where it is applied.
+        for r in ordered:
+            if r.ok and not r.stopped:
+                self._completions.setdefault(r.step_run_id, []).append(self._send_completion(r))
+        for result in ordered:
             if result.stopped:
                 self._stopped(result)
             elif result.ok:
@@ -101,8 +112,26 @@ class Report(Unit):
         if unknown:
             self.start_runs(unknown)
 
-    def _complete(self, result: StepResult) -> None:
-        row = self.tx.one(
+    def _finishing(self, steps: dict[str, str]) -> set[str]:
+        """Of these runs (with a step each that completes), those that step finishes:
+        their top level is that one step."""
+        if not steps:
+            return set()
+        self.store.load_contexts(self.tx, sorted(steps))
+        finishing = set()
+        for run_id, key in steps.items():
+            place, step_id = place_of(key)
+            graph = self.progress.graph(run_id)
+            if (
+                not place.repeats
+                and step_id in graph.steps
+                and graph.scopes[""].steps == (step_id,)
+            ):
+                finishing.add(run_id)
+        return finishing
+
+    def _send_completion(self, result: StepResult) -> Pending:
+        return self.tx.send(
             "complete_step",
             id=result.step_run_id,
             attempt=result.attempt,
@@ -110,6 +139,10 @@ class Report(Unit):
             inputs=result.inputs_json,
             now=self.store.clock.now(),
         )
+
+    def _complete(self, result: StepResult) -> None:
+        sent = self._completions.get(result.step_run_id)
+        row = (sent.pop(0) if sent else self._send_completion(result)).one()
         if row is None:
             self.outcome.stale.append(result)
             return
