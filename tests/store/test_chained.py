@@ -118,3 +118,32 @@ def test_the_last_step_of_a_chain_finishes_its_run(client: Client) -> None:
     history = [e.type for e in client.history(run_id)]
     assert history.count("run.completed") == 1
     assert history.index("run.completed") > history.index("step.completed")
+
+
+def _finish_batch(client: Client, n: int) -> Snapshot:
+    """Report ``n`` one-step runs' steps in one batch that also claims: what it cost."""
+    client.start_many(chain(1), [{}] * n)
+    steps = claim(client, limit=n)
+    assert len(steps) == n
+    before = COUNTS.snapshot()
+    outcome = report(
+        client,
+        [ok(s) for s in steps],
+        ClaimRequest(worker_id="w1", queues=("default",), tasks=ALL_TASKS, limit=n, lease=30),
+    )
+    cost = COUNTS.snapshot() - before
+    assert outcome.accepted == n
+    assert set(outcome.finished_runs.values()) == {RunStatus.COMPLETED}
+    assert len(outcome.finished_runs) == n
+    return cost
+
+
+def test_finishing_a_batch_of_runs_costs_round_trips_independent_of_its_size(
+    client: Client,
+) -> None:
+    _finish_batch(client, 2)  # the spec and the task's defaults read once
+    small, large = _finish_batch(client, 2), _finish_batch(client, 6)
+    assert small.commits == large.commits == 1
+    if client.store.dialect == "postgres":  # type: ignore[attr-defined]
+        # lock the runs, complete the steps, finish the runs with the claim, events
+        assert small.round_trips == large.round_trips <= 4, (small, large)

@@ -9,7 +9,8 @@ parent's step.
 Lock order (PostgreSQL; SQLite runs one writer at a time): a transaction that
 may change a run's own state holds the run's row (``FOR NO KEY UPDATE``)
 before any of that run's step rows. Runs known up front (those of failed
-attempts, hand-backs, sweeps, operations) are locked first, in id order. A
+attempts, hand-backs, sweeps, operations, and runs whose only top-level step
+completes) are locked first, in id order. A
 run found to need its lock later (its last step finished, a ``set_vars`` or
 ``terminate`` step became ready) is locked without waiting (``NOWAIT``); if
 another transaction holds it, this one starts over with that run locked
