@@ -147,3 +147,20 @@ def test_finishing_a_batch_of_runs_costs_round_trips_independent_of_its_size(
     if client.store.dialect == "postgres":  # type: ignore[attr-defined]
         # lock the runs, complete the steps, finish the runs with the claim, events
         assert small.round_trips == large.round_trips <= 4, (small, large)
+
+
+def test_a_result_for_a_deleted_run_is_refused_beside_the_rest_of_its_batch(
+    client: Client,
+) -> None:
+    doomed = client.start(chain(1), tags={"fate": "pruned"})
+    kept = client.start(chain(3))
+    steps = claim(client, limit=5)
+    assert {s.run_id for s in steps} == {doomed, kept}
+    client.cancel(doomed, "not needed")
+    client.store.clock.advance(2 * 86400)  # type: ignore[attr-defined]
+    assert client.prune("1d").runs == 1
+    results = [ok(s) for s in steps]
+    outcome = report(client, results, request(kept))
+    assert [r.run_id for r in outcome.stale] == [doomed]
+    assert outcome.accepted == 1
+    assert [s.step_id for s in outcome.claimed] == ["s1"]

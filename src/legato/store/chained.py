@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from legato.engine.planner import shard_of
+from legato.errors import RunNotFoundError
 from legato.model.instances import instance_key, place_of, scope_key
 from legato.model.states import StepStatus
 from legato.model.steps import TaskStep
@@ -65,7 +66,10 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
     counts: dict[tuple[str, str, int], int] = {}
     shards: dict[tuple[str, str], int] = {}
     for result in sorted(results, key=lambda r: (r.run_id, r.step_id)):
-        graph = flow.graph(result.run_id)
+        try:
+            graph = flow.graph(result.run_id)
+        except RunNotFoundError:
+            return False  # deleted: the ordinary path refuses its result as stale
         place, step_id = place_of(result.step_id)
         if not isinstance(graph.steps.get(step_id), TaskStep):
             return False  # an item of a map, a loop's iteration: the ordinary path

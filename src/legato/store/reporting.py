@@ -12,12 +12,13 @@ the run takes the run's row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from legato.config import Secrets
 from legato.engine.planner import ResolvedCall, TaskDefaults, resolve_inputs, resolve_with_secrets
 from legato.engine.retry import RetryDecision, decide_retry
-from legato.errors import SecretError
+from legato.errors import RunNotFoundError, SecretError
 from legato.model.instances import item_key, place_of
 from legato.model.runs import StepError
 from legato.model.spec import RetryPolicy
@@ -117,11 +118,15 @@ class Report(Unit):
         their top level is that one step."""
         if not steps:
             return set()
-        self.store.load_contexts(self.tx, sorted(steps))
+        with suppress(RunNotFoundError):  # those found are kept for this transaction
+            self.store.load_contexts(self.tx, sorted(steps))
         finishing = set()
         for run_id, key in steps.items():
             place, step_id = place_of(key)
-            graph = self.progress.graph(run_id)
+            try:
+                graph = self.progress.graph(run_id)
+            except RunNotFoundError:
+                continue  # deleted: its result is refused as stale
             if (
                 not place.repeats
                 and step_id in graph.steps
