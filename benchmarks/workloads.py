@@ -8,9 +8,9 @@ last run as finished (the driver polls every few milliseconds).
 W1 2,000 independent one-step runs (runs/s), W2 one 100-step chain (ms per
 step), W3 1 -> 200 parallel -> 1 (seconds), W4 200 runs of 3 sequential steps
 (runs/s), W5 a 10,000-step DAG of 100 layers of 100 (steps/s). Tasks do
-nothing. On PostgreSQL it also reports commits and statements per step, from
-the server's own counters (``pg_stat_database``, ``pg_stat_statements`` when
-loaded), less the driver's polling.
+nothing. It also reports the statements, round trips and commits per step
+that legato sent (the workers' and the driver's, counted by the stores
+themselves: ``legato.store.counting``; the driver's polling is not counted).
 
 Prints one JSON line per workload (the peers' format) and a markdown table:
 
@@ -28,6 +28,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -38,6 +39,7 @@ from databases import database
 
 import legato
 from legato.define.builder import StepRef
+from legato.store.counting import COUNTS, read_dir
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "bench_tasks.py"
@@ -49,9 +51,6 @@ W4_RUNS = 200
 W4_STEPS = 3
 DAG_LAYERS = 100
 DAG_WIDTH = 100
-
-#: how long PostgreSQL backends may keep their statistics before reporting them
-_STATS_FLUSH = 2.5
 
 UNITS = {"W1": "runs/s", "W2": "ms/step", "W3": "s", "W4": "runs/s", "W5": "steps/s"}
 LABELS = {
@@ -111,10 +110,12 @@ def workloads() -> dict[str, tuple[legato.Workflow, int, int, Callable[[float], 
 
 
 @contextmanager
-def workers(url: str, count: int, concurrency: int) -> Iterator[None]:
-    """``count`` ``legato worker`` processes, registered before this yields; always reaped."""
+def workers(url: str, count: int, concurrency: int, counts_dir: str) -> Iterator[None]:
+    """``count`` ``legato worker`` processes, registered before this yields; always reaped.
+
+    Each counts what it sends the database in a file in ``counts_dir``."""
     command = [sys.executable, "-m", "legato", "worker", "--import", str(TASKS)]
-    env = {**os.environ, "LEGATO_URL": url}
+    env = {**os.environ, "LEGATO_URL": url, "LEGATO_COUNTS_DIR": counts_dir}
     procs = [
         subprocess.Popen(
             [*command, "--concurrency", str(concurrency)],
@@ -169,25 +170,6 @@ class Unfinished:
         self.conn.close()
 
 
-def pg_counters(url: str) -> tuple[int, int]:
-    """(committed transactions, statements) the server has counted for this database."""
-    import psycopg
-
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
-        ).fetchone()
-        commits = int(row[0]) if row else 0
-        statements = 0
-        with suppress(psycopg.Error):
-            found = conn.execute(
-                "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
-                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
-            ).fetchone()
-            statements = int(found[0]) if found else 0
-    return commits, statements
-
-
 def measure(
     kind: str,
     name: str,
@@ -197,21 +179,20 @@ def measure(
     batched: bool = True,
 ) -> dict[str, float]:
     wf, runs, steps, figure = workloads()[name]
-    with database(kind) as url:
+    with database(kind) as url, tempfile.TemporaryDirectory() as counts_dir:
         with legato.Client(url) as client:
             client.start(chain("warm", 1))  # the schema and the task's defaults in place
-        with workers(url, worker_count, concurrency), legato.Client(url) as client:
+        with (
+            workers(url, worker_count, concurrency, counts_dir),
+            legato.Client(url) as client,
+        ):
             unfinished = Unfinished(url)
             deadline = time.monotonic() + 30
             while unfinished():
                 if time.monotonic() > deadline:
                     raise SystemExit("the warm-up run did not finish")
                 time.sleep(0.01)
-            if kind == "postgres":
-                # Backends report their counts at most once a second, when idle.
-                time.sleep(_STATS_FLUSH)
-            before = pg_counters(url) if kind == "postgres" else (0, 0)
-            polls = 0
+            before = read_dir(counts_dir) + COUNTS.snapshot()
             began = time.perf_counter()
             if runs > 1 and batched:
                 client.start_many(wf, [{}] * runs)
@@ -219,24 +200,21 @@ def measure(
                 for _ in range(runs):
                     client.start(wf)
             while unfinished():
-                polls += 1
                 time.sleep(poll_every)
             seconds = time.perf_counter() - began
-            if kind == "postgres":
-                time.sleep(_STATS_FLUSH)
-            after = pg_counters(url) if kind == "postgres" else (0, 0)
+            sent = read_dir(counts_dir) + COUNTS.snapshot() - before
             unfinished.close()
             failed = client.list_runs(status="failed", limit=1)
             if failed:
                 raise SystemExit(f"{name}: a run failed: {failed[0].error}")
-    result = {"seconds": seconds, "value": figure(seconds), "steps": steps}
-    if kind == "postgres":
-        # The driver's polls are one read transaction each; the counters' own
-        # connection adds one.
-        result["commits_per_step"] = max(0, after[0] - before[0] - polls - 1) / steps
-        if after[1]:
-            result["statements_per_step"] = max(0, after[1] - before[1] - polls) / steps
-    return result
+    return {
+        "seconds": seconds,
+        "value": figure(seconds),
+        "steps": steps,
+        "statements_per_step": sent.statements / steps,
+        "round_trips_per_step": sent.round_trips / steps,
+        "commits_per_step": sent.commits / steps,
+    }
 
 
 def main() -> int:
@@ -270,19 +248,22 @@ def main() -> int:
                 "runs": [round(s["value"], 3) for s in samples],
                 "median": round(statistics.median(s["value"] for s in samples), 3),
             }
-            for extra in ("commits_per_step", "statements_per_step"):
+            for extra in ("statements_per_step", "round_trips_per_step", "commits_per_step"):
                 if extra in samples[0]:
                     line[extra] = round(statistics.median(s[extra] for s in samples), 2)
             print(json.dumps(line), flush=True)
             rows.append(line)
     if not args.json:
-        print("\n| database | workload | median | unit | commits/step | runs |")
-        print("|---|---|---|---|---|---|")
+        print(
+            "\n| database | workload | median | unit | statements/step | round trips/step "
+            "| commits/step | runs |"
+        )
+        print("|---|---|---|---|---|---|---|---|")
         for line in rows:
-            commits = line.get("commits_per_step", "")
             print(
                 f"| {line['database']} | {line['workload']} {LABELS[line['workload']]} "
-                f"| {line['median']:,} | {line['unit']} | {commits} | {line['runs']} |"
+                f"| {line['median']:,} | {line['unit']} | {line['statements_per_step']} "
+                f"| {line['round_trips_per_step']} | {line['commits_per_step']} | {line['runs']} |"
             )
     return 0
 

@@ -38,6 +38,10 @@ class CountingTx:
         self._log.append((query, len(rows)))
         self._tx.many(query, rows)
 
+    def send(self, query: str, /, **params: Any) -> Any:
+        self._log.append((query, 1))
+        return self._tx.send(query, **params)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tx, name)
 
@@ -145,7 +149,7 @@ def test_hot_path_statements_use_indexes_on_sqlite(sqlite_url: str) -> None:
         plans = {}
         for what in ("claim", "complete", "both"):
             for statement in costs[what]["statements"]:
-                if statement.split()[0].upper() in ("BEGIN", "COMMIT", "ROLLBACK"):
+                if statement.split()[0].upper() in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT"):
                     continue
                 plan = conn.execute(f"EXPLAIN QUERY PLAN {statement}").fetchall()
                 plans[statement] = [row[-1] for row in plan]

@@ -35,6 +35,7 @@ __all__ = [
     "LogEntry",
     "NewDefinition",
     "NewRun",
+    "Pending",
     "ProgressReport",
     "ReportOutcome",
     "RunKind",
@@ -618,6 +619,20 @@ class Store(abc.ABC):
         return self.report_and_claim([], claim).claimed
 
 
+class Pending:
+    """A statement sent whose rows are read later (:meth:`Tx.send`)."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self._rows
+
+    def one(self) -> dict[str, Any] | None:
+        rows = self.rows()
+        return rows[0] if rows else None
+
+
 class Tx(abc.ABC):
     """A transaction running named queries; rows come back as dicts."""
 
@@ -633,6 +648,20 @@ class Tx(abc.ABC):
 
     @abc.abstractmethod
     def many(self, query: str, rows: list[dict[str, Any]]) -> None: ...
+
+    def send(self, query: str, /, **params: Any) -> Pending:
+        """Send the statement now, read its rows later: on PostgreSQL it waits in the
+        pipeline and shares a round trip with the next statement answered. Statements
+        still run in the order sent."""
+        return Pending(self.all(query, **params))
+
+    @abc.abstractmethod
+    def savepoint(self, name: str) -> None:
+        """Set a savepoint (sent, not waited for, on PostgreSQL)."""
+
+    @abc.abstractmethod
+    def rollback_to(self, name: str) -> None:
+        """Undo what the transaction did since the savepoint ``name``."""
 
     @abc.abstractmethod
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
@@ -663,6 +692,11 @@ class Tx(abc.ABC):
 
     def claimed(self, run_id: str, step_id: str) -> None:
         self._unclaimed.discard((run_id, step_id))
+
+    @property
+    def unclaimed(self) -> frozenset[tuple[str, str]]:
+        """(run, step) queued in this transaction and not claimed in it."""
+        return frozenset(self._unclaimed)
 
     @property
     def wakes_workers(self) -> bool:

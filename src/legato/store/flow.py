@@ -387,6 +387,13 @@ class Flow:
     def _decrement(self, run_id: str, scope: str, shard: int, count: int) -> None:
         shards = self.store.shards(self.tx, run_id, scope)
         row = self.tx.one("decrement_counter", run_id=run_id, scope=scope, shard=shard, count=count)
+        self.counted_down(run_id, scope, shards, row)
+
+    def counted_down(
+        self, run_id: str, scope: str, shards: int, row: dict[str, Any] | None
+    ) -> None:
+        """A counter of the scope was counted down (``row``, as ``decrement_counter``
+        returns it): the one that brought the scope to none finishes it."""
         if row is None or row["remaining"] > 0:
             return
         if shards > 1:

@@ -12,12 +12,13 @@ the run takes the run's row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from typing import Any
 
 from legato.config import Secrets
 from legato.engine.planner import ResolvedCall, TaskDefaults, resolve_inputs, resolve_with_secrets
 from legato.engine.retry import RetryDecision, decide_retry
-from legato.errors import SecretError
+from legato.errors import RunNotFoundError, SecretError
 from legato.model.instances import item_key, place_of
 from legato.model.runs import StepError
 from legato.model.spec import RetryPolicy
@@ -29,10 +30,12 @@ from legato.store.base import (
     AttemptRef,
     ClaimedStep,
     ClaimRequest,
+    Pending,
     ReportOutcome,
     StepResult,
     Tx,
 )
+from legato.store.chained import chained
 from legato.store.limits import Gate
 from legato.store.progress import Inst
 from legato.store.sql import SQLStore
@@ -52,6 +55,8 @@ class Report(Unit):
 
     def __init__(self, store: SQLStore, tx: Tx, hints: set[str] | None = None) -> None:
         super().__init__(store, tx, hints)
+        #: completions sent ahead, by step run (in the order sent), read when each is applied
+        self._completions: dict[int, list[Pending]] = {}
 
     def apply(
         self,
@@ -61,14 +66,27 @@ class Report(Unit):
         worker_id: str | None,
     ) -> ReportOutcome:
         self.actor = worker_id or (claim.worker_id if claim is not None else None)
+        if not release and not self.hints and chained(self, results, claim):
+            self.store.checkpoint("before_commit")
+            self.flush_events()
+            return self.outcome
         # A failure, or an attempt that stopped when asked, decides by its run's status.
         failing = {r.run_id for r in results if not r.ok or r.stopped}
         handing_back = {ref.run_id for ref in release}
-        self.lock_runs(failing | handing_back | self.hints)
-        self.store.checkpoint("runs_locked")
         completed = [r for r in results if r.ok]
+        # A run whose only step completes here finishes here: its row is taken
+        # first, with the others, rather than one by one after its step's.
+        finishing = self._finishing({r.run_id: r.step_id for r in completed if not r.stopped})
+        self.lock_runs(failing | handing_back | self.hints | finishing)
+        self.store.checkpoint("runs_locked")
         self._start_if_pending({r.run_id for r in completed})
-        for result in sorted(results, key=lambda r: (r.run_id, r.step_id)):
+        ordered = sorted(results, key=lambda r: (r.run_id, r.step_id))
+        # The completions go out together (one round trip on PostgreSQL), each
+        # read where it is applied.
+        for r in ordered:
+            if r.ok and not r.stopped:
+                self._completions.setdefault(r.step_run_id, []).append(self._send_completion(r))
+        for result in ordered:
             if result.stopped:
                 self._stopped(result)
             elif result.ok:
@@ -100,8 +118,30 @@ class Report(Unit):
         if unknown:
             self.start_runs(unknown)
 
-    def _complete(self, result: StepResult) -> None:
-        row = self.tx.one(
+    def _finishing(self, steps: dict[str, str]) -> set[str]:
+        """Of these runs (with a step each that completes), those that step finishes:
+        their top level is that one step."""
+        if not steps:
+            return set()
+        with suppress(RunNotFoundError):  # those found are kept for this transaction
+            self.store.load_contexts(self.tx, sorted(steps))
+        finishing = set()
+        for run_id, key in steps.items():
+            place, step_id = place_of(key)
+            try:
+                graph = self.progress.graph(run_id)
+            except RunNotFoundError:
+                continue  # deleted: its result is refused as stale
+            if (
+                not place.repeats
+                and step_id in graph.steps
+                and graph.scopes[""].steps == (step_id,)
+            ):
+                finishing.add(run_id)
+        return finishing
+
+    def _send_completion(self, result: StepResult) -> Pending:
+        return self.tx.send(
             "complete_step",
             id=result.step_run_id,
             attempt=result.attempt,
@@ -109,6 +149,10 @@ class Report(Unit):
             inputs=result.inputs_json,
             now=self.store.clock.now(),
         )
+
+    def _complete(self, result: StepResult) -> None:
+        sent = self._completions.get(result.step_run_id)
+        row = (sent.pop(0) if sent else self._send_completion(result)).one()
         if row is None:
             self.outcome.stale.append(result)
             return
@@ -397,23 +441,52 @@ class Report(Unit):
     # -- claims ----------------------------------------------------------------------------
 
     def _claim(self, claim: ClaimRequest) -> list[ClaimedStep]:
+        pending = self._send_claim(claim)
+        return [] if pending is None else self._take_claimed(claim, pending.rows())
+
+    def _send_claim(self, claim: ClaimRequest, limit: int | None = None) -> Pending | None:
+        """The claim statement for ``limit`` steps (default the claim's), sent: its rows
+        are read later. None if it claims nothing."""
         if claim.limit <= 0 or not claim.tasks or claim.queues == ():
-            return []
+            return None
         if claim.queues is None and claim.root_run_id is None:
             raise ValueError("a claim for every queue must name its run tree (root_run_id)")
+        params = {
+            "worker": claim.worker_id,
+            "tasks": self.store._list(claim.tasks),
+            "limit": claim.limit if limit is None else limit,
+            "lease": float(claim.lease),
+            "now": self.store.clock.now(),
+        }
+        if claim.root_run_id is not None:
+            return self.tx.send(
+                "claim_tree_steps",
+                root=claim.root_run_id,
+                queues=self.store._list(claim.queues),
+                **params,
+            )
+        if claim.queues is not None and len(claim.queues) == 1:
+            return self.tx.send("claim_queue_steps", queue=claim.queues[0], **params)
+        return self.tx.send("claim_steps", queues=self.store._list(claim.queues), **params)
+
+    def _take_claimed(self, claim: ClaimRequest, rows: list[dict[str, Any]]) -> list[ClaimedStep]:
+        """The claimed rows made attempts, as their flow limits let them: their runs
+        started, their events recorded."""
         gate = Gate(self.store, self.tx)
         admitted: list[tuple[dict[str, Any], ClaimedStep]] = []
+        picked = self._resolved(claim, rows)
         # Steps a flow limit turned back leave room: claim again for it, and the
         # claim statement now passes over them (their slots are full, in this
         # transaction's view). A few rounds at most.
-        for _ in range(_CLAIM_ROUNDS):
-            picked = self._pick(claim, claim.limit - len(admitted))
+        for round_ in range(_CLAIM_ROUNDS):
             if not picked:
                 break
             let_through = gate.admit(picked, claim.defaults)
             admitted += [picked[i] for i in let_through]
-            if len(let_through) == len(picked):
+            if len(let_through) == len(picked) or round_ == _CLAIM_ROUNDS - 1:
                 break
+            pending = self._send_claim(claim, claim.limit - len(admitted))
+            picked = [] if pending is None else self._resolved(claim, pending.rows())
         if len(admitted) < claim.limit:
             gate.short_claim(claim.defaults)
         if gate.next_in is not None:  # a full rate window: the claimer comes back when it opens
@@ -439,26 +512,10 @@ class Report(Unit):
             claimed.append(step)
         return claimed
 
-    def _pick(self, claim: ClaimRequest, limit: int) -> list[tuple[dict[str, Any], ClaimedStep]]:
-        """Up to ``limit`` queued steps, claimed in claim order, with their calls resolved."""
-        params = {
-            "worker": claim.worker_id,
-            "tasks": self.store._list(claim.tasks),
-            "limit": limit,
-            "lease": float(claim.lease),
-            "now": self.store.clock.now(),
-        }
-        if claim.root_run_id is not None:
-            rows = self.tx.all(
-                "claim_tree_steps",
-                root=claim.root_run_id,
-                queues=self.store._list(claim.queues),
-                **params,
-            )
-        elif claim.queues is not None and len(claim.queues) == 1:
-            rows = self.tx.all("claim_queue_steps", queue=claim.queues[0], **params)
-        else:
-            rows = self.tx.all("claim_steps", queues=self.store._list(claim.queues), **params)
+    def _resolved(
+        self, claim: ClaimRequest, rows: list[dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], ClaimedStep]]:
+        """Claimed rows in claim order, each with its call resolved."""
         if not rows:
             return []
         rows.sort(key=claim_order)

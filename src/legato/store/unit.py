@@ -9,7 +9,8 @@ parent's step.
 Lock order (PostgreSQL; SQLite runs one writer at a time): a transaction that
 may change a run's own state holds the run's row (``FOR NO KEY UPDATE``)
 before any of that run's step rows. Runs known up front (those of failed
-attempts, hand-backs, sweeps, operations) are locked first, in id order. A
+attempts, hand-backs, sweeps, operations, and runs whose only top-level step
+completes) are locked first, in id order. A
 run found to need its lock later (its last step finished, a ``set_vars`` or
 ``terminate`` step became ready) is locked without waiting (``NOWAIT``); if
 another transaction holds it, this one starts over with that run locked
@@ -26,10 +27,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from legato.engine.planner import NewInstance, shard_of, shards_for
+from legato.errors import StoreError
 from legato.model.runs import StepError
 from legato.model.states import RunStatus
 from legato.payload import dumps
-from legato.store.base import ReportOutcome, Tx
+from legato.store.base import Pending, ReportOutcome, Tx
 from legato.store.handlers import start_failure_handler
 from legato.store.limits import mark_new
 
@@ -70,6 +72,8 @@ class Unit:
         self.hints = hints if hints is not None else set()
         #: (run, scope, shard) -> instances finished, written when the unit settles
         self.pending_counts: dict[tuple[str, str, int], int] = {}
+        #: runs finished by a write whose answer is checked before the unit ends
+        self.unanswered: list[tuple[str, Pending]] = []
         self.progress: Progress = Progress(self)
 
     # -- locks --------------------------------------------------------------------------
@@ -228,6 +232,10 @@ class Unit:
         if self.beginning:
             beginning, self.beginning = self.beginning, set()
             self.start_runs(beginning)
+        unanswered, self.unanswered = self.unanswered, []
+        for run_id, sent in unanswered:
+            if sent.one() is None:  # it was locked and unfinished: never happens
+                raise StoreError(f"run {run_id} could not be finished though it was held")
         if self.events:
             self.tx.many("insert_event", self.events)
             self.events = []
@@ -255,7 +263,7 @@ class Unit:
         if run_id in self.beginning:  # it ran before it ended: it has a start time
             self.beginning.discard(run_id)
             self.start_runs([run_id])
-        row = self.tx.one(
+        sent = self.tx.send(
             "finish_run",
             run_id=run_id,
             status=status.value,
@@ -263,6 +271,13 @@ class Unit:
             error=None if error is None else dumps(error.to_json()),
             now=self.store.clock.now(),
         )
+        if self.store.context(self.tx, run_id).parent_run_id is None:
+            # Its row is locked here and was found unfinished: the guarded write
+            # applies. Nothing waits for its answer; it is checked before commit.
+            self.unanswered.append((run_id, sent))
+            row: dict[str, Any] | None = {"parent_run_id": None, "parent_step": None}
+        else:
+            row = sent.one()
         if row is None:
             return False
         self.runs[run_id] = status

@@ -27,7 +27,8 @@ from legato.errors import (
     SchemaVersionError,
     StoreError,
 )
-from legato.store.base import Tx
+from legato.store.base import Pending, Tx
+from legato.store.counting import COUNTS
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore, TransactionRetry
 
@@ -53,10 +54,61 @@ _LITERAL = re.compile(r"\{([a-z_]+)\}")
 
 
 class _PgTx(Tx):
-    def __init__(self, cur: psycopg.Cursor[Any], queries: dict[str, str]) -> None:
+    """Named queries on one cursor; in a transaction of the store's own, in pipeline mode.
+
+    In pipeline mode a statement whose result is not read at once (an
+    ``executemany``, a :meth:`send`, the ``NOTIFY``) waits in the pipeline and
+    goes with the next statement that must be answered, ``BEGIN`` with the
+    first and the last writes with ``COMMIT``: one round trip for several.
+    """
+
+    def __init__(
+        self,
+        cur: psycopg.Cursor[Any],
+        queries: dict[str, str],
+        pipeline: psycopg.Pipeline | None = None,
+    ) -> None:
         super().__init__()
         self.cur = cur
         self.queries = queries
+        self.pipeline = pipeline
+        #: statements sent, and how many of them have been answered (for the counts)
+        self.sent = 0
+        self.answered = 0
+        if pipeline is None and cur.connection.info.transaction_status is TransactionStatus.IDLE:
+            self.sent = -1  # psycopg sends BEGIN on its own before the first statement
+
+    def execute(
+        self,
+        statement: Any,
+        params: Any = None,
+        *,
+        prepare: bool | None = None,
+        cur: psycopg.Cursor[Any] | None = None,
+    ) -> None:
+        """Every statement goes through here, counted; in a pipeline it waits to be sent."""
+        COUNTS.statement(round_trips=0)
+        if self.sent < 0:  # psycopg's BEGIN, answered before the statement is sent
+            COUNTS.round_trip()
+            self.sent = 0
+        self.sent += 1
+        (cur or self.cur).execute(statement, params, prepare=prepare)
+        if self.pipeline is None:
+            self.answered = self.sent
+            COUNTS.round_trip()
+
+    def answer(self) -> None:
+        """Wait for the answers to everything sent so far: one round trip."""
+        if self.answered >= self.sent:
+            return
+        COUNTS.round_trip()
+        assert self.pipeline is not None
+        self.pipeline.sync()
+        self.answered = self.sent
+
+    @property
+    def begun(self) -> bool:
+        return self.sent > 0
 
     def _statement(self, query: str, params: dict[str, Any]) -> Any:
         """The query, with its ``{name}`` placeholders filled in as integer literals."""
@@ -67,27 +119,74 @@ class _PgTx(Tx):
         values = {name: int(params.pop(name)) for name in names}
         return _composed(text, tuple(sorted(values.items())))
 
+    def _answered(
+        self, statement: Any, params: dict[str, Any], prepare: bool | None = None
+    ) -> None:
+        self.execute(statement, params, prepare=prepare)
+        if self.pipeline is not None:
+            self.answer()
+
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
-        self.cur.execute(self._statement(query, params), params)
+        self._answered(self._statement(query, params), params)
         return self.cur.fetchone() if self.cur.description else None
 
     def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
-        self.cur.execute(self._statement(query, params), params)
+        self._answered(self._statement(query, params), params)
         return self.cur.fetchall()
 
     def run(self, query: str, /, **params: Any) -> int:
-        self.cur.execute(self._statement(query, params), params)
+        self._answered(self._statement(query, params), params)
         return self.cur.rowcount
 
     def many(self, query: str, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            self.cur.executemany(self.queries[query], rows)
+        if not rows:
+            return
+        COUNTS.statement(len(rows), round_trips=0)
+        if self.sent < 0:
+            COUNTS.round_trip()
+            self.sent = 0
+        self.sent += 1
+        self.cur.executemany(self.queries[query], rows)
+        if self.pipeline is None:
+            COUNTS.round_trip()  # psycopg sends the rows in one pipeline of its own
+            self.answered = self.sent
+
+    def send(self, query: str, /, **params: Any) -> Pending:
+        if self.pipeline is None:
+            return super().send(query, **params)
+        cur = self.cur.connection.cursor()
+        self.execute(self._statement(query, params), params, cur=cur)
+        return _PgPending(self, cur, self.sent)
+
+    def savepoint(self, name: str) -> None:
+        self.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(name)))
+
+    def rollback_to(self, name: str) -> None:
+        self.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name)))
 
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         # Never prepared: a prepared statement may fall back to a plan made without
         # the values, and which index fits a search depends on them.
-        self.cur.execute(statement.encode(), params, prepare=False)
+        self._answered(statement.encode(), params, prepare=False)
         return self.cur.fetchall()
+
+
+class _PgPending(Pending):
+    """A statement sent in the pipeline; its rows are read when first asked for."""
+
+    def __init__(self, tx: _PgTx, cur: psycopg.Cursor[Any], seq: int) -> None:
+        self._tx = tx
+        self._cur = cur
+        self._seq = seq
+        self._fetched: list[dict[str, Any]] | None = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        if self._fetched is None:
+            if self._tx.answered < self._seq:
+                self._tx.answer()
+            self._fetched = self._cur.fetchall() if self._cur.description else []
+            self._cur.close()
+        return self._fetched
 
 
 @functools.lru_cache(maxsize=256)
@@ -147,12 +246,25 @@ class PostgresStore(SQLStore):
 
     @contextmanager
     def _transaction(self, *, write: bool = True) -> Iterator[Tx]:
-        with self._mapped_errors(), self._pool.connection() as conn, conn.cursor() as cur:
-            tx = self._begun(cur)
+        with (
+            self._mapped_errors(),
+            self._pool.connection() as conn,
+            conn.pipeline() as pipeline,
+            conn.cursor() as cur,
+        ):
+            tx = self._begun(cur, pipeline)
             yield tx
             if tx.wakes_workers:
-                cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-        tx.committed()  # leaving the block committed
+                tx.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+            if tx.begun:
+                # What still waits in the pipeline goes with the COMMIT and the Sync
+                # that leaving pipeline mode sends: one round trip (psycopg's own
+                # commit would send a Sync of its own first).
+                cur.execute(b"COMMIT")
+                COUNTS.commit()
+            else:
+                COUNTS.round_trip()  # the Sync that leaving pipeline mode sends
+        tx.committed()
 
     @contextmanager
     def _joined(self, conn: Any) -> Iterator[Tx]:
@@ -184,7 +296,7 @@ class PostgresStore(SQLStore):
                 tx = self._begun(cur)
                 yield tx
                 if tx.wakes_workers:  # PostgreSQL sends it when the caller commits
-                    cur.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
+                    tx.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
             except BaseException:
                 if not own and not conn.closed:
                     cur.execute("ROLLBACK TO SAVEPOINT legato_write")
@@ -211,14 +323,15 @@ class PostgresStore(SQLStore):
             )
         self._joinable.add(conn)
 
-    def _begun(self, cur: psycopg.Cursor[Any]) -> _PgTx:
+    def _begun(self, cur: psycopg.Cursor[Any], pipeline: psycopg.Pipeline | None = None) -> _PgTx:
         """A transaction's named queries on ``cur``, its clock set (``legato_now()``)."""
+        tx = _PgTx(cur, self._queries, pipeline)
         if self.clock.offset:
-            cur.execute(
+            tx.execute(
                 "SELECT set_config('legato.clock_offset', %s, true)",
                 (repr(float(self.clock.offset)),),
             )
-        return _PgTx(cur, self._queries)
+        return tx
 
     @contextmanager
     def _mapped_errors(self) -> Iterator[None]:

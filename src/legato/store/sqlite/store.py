@@ -32,6 +32,7 @@ from legato.errors import (
     StoreError,
 )
 from legato.store.base import Tx
+from legato.store.counting import COUNTS
 from legato.store.queries import check_schema_version, load_queries, migration_files
 from legato.store.sql import SQLStore
 
@@ -131,6 +132,7 @@ class _SQLiteTx(Tx):
         self.queries = queries
 
     def one(self, query: str, /, **params: Any) -> dict[str, Any] | None:
+        COUNTS.statement()
         cur = self.conn.execute(self.queries[query], params)
         row = cur.fetchone()
         if row is not None:
@@ -138,17 +140,36 @@ class _SQLiteTx(Tx):
         return None if row is None else dict(row)
 
     def all(self, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        COUNTS.statement()
         return [dict(r) for r in self.conn.execute(self.queries[query], params).fetchall()]
 
     def run(self, query: str, /, **params: Any) -> int:
+        COUNTS.statement()
         return self.conn.execute(self.queries[query], params).rowcount
 
     def many(self, query: str, rows: list[dict[str, Any]]) -> None:
         if rows:
+            COUNTS.statement(len(rows))
             self.conn.executemany(self.queries[query], rows)
 
+    def savepoint(self, name: str) -> None:
+        COUNTS.statement()
+        self.conn.execute(f'SAVEPOINT "{_identifier(name)}"')
+
+    def rollback_to(self, name: str) -> None:
+        COUNTS.statement()
+        self.conn.execute(f'ROLLBACK TO "{_identifier(name)}"')
+
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+        COUNTS.statement()
         return [dict(r) for r in self.conn.execute(statement, params).fetchall()]
+
+
+def _identifier(name: str) -> str:
+    """A savepoint's name, one of the store's own (never a value from outside)."""
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a savepoint name: {name!r}")
+    return name
 
 
 class SQLiteStore(SQLStore):
@@ -254,6 +275,8 @@ class SQLiteStore(SQLStore):
             if isinstance(exc, sqlite3.OperationalError) and _passing(exc):
                 raise DatabaseUnavailableError(f"SQLite commit failed: {exc}") from None
             raise StoreError(f"SQLite commit failed: {exc}") from None
+        COUNTS.round_trip()  # BEGIN
+        COUNTS.commit()
         tx.committed()
         if tx.wakes_workers:
             self._wakeup.notify()
