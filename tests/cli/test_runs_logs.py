@@ -65,6 +65,7 @@ def test_logs_prints_a_finished_runs_lines_and_json_lines(legato: Invoke, db_url
     assert line["message"] == "a task printing to stdout"
     other = legato("runs", "logs", run.id, "chatty", "--attempt", "2", "--url", db_url)
     assert other.exit_code == 0 and other.stdout == ""
+    assert f"step chatty of run {run.id} has no log lines" in other.stderr
 
 
 def test_logs_names_an_unknown_step_or_run(legato: Invoke, db_url: str) -> None:

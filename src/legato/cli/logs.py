@@ -31,6 +31,7 @@ from legato.cli.output import (
     configure_logging,
     error_line,
     exit_now,
+    stderr,
     stdout,
     user_errors,
 )
@@ -154,6 +155,9 @@ def logs(
                     lines = client.logs(full_id, step, attempt=attempt, after=after, limit=_PAGE)
                     for line in lines:
                         _print_line(line, as_json)
+                    if not lines and not after and not as_json:
+                        whose = f"step {step} of run" if step else "run"
+                        stderr().print(f"{whose} {full_id} has no log lines", highlight=False)
                     if len(lines) < _PAGE:
                         return
                     after = lines[-1].id
