@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path
 from types import ModuleType
 
@@ -161,8 +162,9 @@ def test_ctrl_c_leaves_the_run_for_a_worker_to_finish(
     with Client(sqlite_url) as client:
         run_id = _wait_for(lambda: _running_step(client, "first"), running)
         running.send_signal(signal.SIGINT)
+        state = _signal_state(running.pid)
         _, err = running.communicate(timeout=60)
-        assert running.returncode == 130, err
+        assert running.returncode == 130, err + state
         assert f"run {run_id} is left in the database (running, 1/2 steps done)" in err
         assert "Traceback" not in err
         run = client.get(run_id)
@@ -300,7 +302,23 @@ def _wait_for(
         if proc.poll() is not None:
             pytest.fail(f"the process ended first: {proc.communicate()}")
         time.sleep(0.02)
-    pytest.fail(f"nothing after {timeout}s")
+    pytest.fail(f"nothing after {timeout}s; {_signal_state(proc.pid)}")
+
+
+def _signal_state(pid: int) -> str:
+    """The process's signal masks per thread, to tell why a signal did nothing."""
+    states = []
+    for status in Path(f"/proc/{pid}/task").glob("*/status"):
+        with suppress(OSError):
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+            keys = ("Name", "SigPnd", "SigBlk", "SigIgn")
+            states.append(" ".join(f"{k}={fields.get(k, '?')}" for k in keys))
+    shared = Path(f"/proc/{pid}/status")
+    with suppress(OSError):
+        states += [line for line in shared.read_text().splitlines() if line.startswith("ShdPnd")]
+    return "\nsignals: " + "; ".join(states)
 
 
 def _in_terminal(*args: str, cwd: Path, stdout_is_terminal: bool = True) -> tuple[int, str, str]:

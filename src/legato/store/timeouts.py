@@ -111,8 +111,11 @@ class TimeoutSweep:
             if row is None:  # claimed (or moved on) since it was read
                 continue
             key = row["key"]
+            waited = float(row["waited"])
+            # Whole seconds past ten: what it was timed out for, not the clock's jitter.
+            shown = f"{int(waited)}" if waited >= 10 else f"{waited:.3g}"
             message = (
-                f"step {key!r} was queued for {float(row['waited']):.3g}s without a worker "
+                f"step {key!r} was queued for {shown}s without a worker "
                 f"claiming it (schedule_to_start_timeout {float(row['schedule_timeout']):g}s): "
                 "no worker serving its queue and task took it"
             )
