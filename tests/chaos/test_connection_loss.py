@@ -42,10 +42,7 @@ def test_a_worker_rides_out_cut_connections(
     pg_url: str, procs: ProcessGroup, tmp_path: Path
 ) -> None:
     log = str(tmp_path / "effects.log")
-    # A lease long enough for a heartbeat to get through between cuts on a busy
-    # machine: an attempt whose lease lapsed would run again (at least once, by
-    # design), which is not what this test is about.
-    worker = procs.worker(pg_url, lease=6.0, sweep=0.2, concurrency=3)
+    worker = procs.worker(pg_url, lease=3.0, sweep=0.2, concurrency=3)
     cuts = 0
     with Client(pg_url) as client, psycopg.connect(pg_url, autocommit=True) as admin:
         run_ids = [client.start(chain(), {"log": log, "url": pg_url}) for _ in range(RUNS)]

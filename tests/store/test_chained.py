@@ -30,11 +30,18 @@ def chain(n: int) -> Workflow:
     return wf
 
 
+def pipelined(client: Client) -> None:
+    """PostgreSQL's transactions in pipeline mode (``LEGATO_PG_PIPELINE=1``)."""
+    if client.store.dialect == "postgres":  # type: ignore[attr-defined]
+        client.store.pipeline = True  # type: ignore[attr-defined]
+
+
 def events(client: Client, run_id: str, kind: str) -> list[str]:
     return [e.step_id or "" for e in client.history(run_id) if e.type == kind]
 
 
 def test_a_chained_step_costs_one_commit_and_two_round_trips(client: Client) -> None:
+    pipelined(client)
     run_id = client.start(chain(8))
     [step] = claim(client, root=run_id, limit=1)
     costs: list[Snapshot] = []
@@ -141,6 +148,7 @@ def _finish_batch(client: Client, n: int) -> Snapshot:
 def test_finishing_a_batch_of_runs_costs_round_trips_independent_of_its_size(
     client: Client,
 ) -> None:
+    pipelined(client)
     _finish_batch(client, 2)  # the spec and the task's defaults read once
     small, large = _finish_batch(client, 2), _finish_batch(client, 6)
     assert small.commits == large.commits == 1

@@ -10,6 +10,7 @@ touching the same run is retried, never surfaced.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import threading
 import time
@@ -205,9 +206,18 @@ class PostgresStore(SQLStore):
         max_payload_bytes: int | None = None,
         migrate: bool = True,
         pool_size: int = 8,
+        pipeline: bool | None = None,
     ) -> None:
         super().__init__(clock=clock, max_payload_bytes=max_payload_bytes)
         self.url = url
+        #: run the store's own transactions in pipeline mode (``LEGATO_PG_PIPELINE=1``):
+        #: fewer round trips, but off by default, since connections cut under a busy
+        #: worker were seen to let leases lapse (steps then run twice) far more often
+        self.pipeline = (
+            os.environ.get("LEGATO_PG_PIPELINE", "").strip() in ("1", "true", "yes")
+            if pipeline is None
+            else pipeline
+        )
         self._conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
         self._queries = load_queries("postgres")
         self._listen_lock = threading.Lock()
@@ -249,14 +259,19 @@ class PostgresStore(SQLStore):
         with (
             self._mapped_errors(),
             self._pool.connection() as conn,
-            conn.pipeline() as pipeline,
+            conn.pipeline() if self.pipeline else nullcontext() as pipeline,
             conn.cursor() as cur,
         ):
             tx = self._begun(cur, pipeline)
             yield tx
             if tx.wakes_workers:
                 tx.execute("SELECT pg_notify(%s, '')", (CHANNEL,))
-            if tx.begun:
+            if pipeline is None:
+                if tx.begun:
+                    conn.commit()
+                    COUNTS.round_trip()
+                    COUNTS.commit()
+            elif tx.begun:
                 # What still waits in the pipeline goes with the COMMIT and the Sync
                 # that leaving pipeline mode sends: one round trip (psycopg's own
                 # commit would send a Sync of its own first).
