@@ -45,6 +45,30 @@ def test_claimed_step_carries_its_resolved_call_and_policy(client: Client) -> No
     assert step.label == f"a (run {run_id}, attempt 1)"
 
 
+def test_each_claimed_step_carries_its_own_stored_policy_and_call(client: Client) -> None:
+    """Policies read once are shared only between steps that stored the same one."""
+    wf = Workflow("policies")
+    wf.step("once", noop)
+    wf.step("three", noop, retry=2)
+    wf.step("five", noop, retry=4)
+    wf.step("three_again", echo, x=1, retry=2)
+    for _ in range(2):  # the second run's claims read the policies the first one's read
+        run_id = client.start(wf)
+        steps = {s.step_id: s for s in claim(client, limit=10, root=run_id)}
+        assert {k: s.retry.max_attempts for k, s in steps.items()} == {
+            "once": 1,
+            "three": 3,
+            "five": 5,
+            "three_again": 3,
+        }
+        assert (steps["once"].args, steps["once"].kwargs, steps["once"].resolve_error) == (
+            [],
+            {},
+            None,
+        )
+        assert steps["three_again"].kwargs == {"x": 1}
+
+
 def test_claims_follow_priority_then_creation_order(client: Client) -> None:
     wf = Workflow("prio")
     wf.step("low", noop)

@@ -658,6 +658,13 @@ class Report(Unit):
         graph = self.progress.graph(run_id)
         step = graph.steps[row["step_id"]]
         key = row["key"]
+        if (
+            isinstance(step, TaskStep)
+            and not step.args
+            and step.inputs == {}
+            and not graph.secrets.get(step.id)
+        ):
+            return ResolvedCall([], {}, {})  # nothing to resolve: no context to build
         if isinstance(step, MapStep):
             # An item of a map calling its task: the item is on the row.
             place = place_of(row["scope"])[0]
@@ -695,12 +702,31 @@ def claim_order(row: dict[str, Any]) -> tuple[Any, ...]:
     return (-row["priority"], -(row.get("stage") or 0), queued is None, queued or 0, row["id"])
 
 
+#: retry policies read, by their stored text: a worker reads the same few on every claim
+_POLICIES: dict[str, RetryPolicy] = {}
+_POLICIES_KEPT = 256
+
+
 def _stored_policy(store: SQLStore, row: dict[str, Any]) -> RetryPolicy | str:
     """The step's retry policy as stored, or why it cannot be read."""
     raw = row.get("retry")
     if raw is None:
         return RetryPolicy()  # the task's defaults were never known here: no retries
+    # SQLite hands back the text, PostgreSQL the decoded value: the text is the key
+    # (a policy is immutable, so every attempt may share the one read).
     try:
-        return RetryPolicy.model_validate(store._json(raw))
+        key = raw if isinstance(raw, str) else dumps(raw)
+    except Exception:
+        key = None
+    known = None if key is None else _POLICIES.get(key)
+    if known is not None:
+        return known
+    try:
+        policy = RetryPolicy.model_validate(store._json(raw))
     except Exception as exc:
         return f"its stored retry policy cannot be read ({type(exc).__name__}: {exc})"
+    if key is not None:
+        if len(_POLICIES) >= _POLICIES_KEPT:
+            _POLICIES.clear()
+        _POLICIES[key] = policy
+    return policy

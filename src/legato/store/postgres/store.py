@@ -114,7 +114,7 @@ class _PgTx(Tx):
     def _statement(self, query: str, params: dict[str, Any]) -> Any:
         """The query, with its ``{name}`` placeholders filled in as integer literals."""
         text = self.queries[query]
-        names = set(_LITERAL.findall(text))
+        names = _literals(text)
         if not names:
             return text
         values = {name: int(params.pop(name)) for name in names}
@@ -160,10 +160,10 @@ class _PgTx(Tx):
         return _PgPending(self, cur, self.sent)
 
     def savepoint(self, name: str) -> None:
-        self.execute(sql.SQL("SAVEPOINT {}").format(sql.Identifier(name)))
+        self.execute(_savepoint("SAVEPOINT", name))
 
     def rollback_to(self, name: str) -> None:
-        self.execute(sql.SQL("ROLLBACK TO SAVEPOINT {}").format(sql.Identifier(name)))
+        self.execute(_savepoint("ROLLBACK TO SAVEPOINT", name))
 
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         # Never prepared: a prepared statement may fall back to a plan made without
@@ -191,8 +191,24 @@ class _PgPending(Pending):
 
 
 @functools.lru_cache(maxsize=256)
-def _composed(text: str, values: tuple[tuple[str, int], ...]) -> sql.Composed:
-    return sql.SQL(text).format(**{name: sql.Literal(value) for name, value in values})
+def _literals(text: str) -> frozenset[str]:
+    """The ``{name}`` placeholders of a named query (read once per query)."""
+    return frozenset(_LITERAL.findall(text))
+
+
+# Both below are composed once into the statement's bytes: psycopg composes a
+# ``Composed`` again on every execution.
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(text: str, values: tuple[tuple[str, int], ...]) -> bytes:
+    composed = sql.SQL(text).format(**{name: sql.Literal(value) for name, value in values})
+    return composed.as_bytes(None)
+
+
+@functools.lru_cache(maxsize=16)
+def _savepoint(command: str, name: str) -> bytes:
+    return sql.SQL(command + " {}").format(sql.Identifier(name)).as_bytes(None)
 
 
 class PostgresStore(SQLStore):
