@@ -120,7 +120,7 @@ def test_completing_a_step_costs_the_same_in_small_and_large_runs(client: Client
         "complete_step",
         "release_successors",
         "decrement_counter",
-        "insert_event",
+        "insert_events",
     ]
     assert len(large["complete"]["queries"]) <= 6
     if client.store.dialect == "sqlite":  # type: ignore[attr-defined]

@@ -63,26 +63,54 @@ VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, 
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, created_at, logical_date;
 
+-- Runs of one batch in one statement (`rows` a JSON array of objects); a run
+-- whose idempotency key is taken is left out of RETURNING. (`WHERE true`: an
+-- upsert after INSERT ... SELECT needs a WHERE to parse.)
+-- name: insert_runs
+INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
+                  created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
+                  root_run_id, task_defaults, logical_date, kind, workflow_hash,
+                  created_at, updated_at)
+SELECT json_extract(value, '$.id'), json_extract(value, '$.workflow_name'), json_extract(value, '$.workflow_version'),
+       json_extract(value, '$.spec_hash'), 'pending', json_extract(value, '$.params'), json_extract(value, '$.tags'),
+       json_extract(value, '$.created_by'), json_extract(value, '$.correlation_id'), json_extract(value, '$.idempotency_key'),
+       json_extract(value, '$.parent_run_id'), json_extract(value, '$.parent_step'), json_extract(value, '$.root_run_id'),
+       json_extract(value, '$.task_defaults'), COALESCE(json_extract(value, '$.logical_date'), :now),
+       json_extract(value, '$.kind'), json_extract(value, '$.workflow_hash'), :now, :now
+FROM json_each(:rows) WHERE true ORDER BY key
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, created_at, logical_date;
+
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 
--- name: insert_step
+-- New step rows, any number in one statement: `rows` is a JSON array of objects.
+-- name: insert_steps
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
                        queue, priority, max_lost, schedule_timeout, heartbeat_timeout,
                        run_attempt, available_at, queued_at, stage)
-VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
-        :status, :deps_remaining, :queue_on_release, :max_attempts, :retry, :timeout,
-        :queue, :priority, :max_lost, :schedule_timeout, :heartbeat_timeout, :run_attempt, :now,
-        CASE WHEN :status = 'queued' THEN :now END, :stage);
+SELECT json_extract(value, '$.run_id'), json_extract(value, '$.root_run_id'), json_extract(value, '$.key'), json_extract(value, '$.step_id'),
+       json_extract(value, '$.scope'), json_extract(value, '$.kind'), json_extract(value, '$.idx'), json_extract(value, '$.item'),
+       json_extract(value, '$.task'), json_extract(value, '$.position'), json_extract(value, '$.status'),
+       json_extract(value, '$.deps_remaining'), json_extract(value, '$.queue_on_release'), json_extract(value, '$.max_attempts'),
+       json_extract(value, '$.retry'), json_extract(value, '$.timeout'), json_extract(value, '$.queue'), json_extract(value, '$.priority'),
+       json_extract(value, '$.max_lost'), json_extract(value, '$.schedule_timeout'), json_extract(value, '$.heartbeat_timeout'),
+       json_extract(value, '$.run_attempt'), json_extract(value, '$.now'),
+       CASE WHEN json_extract(value, '$.status') = 'queued' THEN json_extract(value, '$.now') END, json_extract(value, '$.stage')
+FROM json_each(:rows) ORDER BY key;
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
 VALUES (:run_id, :scope, :shard, :remaining);
 
--- name: insert_event
+-- A transaction's events in one statement, in the order given: `rows` is a JSON
+-- array of objects.
+-- name: insert_events
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
-VALUES (:run_id, :step_id, :attempt, :type, :now, :actor, :details);
+SELECT json_extract(value, '$.run_id'), json_extract(value, '$.step_id'), json_extract(value, '$.attempt'), json_extract(value, '$.type'),
+       json_extract(value, '$.now'), json_extract(value, '$.actor'), json_extract(value, '$.details')
+FROM json_each(:rows) ORDER BY key;
 
 -- name: get_run
 SELECT * FROM runs WHERE id = :id;
@@ -350,6 +378,17 @@ SET status = :status, outputs = :outputs, error = :error, finished_at = :now, up
 WHERE id = :run_id AND status IN ('pending', 'running', 'paused')
   AND :status IN ('completed', 'failed', 'cancelled')
 RETURNING id, parent_run_id, parent_step;
+
+-- Top-level runs whose last step completed, finished in one statement (`rows` a
+-- JSON array of {id, outputs}); each row is held by the transaction and was
+-- found unfinished, which the status guard checks again.
+-- name: complete_runs
+UPDATE runs
+SET status = 'completed', outputs = json_extract(v.value, '$.outputs'), error = NULL,
+    finished_at = :now, updated_at = :now
+FROM json_each(:rows) AS v
+WHERE runs.id = json_extract(v.value, '$.id') AND runs.status IN ('pending', 'running', 'paused')
+RETURNING runs.id;
 
 -- name: running_step
 SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,
