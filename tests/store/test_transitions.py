@@ -284,7 +284,7 @@ def test_run_status_writes_follow_the_table(client: Client, query: str) -> None:
         calls = [{"ids": list(before), "now": now}]
     elif query == "complete_runs":
         rows = [{"id": run_id, "outputs": "null"} for run_id in before]
-        calls = [{"rows": json.dumps(rows), "now": now}]
+        calls = [{"rows": json.dumps(rows), "ids": list(before), "now": now}]
     elif query in ("pause_run", "resume_run"):
         calls = [{"id": run_id, "now": now} for run_id in before]
     elif query == "reopen_run":

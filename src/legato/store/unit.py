@@ -282,6 +282,7 @@ class Unit:
         sent = self.tx.send(
             "complete_runs",
             rows=_json_rows([{"id": r, "outputs": o} for r, o in completing]),
+            ids=self.store._list([r for r, _ in completing]),
             now=self.store.clock.now(),
         )
         self.completed.append(([r for r, _ in completing], sent))

@@ -438,14 +438,16 @@ WHERE id = %(run_id)s AND status IN ('pending', 'running', 'paused')
 RETURNING id, parent_run_id, parent_step;
 
 -- Top-level runs whose last step completed, finished in one statement (`rows` a
--- JSON array of {id, outputs}); each row is held by the transaction and was
--- found unfinished, which the status guard checks again.
+-- JSON array of {id, outputs}, `ids` their ids: each run found by its key, where a
+-- join alone would read every running run); each row is held by the transaction
+-- and was found unfinished, which the status guard checks again.
 -- name: complete_runs
 UPDATE runs
 SET status = 'completed', outputs = v.outputs::json, error = NULL,
     finished_at = legato_now(), updated_at = legato_now()
 FROM json_to_recordset(%(rows)s::json) AS v(id uuid, outputs text)
-WHERE runs.id = v.id AND runs.status IN ('pending', 'running', 'paused')
+WHERE runs.id = ANY(%(ids)s::uuid[]) AND runs.id = v.id
+  AND runs.status IN ('pending', 'running', 'paused')
 RETURNING runs.id;
 
 -- name: running_step

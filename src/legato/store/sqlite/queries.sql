@@ -381,14 +381,18 @@ RETURNING id, parent_run_id, parent_step;
 
 -- Top-level runs whose last step completed, finished in one statement (`rows` a
 -- JSON array of {id, outputs}); each row is held by the transaction and was
--- found unfinished, which the status guard checks again.
+-- found unfinished, which the status guard checks again. Each run is found by
+-- its key (`ids`; `+status` keeps the planner off the status index, which
+-- would read every running run).
 -- name: complete_runs
 UPDATE runs
-SET status = 'completed', outputs = json_extract(v.value, '$.outputs'), error = NULL,
-    finished_at = :now, updated_at = :now
-FROM json_each(:rows) AS v
-WHERE runs.id = json_extract(v.value, '$.id') AND runs.status IN ('pending', 'running', 'paused')
-RETURNING runs.id;
+SET status = 'completed',
+    outputs = (SELECT json_extract(value, '$.outputs') FROM json_each(:rows)
+               WHERE json_extract(value, '$.id') = runs.id),
+    error = NULL, finished_at = :now, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND +status IN ('pending', 'running', 'paused')
+RETURNING id;
 
 -- name: running_step
 SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,
