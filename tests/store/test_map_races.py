@@ -247,7 +247,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Hook]]:
             hook()
 
     for cls in (_PgTx, _SQLiteTx):
-        for method in ("one", "all", "run", "many"):
+        for method in ("one", "all", "run", "many", "insert_rows"):
             monkeypatch.setattr(cls, method, _then(getattr(cls, method), ran))
     return hooks
 

@@ -149,7 +149,7 @@ class Unit:
         if not self.new_instances:
             return
         held, self.new_instances = self.new_instances, []
-        self._write("insert_steps", [row for _, rows, _ in held for row in rows])
+        self.tx.insert_rows("insert_steps", [row for _, rows, _ in held for row in rows])
         for run_id, _, instances in held:
             mark_new(self.tx, run_id, instances)
 
@@ -271,7 +271,7 @@ class Unit:
                 raise StoreError(f"run {run_id} could not be finished though it was held")
         if self.events:
             events, self.events = self.events, []
-            self._write("insert_events", events)
+            self.tx.insert_rows("insert_events", events)
 
     def send_completed_runs(self) -> None:
         """The runs completed so far, finished in one statement; its answer is checked
@@ -286,11 +286,6 @@ class Unit:
             now=self.store.clock.now(),
         )
         self.completed.append(([r for r, _ in completing], sent))
-
-    def _write(self, query: str, rows: list[dict[str, Any]]) -> None:
-        """Any number of rows in one statement that nothing waits on: on PostgreSQL
-        it goes with the next statement that is answered, or with ``COMMIT``."""
-        self.tx.many(query, [{"rows": _json_rows(rows)}])
 
     # -- how runs end -----------------------------------------------------------------------
 

@@ -84,33 +84,26 @@ RETURNING id, created_at, logical_date;
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 
--- New step rows, any number in one statement: `rows` is a JSON array of objects.
+-- New step rows, any number in one statement (Tx.insert_rows repeats the row).
 -- name: insert_steps
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
                        queue, priority, max_lost, schedule_timeout, heartbeat_timeout,
                        run_attempt, available_at, queued_at, stage)
-SELECT json_extract(value, '$.run_id'), json_extract(value, '$.root_run_id'), json_extract(value, '$.key'), json_extract(value, '$.step_id'),
-       json_extract(value, '$.scope'), json_extract(value, '$.kind'), json_extract(value, '$.idx'), json_extract(value, '$.item'),
-       json_extract(value, '$.task'), json_extract(value, '$.position'), json_extract(value, '$.status'),
-       json_extract(value, '$.deps_remaining'), json_extract(value, '$.queue_on_release'), json_extract(value, '$.max_attempts'),
-       json_extract(value, '$.retry'), json_extract(value, '$.timeout'), json_extract(value, '$.queue'), json_extract(value, '$.priority'),
-       json_extract(value, '$.max_lost'), json_extract(value, '$.schedule_timeout'), json_extract(value, '$.heartbeat_timeout'),
-       json_extract(value, '$.run_attempt'), json_extract(value, '$.now'),
-       CASE WHEN json_extract(value, '$.status') = 'queued' THEN json_extract(value, '$.now') END, json_extract(value, '$.stage')
-FROM json_each(:rows) ORDER BY key;
+VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task, :position,
+        :status, :deps_remaining, :queue_on_release, :max_attempts, :retry, :timeout,
+        :queue, :priority, :max_lost, :schedule_timeout, :heartbeat_timeout, :run_attempt, :now,
+        CASE WHEN :status = 'queued' THEN :now END, :stage);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
 VALUES (:run_id, :scope, :shard, :remaining);
 
--- A transaction's events in one statement, in the order given: `rows` is a JSON
--- array of objects.
+-- A transaction's events in one statement, in the order given (Tx.insert_rows
+-- repeats the row).
 -- name: insert_events
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
-SELECT json_extract(value, '$.run_id'), json_extract(value, '$.step_id'), json_extract(value, '$.attempt'), json_extract(value, '$.type'),
-       json_extract(value, '$.now'), json_extract(value, '$.actor'), json_extract(value, '$.details')
-FROM json_each(:rows) ORDER BY key;
+VALUES (:run_id, :step_id, :attempt, :type, :now, :actor, :details);
 
 -- name: get_run
 SELECT * FROM runs WHERE id = :id;
