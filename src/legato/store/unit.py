@@ -253,11 +253,12 @@ class Unit:
 
     def flush_events(self) -> None:
         """The unit's last writes: its scope counters, runs it got under way, its events."""
+        self.write_instances()
         self.progress.settle()
         if self.beginning:
             beginning, self.beginning = self.beginning, set()
             self.start_runs(beginning)
-        self.write_instances()
+        self.write_instances()  # any the settling made
         self.send_completed_runs()
         completed, self.completed = self.completed, []
         for run_ids, sent in completed:
