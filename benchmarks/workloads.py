@@ -17,6 +17,7 @@ Prints one JSON line per workload (the peers' format) and a markdown table:
     .venv/bin/python benchmarks/workloads.py                       # both databases
     .venv/bin/python benchmarks/workloads.py --db postgres --runs 3 --workload W2
     .venv/bin/python benchmarks/workloads.py --workers 2 --concurrency 4 --json
+    .venv/bin/python benchmarks/workloads.py --workload W1 --concurrency 128 --pool asyncio
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from legato.store.counting import COUNTS, read_dir
 
 HERE = Path(__file__).resolve().parent
 TASKS = HERE / "bench_tasks.py"
+ASYNC_TASKS = HERE / "bench_async_tasks.py"
 
 W1_RUNS = 2_000
 W2_STEPS = 100
@@ -62,22 +64,26 @@ LABELS = {
 }
 
 sys.path.insert(0, str(HERE))
+from bench_async_tasks import anoop  # noqa: E402
 from bench_tasks import noop  # noqa: E402
+
+#: the task each step calls: the asyncio pool serves only async def tasks
+TASK: Any = noop
 
 
 def chain(name: str, n: int) -> legato.Workflow:
     wf = legato.Workflow(name)
     previous = None
     for i in range(n):
-        previous = wf.step(f"s{i}", noop, needs=[previous] if previous else None)
+        previous = wf.step(f"s{i}", TASK, needs=[previous] if previous else None)
     return wf
 
 
 def fan(width: int) -> legato.Workflow:
     wf = legato.Workflow("fan")
-    first = wf.step("first", noop)
-    middle = [wf.step(f"p{i}", noop, needs=[first]) for i in range(width)]
-    wf.step("last", noop, needs=middle)
+    first = wf.step("first", TASK)
+    middle = [wf.step(f"p{i}", TASK, needs=[first]) for i in range(width)]
+    wf.step("last", TASK, needs=middle)
     return wf
 
 
@@ -88,7 +94,7 @@ def dag(layers: int, width: int) -> legato.Workflow:
         current = []
         for i in range(width):
             needs = [previous[i], previous[(i + 1) % width]] if previous else None
-            current.append(wf.step(f"l{layer}_{i}", noop, needs=needs))
+            current.append(wf.step(f"l{layer}_{i}", TASK, needs=needs))
         previous = current
     return wf
 
@@ -110,15 +116,18 @@ def workloads() -> dict[str, tuple[legato.Workflow, int, int, Callable[[float], 
 
 
 @contextmanager
-def workers(url: str, count: int, concurrency: int, counts_dir: str) -> Iterator[None]:
+def workers(
+    url: str, count: int, concurrency: int, counts_dir: str, pool: str = "thread"
+) -> Iterator[None]:
     """``count`` ``legato worker`` processes, registered before this yields; always reaped.
 
     Each counts what it sends the database in a file in ``counts_dir``."""
-    command = [sys.executable, "-m", "legato", "worker", "--import", str(TASKS)]
+    tasks = ASYNC_TASKS if pool == "asyncio" else TASKS
+    command = [sys.executable, "-m", "legato", "worker", "--import", str(tasks)]
     env = {**os.environ, "LEGATO_URL": url, "LEGATO_COUNTS_DIR": counts_dir}
     procs = [
         subprocess.Popen(
-            [*command, "--concurrency", str(concurrency)],
+            [*command, "--concurrency", str(concurrency), "--pool", pool],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -177,13 +186,14 @@ def measure(
     concurrency: int,
     poll_every: float = 0.005,
     batched: bool = True,
+    pool: str = "thread",
 ) -> dict[str, float]:
     wf, runs, steps, figure = workloads()[name]
     with database(kind) as url, tempfile.TemporaryDirectory() as counts_dir:
         with legato.Client(url) as client:
             client.start(chain("warm", 1))  # the schema and the task's defaults in place
         with (
-            workers(url, worker_count, concurrency, counts_dir),
+            workers(url, worker_count, concurrency, counts_dir, pool),
             legato.Client(url) as client,
         ):
             unfinished = Unfinished(url)
@@ -223,6 +233,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=4, help="steps per worker")
+    parser.add_argument(
+        "--pool",
+        choices=["thread", "asyncio"],
+        default="thread",
+        help="the workers' pool; asyncio runs an async no-op task",
+    )
     parser.add_argument("--workload", action="append", choices=sorted(UNITS))
     parser.add_argument("--json", action="store_true", help="only the JSON lines")
     parser.add_argument(
@@ -231,12 +247,21 @@ def main() -> int:
         help="start W1's and W4's runs with Client.start each, not Client.start_many",
     )
     args = parser.parse_args()
+    global TASK
+    TASK = anoop if args.pool == "asyncio" else noop
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     rows = []
     for kind in kinds:
         for name in args.workload or sorted(UNITS):
             samples = [
-                measure(kind, name, args.workers, args.concurrency, batched=not args.one_by_one)
+                measure(
+                    kind,
+                    name,
+                    args.workers,
+                    args.concurrency,
+                    batched=not args.one_by_one,
+                    pool=args.pool,
+                )
                 for _ in range(args.runs)
             ]
             line = {
@@ -247,6 +272,8 @@ def main() -> int:
                 "unit": UNITS[name],
                 "runs": [round(s["value"], 3) for s in samples],
                 "median": round(statistics.median(s["value"] for s in samples), 3),
+                "concurrency": args.concurrency,
+                "pool": args.pool,
             }
             for extra in ("statements_per_step", "round_trips_per_step", "commits_per_step"):
                 if extra in samples[0]:

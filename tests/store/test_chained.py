@@ -157,6 +157,36 @@ def test_finishing_a_batch_of_runs_costs_round_trips_independent_of_its_size(
         assert small.round_trips == large.round_trips <= 4, (small, large)
 
 
+def _start_batch(client: Client, n: int) -> tuple[list[str], Snapshot]:
+    before = COUNTS.snapshot()
+    run_ids = client.start_many(chain(1), [{}] * n)
+    return run_ids, COUNTS.snapshot() - before
+
+
+def test_a_batch_of_one_step_runs_costs_statements_independent_of_its_size(
+    client: Client,
+) -> None:
+    """Starting a batch writes its runs, their steps and their events in one statement
+    each; finishing one costs a statement per step (its completion) and the same few
+    for the batch: the runs finished in one, the events in one."""
+    _finish_batch(client, 2)  # the spec and the task's defaults read once
+    small, large = _finish_batch(client, 2), _finish_batch(client, 50)
+    assert large.statements - small.statements == 50 - 2, (small, large)  # one completion each
+    assert large.statements <= 50 + 4, large  # lock, finish the runs, claim, events
+    # Each run's story is whole and in order, whichever statement wrote it.
+    for run in client.list_runs(status="completed", limit=3):
+        assert [e.type for e in client.history(run.id)] == [
+            "run.created",
+            "step.queued",
+            "run.started",
+            "step.started",
+            "step.completed",
+            "run.completed",
+        ]
+    (_, small_start), (_, large_start) = _start_batch(client, 2), _start_batch(client, 50)
+    assert small_start.statements == large_start.statements <= 5, (small_start, large_start)
+
+
 def test_a_result_for_a_deleted_run_is_refused_beside_the_rest_of_its_batch(
     client: Client,
 ) -> None:

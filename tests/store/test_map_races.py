@@ -5,7 +5,7 @@ taken) while another, on another client with connections of its own, runs
 against it; then the first is released and the outcome checked. Besides the
 store's checkpoints (``runs_locked``, ``before_commit``), a transaction can be
 held right after one of its statements ran (``after decrement_counter``,
-``after insert_event``), so that two count-downs can be interleaved inside
+``after insert_events``), so that two count-downs can be interleaved inside
 the scope's counters.
 
 The rules under test (the lock protocol in the header of
@@ -247,7 +247,7 @@ def statements(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Hook]]:
             hook()
 
     for cls in (_PgTx, _SQLiteTx):
-        for method in ("one", "all", "run", "many"):
+        for method in ("one", "all", "run", "many", "insert_rows"):
             monkeypatch.setattr(cls, method, _then(getattr(cls, method), ran))
     return hooks
 
@@ -416,7 +416,7 @@ def waiting_on_locks(url: str) -> list[str]:
 # -- 1. workers finishing a map's items do not queue on one row ---------------------------------
 
 
-@pytest.mark.parametrize("point", ["before_commit", "after insert_event"])
+@pytest.mark.parametrize("point", ["before_commit", "after insert_events"])
 def test_four_workers_finish_items_of_one_map_without_waiting_for_one_another(
     pg_race: Race, pg_url: str, point: str
 ) -> None:

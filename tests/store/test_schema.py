@@ -94,12 +94,19 @@ def _pg_params(query: str) -> set[str]:
     return bound | set(re.findall(r"\{([a-z_]+)\}", query))
 
 
+#: queries run by ``Tx.insert_rows``: any number of rows in one statement
+INSERT_ROWS = {"insert_events", "insert_steps"}
+
+
 def test_both_dialects_define_the_same_queries() -> None:
     sqlite_queries = load_queries("sqlite")
     pg_queries = load_queries("postgres")
     assert sorted(sqlite_queries) == sorted(pg_queries)
     for name, text in sqlite_queries.items():
         lite, pg = _sqlite_params(text), _pg_params(pg_queries[name])
+        if name in INSERT_ROWS:  # PostgreSQL reads the rows from JSON; SQLite repeats one
+            assert pg == {"rows"} and text.rstrip().endswith(")"), name
+            continue
         # PostgreSQL reads the time from legato_now(), so it may leave :now out
         assert pg <= lite, f"{name}: PostgreSQL takes {pg - lite} that SQLite does not"
         assert lite - pg <= {"now"}, f"{name}: SQLite takes {lite - pg} that PostgreSQL does not"
@@ -109,9 +116,10 @@ def test_both_dialects_define_the_same_queries() -> None:
 def test_every_query_the_store_runs_is_defined() -> None:
     folder = Path(__file__).parents[2] / "src" / "legato" / "store"
     text = "".join(path.read_text() for path in folder.glob("*.py"))
-    used = set(re.findall(r"\.(?:one|all|run|many)\(\s*\"([a-z_]+)\"", text))
+    used = set(re.findall(r"\.(?:one|all|run|many|send|insert_rows)\(\s*\"([a-z_]+)\"", text))
     used |= set(re.findall(r"\"(lock_runs(?:_nowait)?|claim_(?:tree_)?steps)\"", text))
     assert len(used) > 15
+    assert INSERT_ROWS | {"insert_runs", "complete_runs"} <= used
     assert used <= set(load_queries("sqlite"))
 
 

@@ -8,6 +8,7 @@ exercised here fails the test, so the table and the SQL cannot drift apart.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -229,7 +230,14 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
 }
 
 #: queries that write a run's status
-RUN_WRITERS = {"start_runs", "finish_run", "pause_run", "resume_run", "reopen_run"}
+RUN_WRITERS = {
+    "start_runs",
+    "finish_run",
+    "complete_runs",
+    "pause_run",
+    "resume_run",
+    "reopen_run",
+}
 #: queries that write the status of a run tracked from outside (its creator reports it)
 TRACKED_WRITERS = {"set_tracked_status"}
 
@@ -274,6 +282,9 @@ def test_run_status_writes_follow_the_table(client: Client, query: str) -> None:
     now = store.clock.now()
     if query == "start_runs":
         calls = [{"ids": list(before), "now": now}]
+    elif query == "complete_runs":
+        rows = [{"id": run_id, "outputs": "null"} for run_id in before]
+        calls = [{"rows": json.dumps(rows), "ids": list(before), "now": now}]
     elif query in ("pause_run", "resume_run"):
         calls = [{"id": run_id, "now": now} for run_id in before]
     elif query == "reopen_run":

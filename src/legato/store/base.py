@@ -649,6 +649,15 @@ class Tx(abc.ABC):
     @abc.abstractmethod
     def many(self, query: str, rows: list[dict[str, Any]]) -> None: ...
 
+    @abc.abstractmethod
+    def insert_rows(self, query: str, rows: list[dict[str, Any]]) -> None:
+        """Insert any number of rows in one statement that nothing waits on (on
+        PostgreSQL it goes with the next statement answered, or with ``COMMIT``).
+
+        The query is written for it per dialect: on PostgreSQL it reads the rows
+        from one JSON array (``rows``); on SQLite it is the one-row ``VALUES``
+        form, repeated for the rows (cheaper there than reading JSON)."""
+
     def send(self, query: str, /, **params: Any) -> Pending:
         """Send the statement now, read its rows later: on PostgreSQL it waits in the
         pipeline and shares a round trip with the next statement answered. Statements

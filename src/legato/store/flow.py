@@ -99,8 +99,13 @@ class Flow:
         scope_key: str,
         position: int,
         rows: list[NewInstance] | None = None,
+        *,
+        later: bool = False,
     ) -> None:
-        """Create the instances of a scope and its counters; decide the ones ready now."""
+        """Create the instances of a scope and its counters; decide the ones ready now.
+
+        With ``later`` (a batch of new runs) rows that need no decision now are held
+        back to be written with the batch's in one statement."""
         graph = self.graph(run_id)
         context = self.store.context(self.tx, run_id)
         if rows is None:
@@ -122,14 +127,15 @@ class Flow:
             else r
             for r in rows
         ]
-        self.unit.insert_instances(run_id, context.root_run_id, rows)
+        ready = [r.key for r in rows if r.deps_remaining == 0 and r.status is StepStatus.WAITING]
+        # What is ready is decided on its rows, read back: those go in now.
+        self.unit.insert_instances(run_id, context.root_run_id, rows, later=later and not ready)
         if not self._counts_itself(run_id, scope_key):
             self.unit.create_counters(run_id, scope_key, [r.key for r in rows])
         for row in rows:
             if row.status is StepStatus.QUEUED:
                 self.unit.event(run_id, "step.queued", step_id=row.key)
                 self.tx.queued(run_id, row.key)
-        ready = [r.key for r in rows if r.deps_remaining == 0 and r.status is StepStatus.WAITING]
         for inst in self.instances(run_id, ready):
             self.ready(inst)
 

@@ -98,6 +98,7 @@ class Report(Unit):
         for ref in release:
             self._release(ref, worker_id or "")
         self.progress.settle()  # scopes finished now queue what follows, for this claim
+        self.send_completed_runs()  # answered with the claim's rows
         if claim is not None:
             if claim.sweep:
                 self.outcome.reclaimed = self._sweep(claim.sweep_limit)

@@ -189,14 +189,17 @@ class SQLStore(RunCaches, Store):
         return self.retrying(lambda hints: self._create_runs(news, hints))
 
     def _create_runs(self, news: Sequence[NewRun], hints: set[str]) -> list[tuple[str, bool]]:
-        from legato.store.unit import Unit
+        """The batch's runs in one statement, their steps in another and their events
+        in a third, whatever its size."""
+        from legato.store.unit import Unit, _json_rows
 
         results: list[tuple[str, bool]] = []
         with self._transaction() as tx:
             unit = Unit(self, tx, hints, actor=news[0].created_by)
-            specs_written: set[str] = set()
             #: idempotency key -> the run this batch started with it
             keyed: dict[str, NewRun] = {}
+            #: the runs to insert, each with its place in the results
+            fresh: list[tuple[int, NewRun]] = []
             for new in news:
                 key = new.idempotency_key
                 if key is not None:
@@ -209,14 +212,27 @@ class SQLStore(RunCaches, Store):
                         results.append((self._repeat_of(existing, new), False))
                         continue
                     keyed[key] = new
-                write_spec = new.spec.content_hash not in specs_written
-                specs_written.add(new.spec.content_hash)
-                if not self._insert_run(unit, new, write_spec=write_spec):
-                    existing = tx.one("run_by_idempotency_key", key=key)
-                    assert existing is not None
-                    results.append((self._repeat_of(existing, new), False))
-                    continue
+                fresh.append((len(results), new))
                 results.append((new.run_id, True))
+            specs = {s.content_hash: s for _, new in fresh for s in (new.spec, *new.specs)}
+            for spec in specs.values():
+                self._write_spec(tx, spec)
+            rows = {
+                self._id(row["id"]): row
+                for row in tx.all(
+                    "insert_runs",
+                    rows=_json_rows([self._run_row(new) for _, new in fresh]),
+                    now=self.clock.now(),
+                )
+            }
+            for place, new in fresh:
+                row = rows.get(new.run_id)
+                if row is None:  # another transaction took its key since
+                    existing = tx.one("run_by_idempotency_key", key=new.idempotency_key)
+                    assert existing is not None
+                    results[place] = (self._repeat_of(existing, new), False)
+                    continue
+                self._inserted(unit, new, row, later=True)
             unit.flush_events()
         return results
 
@@ -264,22 +280,29 @@ class SQLStore(RunCaches, Store):
     def _insert_run(self, unit: Unit, new: NewRun, *, write_spec: bool = True) -> bool:
         """The spec (unless this transaction wrote it already), the run, its first instances
         and counters; then what is ready runs."""
-        from legato.model.instances import Place
-
-        spec, tx = new.spec, unit.tx
-        root = new.root_run_id or new.run_id
         if write_spec:
-            for written_spec in (spec, *new.specs):
-                tx.run(
-                    "insert_spec",
-                    hash=written_spec.content_hash,
-                    name=written_spec.name,
-                    version=written_spec.version,
-                    spec=written_spec.to_json(),
-                    now=self.clock.now(),
-                )
-        task_defaults = {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
-        written = {
+            for written_spec in (new.spec, *new.specs):
+                self._write_spec(unit.tx, written_spec)
+        row = unit.tx.one("insert_run", **self._run_row(new), now=self.clock.now())
+        if row is None:
+            return False
+        self._inserted(unit, new, row)
+        return True
+
+    def _write_spec(self, tx: Tx, spec: WorkflowSpec) -> None:
+        tx.run(
+            "insert_spec",
+            hash=spec.content_hash,
+            name=spec.name,
+            version=spec.version,
+            spec=spec.to_json(),
+            now=self.clock.now(),
+        )
+
+    def _run_row(self, new: NewRun) -> dict[str, Any]:
+        """The run's row as ``insert_run`` and ``insert_runs`` take it."""
+        spec = new.spec
+        return {
             "id": new.run_id,
             "workflow_name": spec.name,
             "workflow_version": spec.version,
@@ -288,29 +311,43 @@ class SQLStore(RunCaches, Store):
             "correlation_id": new.correlation_id,
             "parent_run_id": new.parent_run_id,
             "parent_step": new.parent_step,
-            "root_run_id": root,
+            "root_run_id": new.root_run_id or new.run_id,
+            "params": dumps(new.params),
+            "tags": dumps(new.tags),
+            "idempotency_key": new.idempotency_key,
+            "task_defaults": dumps(self._task_defaults(new)),
+            "logical_date": None if new.logical_date is None else new.logical_date.timestamp(),
+            "kind": new.kind,
+            "workflow_hash": new.workflow_hash,
         }
-        row = tx.one(
-            "insert_run",
-            **written,
-            params=dumps(new.params),
-            tags=dumps(new.tags),
-            idempotency_key=new.idempotency_key,
-            task_defaults=dumps(task_defaults),
-            logical_date=None if new.logical_date is None else new.logical_date.timestamp(),
-            kind=new.kind,
-            workflow_hash=new.workflow_hash,
-            now=self.clock.now(),
-        )
-        if row is None:
-            return False
+
+    @staticmethod
+    def _task_defaults(new: NewRun) -> dict[str, Any]:
+        return {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
+
+    def _inserted(
+        self, unit: Unit, new: NewRun, row: dict[str, Any], *, later: bool = False
+    ) -> None:
+        """What follows a run's row (``row`` as the insert returned it): its context
+        known, its event, its first instances (``later``: written with the batch's)."""
+        from legato.model.instances import Place
+
+        spec = new.spec
         self.seed_context(
-            tx,
+            unit.tx,
             {
-                **written,
+                "id": new.run_id,
+                "workflow_name": spec.name,
+                "workflow_version": spec.version,
+                "spec_hash": spec.content_hash,
+                "created_by": new.created_by,
+                "correlation_id": new.correlation_id,
+                "parent_run_id": new.parent_run_id,
+                "parent_step": new.parent_step,
+                "root_run_id": new.root_run_id or new.run_id,
                 "params": loads(dumps(new.params)),
                 "tags": dict(new.tags),
-                "task_defaults": task_defaults,
+                "task_defaults": self._task_defaults(new),
                 "created_at": row["created_at"],
                 "logical_date": row["logical_date"],
             },
@@ -334,8 +371,9 @@ class SQLStore(RunCaches, Store):
             },
         )
         if new.kind != "external":  # a run tracked from outside has no steps to unfold
-            unit.progress.open_scope(new.run_id, "", Place(), "", 0, rows=list(new.steps))
-        return True
+            unit.progress.open_scope(
+                new.run_id, "", Place(), "", 0, rows=list(new.steps), later=later
+            )
 
     def _repeat_of(self, existing: dict[str, Any], new: NewRun) -> str:
         """The first run's id, if ``new`` asks for the same run; else a conflict."""

@@ -23,6 +23,7 @@ UPDATE`` never blocks.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +75,13 @@ class Unit:
         self.pending_counts: dict[tuple[str, str, int], int] = {}
         #: runs finished by a write whose answer is checked before the unit ends
         self.unanswered: list[tuple[str, Pending]] = []
+        #: top-level runs completed here (id, outputs JSON), written in one statement
+        #: when the unit settles
+        self.completing: list[tuple[str, str]] = []
+        #: those sent, with the statement's answer to check
+        self.completed: list[tuple[list[str], Pending]] = []
+        #: step rows held back to be written in one statement (run, rows, instances)
+        self.new_instances: list[tuple[str, list[dict[str, Any]], list[NewInstance]]] = []
         self.progress: Progress = Progress(self)
 
     # -- locks --------------------------------------------------------------------------
@@ -126,48 +134,65 @@ class Unit:
 
     # -- rows ---------------------------------------------------------------------------
 
-    def insert_instances(self, run_id: str, root: str, rows: list[NewInstance]) -> None:
+    def insert_instances(
+        self, run_id: str, root: str, rows: list[NewInstance], *, later: bool = False
+    ) -> None:
+        """Write these step rows; with ``later``, held back to go in one statement with
+        the other runs' of this batch (:meth:`write_instances`), which must come before
+        anything reads or writes them."""
+        self.new_instances.append((run_id, self._instance_rows(run_id, root, rows), rows))
+        if not later:
+            self.write_instances()
+
+    def write_instances(self) -> None:
+        """The step rows held back, one statement for all, then their flow limits."""
+        if not self.new_instances:
+            return
+        held, self.new_instances = self.new_instances, []
+        self.tx.insert_rows("insert_steps", [row for _, rows, _ in held for row in rows])
+        for run_id, _, instances in held:
+            mark_new(self.tx, run_id, instances)
+
+    def _instance_rows(
+        self, run_id: str, root: str, rows: list[NewInstance]
+    ) -> list[dict[str, Any]]:
         now = self.store.clock.now()
         run_attempt = self.store.context(self.tx, run_id).attempt
-        self.tx.many(
-            "insert_step",
-            [
-                {
-                    "run_id": run_id,
-                    "root_run_id": root,
-                    "key": r.key,
-                    "step_id": r.step_id,
-                    "scope": r.scope,
-                    "kind": r.kind,
-                    "idx": r.idx,
-                    "item": None if r.idx is None else dumps(r.item),
-                    "task": r.task,
-                    "position": r.position,
-                    "stage": r.stage,
-                    "status": r.status.value,
-                    "deps_remaining": r.deps_remaining,
-                    "queue_on_release": r.queue_on_release,
-                    "max_attempts": None
-                    if r.policy is None or r.policy.retry is None
-                    else r.policy.retry.max_attempts,
-                    "retry": None
-                    if r.policy is None or r.policy.retry is None
-                    else r.policy.retry.model_dump_json(),
-                    "timeout": None if r.policy is None else r.policy.timeout,
-                    "queue": "default" if r.policy is None else r.policy.queue,
-                    "priority": 0 if r.policy is None else r.policy.priority,
-                    "max_lost": None if r.policy is None else r.policy.max_lost_attempts,
-                    "schedule_timeout": None
-                    if r.policy is None
-                    else r.policy.schedule_to_start_timeout,
-                    "heartbeat_timeout": None if r.policy is None else r.policy.heartbeat_timeout,
-                    "run_attempt": run_attempt,
-                    "now": now,
-                }
-                for r in rows
-            ],
-        )
-        mark_new(self.tx, run_id, rows)
+        return [
+            {
+                "run_id": run_id,
+                "root_run_id": root,
+                "key": r.key,
+                "step_id": r.step_id,
+                "scope": r.scope,
+                "kind": r.kind,
+                "idx": r.idx,
+                "item": None if r.idx is None else dumps(r.item),
+                "task": r.task,
+                "position": r.position,
+                "stage": r.stage,
+                "status": r.status.value,
+                "deps_remaining": r.deps_remaining,
+                "queue_on_release": r.queue_on_release,
+                "max_attempts": None
+                if r.policy is None or r.policy.retry is None
+                else r.policy.retry.max_attempts,
+                "retry": None
+                if r.policy is None or r.policy.retry is None
+                else r.policy.retry.model_dump_json(),
+                "timeout": None if r.policy is None else r.policy.timeout,
+                "queue": "default" if r.policy is None else r.policy.queue,
+                "priority": 0 if r.policy is None else r.policy.priority,
+                "max_lost": None if r.policy is None else r.policy.max_lost_attempts,
+                "schedule_timeout": None
+                if r.policy is None
+                else r.policy.schedule_to_start_timeout,
+                "heartbeat_timeout": None if r.policy is None else r.policy.heartbeat_timeout,
+                "run_attempt": run_attempt,
+                "now": now,
+            }
+            for r in rows
+        ]
 
     def create_counters(self, run_id: str, scope: str, keys: list[str]) -> None:
         """Counters for a scope of these instances; the scope finishes when they reach zero."""
@@ -228,17 +253,40 @@ class Unit:
 
     def flush_events(self) -> None:
         """The unit's last writes: its scope counters, runs it got under way, its events."""
+        self.write_instances()
         self.progress.settle()
         if self.beginning:
             beginning, self.beginning = self.beginning, set()
             self.start_runs(beginning)
+        self.write_instances()  # any the settling made
+        self.send_completed_runs()
+        completed, self.completed = self.completed, []
+        for run_ids, sent in completed:
+            done = {self.store._id(row["id"]) for row in sent.rows()}
+            for run_id in run_ids:
+                if run_id not in done:  # it was locked and unfinished: never happens
+                    raise StoreError(f"run {run_id} could not be finished though it was held")
         unanswered, self.unanswered = self.unanswered, []
         for run_id, sent in unanswered:
             if sent.one() is None:  # it was locked and unfinished: never happens
                 raise StoreError(f"run {run_id} could not be finished though it was held")
         if self.events:
-            self.tx.many("insert_event", self.events)
-            self.events = []
+            events, self.events = self.events, []
+            self.tx.insert_rows("insert_events", events)
+
+    def send_completed_runs(self) -> None:
+        """The runs completed so far, finished in one statement; its answer is checked
+        when the unit settles (a claim sent after it brings it back with its own)."""
+        if not self.completing:
+            return
+        completing, self.completing = self.completing, []
+        sent = self.tx.send(
+            "complete_runs",
+            rows=_json_rows([{"id": r, "outputs": o} for r, o in completing]),
+            ids=self.store._list([r for r, _ in completing]),
+            now=self.store.clock.now(),
+        )
+        self.completed.append(([r for r, _ in completing], sent))
 
     # -- how runs end -----------------------------------------------------------------------
 
@@ -263,6 +311,16 @@ class Unit:
         if run_id in self.beginning:  # it ran before it ended: it has a start time
             self.beginning.discard(run_id)
             self.start_runs([run_id])
+        top_level = self.store.context(self.tx, run_id).parent_run_id is None
+        if top_level and status is RunStatus.COMPLETED and not early:
+            # Its row is locked here and was found unfinished: the guarded write
+            # applies. The runs a batch completes are written in one statement
+            # when the unit settles, and checked then.
+            self.completing.append((run_id, dumps(outputs)))
+            self.runs[run_id] = status
+            self.event(run_id, "run.completed", details=dict(details) if details else None)
+            self.outcome.finished_runs[run_id] = status
+            return True
         sent = self.tx.send(
             "finish_run",
             run_id=run_id,
@@ -271,7 +329,7 @@ class Unit:
             error=None if error is None else dumps(error.to_json()),
             now=self.store.clock.now(),
         )
-        if self.store.context(self.tx, run_id).parent_run_id is None:
+        if top_level:
             # Its row is locked here and was found unfinished: the guarded write
             # applies. Nothing waits for its answer; it is checked before commit.
             self.unanswered.append((run_id, sent))
@@ -403,3 +461,8 @@ class Unit:
         for row in self.tx.all("child_runs", run_id=run_id):
             self.resume_run(self.store._id(row["id"]) or "", actor=actor)
         return True
+
+
+def _json_rows(rows: list[dict[str, Any]]) -> str:
+    """Rows for a statement that writes any number of them (one JSON array)."""
+    return json.dumps(rows, separators=(",", ":"))

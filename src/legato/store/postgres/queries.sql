@@ -73,29 +73,58 @@ VALUES (%(id)s, %(workflow_name)s, %(workflow_version)s, %(spec_hash)s, 'pending
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, created_at, logical_date;
 
+-- Runs of one batch in one statement (`rows` a JSON array of objects); a run
+-- whose idempotency key another transaction took since is left out of RETURNING.
+-- name: insert_runs
+INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
+                  created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
+                  root_run_id, task_defaults, logical_date, kind, workflow_hash,
+                  created_at, updated_at)
+SELECT r.id, r.workflow_name, r.workflow_version, r.spec_hash, 'pending', r.params::json,
+       r.tags::jsonb, r.created_by, r.correlation_id, r.idempotency_key, r.parent_run_id,
+       r.parent_step, r.root_run_id, r.task_defaults::json,
+       COALESCE(to_timestamp(r.logical_date), legato_now()), r.kind, r.workflow_hash,
+       legato_now(), legato_now()
+FROM json_to_recordset(%(rows)s::json) AS r(
+    id uuid, workflow_name text, workflow_version text, spec_hash text, params text, tags text,
+    created_by text, correlation_id text, idempotency_key text, parent_run_id uuid,
+    parent_step text, root_run_id uuid, task_defaults text, logical_date double precision,
+    kind text, workflow_hash text)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, created_at, logical_date;
+
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = %(key)s;
 
--- name: insert_step
+-- New step rows, any number in one statement: `rows` is a JSON array of objects.
+-- name: insert_steps
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
                        queue, priority, max_lost, schedule_timeout, heartbeat_timeout,
                        run_attempt, available_at, queued_at, stage)
-VALUES (%(run_id)s, %(root_run_id)s, %(key)s, %(step_id)s, %(scope)s, %(kind)s, %(idx)s,
-        %(item)s::json, %(task)s, %(position)s, %(status)s, %(deps_remaining)s,
-        %(queue_on_release)s, %(max_attempts)s, %(retry)s::json, %(timeout)s, %(queue)s,
-        %(priority)s, %(max_lost)s, %(schedule_timeout)s, %(heartbeat_timeout)s,
-        %(run_attempt)s, legato_now(),
-        CASE WHEN %(status)s = 'queued' THEN legato_now() END, %(stage)s);
+SELECT r.run_id, r.root_run_id, r.key, r.step_id, r.scope, r.kind, r.idx, r.item::json, r.task,
+       r.position, r.status, r.deps_remaining, r.queue_on_release, r.max_attempts,
+       r.retry::json, r.timeout, r.queue, r.priority, r.max_lost, r.schedule_timeout,
+       r.heartbeat_timeout, r.run_attempt, legato_now(),
+       CASE WHEN r.status = 'queued' THEN legato_now() END, r.stage
+FROM json_to_recordset(%(rows)s::json) AS r(
+    run_id uuid, root_run_id uuid, key text, step_id text, scope text, kind text, idx integer,
+    item text, task text, position integer, status text, deps_remaining integer,
+    queue_on_release boolean, max_attempts integer, retry text, timeout double precision,
+    queue text, priority integer, max_lost integer, schedule_timeout double precision,
+    heartbeat_timeout double precision, run_attempt integer, stage integer);
 
 -- name: insert_counter
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
 VALUES (%(run_id)s, %(scope)s, %(shard)s, %(remaining)s);
 
--- name: insert_event
+-- A transaction's events in one statement, in the order given: `rows` is a JSON
+-- array of objects.
+-- name: insert_events
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
-VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(type)s, legato_now(), %(actor)s,
-        %(details)s::json);
+SELECT e.run_id, e.step_id, e.attempt, e.type, legato_now(), e.actor, e.details::json
+FROM json_to_recordset(%(rows)s::json)
+     AS e(run_id uuid, step_id text, attempt integer, type text, actor text, details text);
 
 -- name: get_run
 SELECT * FROM runs WHERE id = %(id)s;
@@ -407,6 +436,19 @@ SET status = %(status)s, outputs = %(outputs)s::json, error = %(error)s::json,
 WHERE id = %(run_id)s AND status IN ('pending', 'running', 'paused')
   AND %(status)s IN ('completed', 'failed', 'cancelled')
 RETURNING id, parent_run_id, parent_step;
+
+-- Top-level runs whose last step completed, finished in one statement (`rows` a
+-- JSON array of {id, outputs}, `ids` their ids: each run found by its key, where a
+-- join alone would read every running run); each row is held by the transaction
+-- and was found unfinished, which the status guard checks again.
+-- name: complete_runs
+UPDATE runs
+SET status = 'completed', outputs = v.outputs::json, error = NULL,
+    finished_at = legato_now(), updated_at = legato_now()
+FROM json_to_recordset(%(rows)s::json) AS v(id uuid, outputs text)
+WHERE runs.id = ANY(%(ids)s::uuid[]) AND runs.id = v.id
+  AND runs.status IN ('pending', 'running', 'paused')
+RETURNING runs.id;
 
 -- name: running_step
 SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,

@@ -10,6 +10,7 @@ touching the same run is retried, never surfaced.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 import threading
@@ -151,6 +152,10 @@ class _PgTx(Tx):
         if self.pipeline is None:
             COUNTS.round_trip()  # psycopg sends the rows in one pipeline of its own
             self.answered = self.sent
+
+    def insert_rows(self, query: str, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.execute(self.queries[query], {"rows": json.dumps(rows, separators=(",", ":"))})
 
     def send(self, query: str, /, **params: Any) -> Pending:
         if self.pipeline is None:

@@ -63,10 +63,29 @@ VALUES (:id, :workflow_name, :workflow_version, :spec_hash, 'pending', :params, 
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id, created_at, logical_date;
 
+-- Runs of one batch in one statement (`rows` a JSON array of objects); a run
+-- whose idempotency key is taken is left out of RETURNING. (`WHERE true`: an
+-- upsert after INSERT ... SELECT needs a WHERE to parse.)
+-- name: insert_runs
+INSERT INTO runs (id, workflow_name, workflow_version, spec_hash, status, params, tags,
+                  created_by, correlation_id, idempotency_key, parent_run_id, parent_step,
+                  root_run_id, task_defaults, logical_date, kind, workflow_hash,
+                  created_at, updated_at)
+SELECT json_extract(value, '$.id'), json_extract(value, '$.workflow_name'), json_extract(value, '$.workflow_version'),
+       json_extract(value, '$.spec_hash'), 'pending', json_extract(value, '$.params'), json_extract(value, '$.tags'),
+       json_extract(value, '$.created_by'), json_extract(value, '$.correlation_id'), json_extract(value, '$.idempotency_key'),
+       json_extract(value, '$.parent_run_id'), json_extract(value, '$.parent_step'), json_extract(value, '$.root_run_id'),
+       json_extract(value, '$.task_defaults'), COALESCE(json_extract(value, '$.logical_date'), :now),
+       json_extract(value, '$.kind'), json_extract(value, '$.workflow_hash'), :now, :now
+FROM json_each(:rows) WHERE true ORDER BY key
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id, created_at, logical_date;
+
 -- name: run_by_idempotency_key
 SELECT id, workflow_name, params FROM runs WHERE idempotency_key = :key;
 
--- name: insert_step
+-- New step rows, any number in one statement (Tx.insert_rows repeats the row).
+-- name: insert_steps
 INSERT INTO step_runs (run_id, root_run_id, key, step_id, scope, kind, idx, item, task, position,
                        status, deps_remaining, queue_on_release, max_attempts, retry, timeout,
                        queue, priority, max_lost, schedule_timeout, heartbeat_timeout,
@@ -80,7 +99,9 @@ VALUES (:run_id, :root_run_id, :key, :step_id, :scope, :kind, :idx, :item, :task
 INSERT INTO scope_counters (run_id, scope, shard, remaining)
 VALUES (:run_id, :scope, :shard, :remaining);
 
--- name: insert_event
+-- A transaction's events in one statement, in the order given (Tx.insert_rows
+-- repeats the row).
+-- name: insert_events
 INSERT INTO events (run_id, step_id, attempt, type, at, actor, details)
 VALUES (:run_id, :step_id, :attempt, :type, :now, :actor, :details);
 
@@ -350,6 +371,21 @@ SET status = :status, outputs = :outputs, error = :error, finished_at = :now, up
 WHERE id = :run_id AND status IN ('pending', 'running', 'paused')
   AND :status IN ('completed', 'failed', 'cancelled')
 RETURNING id, parent_run_id, parent_step;
+
+-- Top-level runs whose last step completed, finished in one statement (`rows` a
+-- JSON array of {id, outputs}); each row is held by the transaction and was
+-- found unfinished, which the status guard checks again. Each run is found by
+-- its key (`ids`; `+status` keeps the planner off the status index, which
+-- would read every running run).
+-- name: complete_runs
+UPDATE runs
+SET status = 'completed',
+    outputs = (SELECT json_extract(value, '$.outputs') FROM json_each(:rows)
+               WHERE json_extract(value, '$.id') = runs.id),
+    error = NULL, finished_at = :now, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND +status IN ('pending', 'running', 'paused')
+RETURNING id;
 
 -- name: running_step
 SELECT id, run_id, key, step_id, scope, kind, idx, attempt, max_attempts, retry, worker_id,

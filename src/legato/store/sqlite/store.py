@@ -11,8 +11,10 @@ they wake within milliseconds without a query.
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
+import re
 import sqlite3
 import struct
 import threading
@@ -152,6 +154,13 @@ class _SQLiteTx(Tx):
             COUNTS.statement(len(rows))
             self.conn.executemany(self.queries[query], rows)
 
+    def insert_rows(self, query: str, rows: list[dict[str, Any]]) -> None:
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start : start + _ROWS_PER_INSERT]
+            statement, names = _repeated(self.queries[query], len(chunk))
+            COUNTS.statement()
+            self.conn.execute(statement, [row[name] for row in chunk for name in names])
+
     def savepoint(self, name: str) -> None:
         COUNTS.statement()
         self.conn.execute(f'SAVEPOINT "{_identifier(name)}"')
@@ -163,6 +172,24 @@ class _SQLiteTx(Tx):
     def select(self, statement: str, /, **params: Any) -> list[dict[str, Any]]:
         COUNTS.statement()
         return [dict(r) for r in self.conn.execute(statement, params).fetchall()]
+
+
+#: rows per INSERT of :meth:`_SQLiteTx.insert_rows`, far below SQLite's limit on
+#: bound values (32,766) for the widest row
+_ROWS_PER_INSERT = 500
+
+
+@functools.lru_cache(maxsize=64)
+def _repeated(text: str, count: int) -> tuple[str, tuple[str, ...]]:
+    """A one-row ``INSERT ... VALUES (...)`` made to insert ``count`` rows, and the
+    names of the values each row binds, in order."""
+    match = re.fullmatch(r"(.*\bVALUES)\s*(\(.*\))", text, re.DOTALL)
+    if match is None:
+        raise ValueError(f"not a one-row INSERT ... VALUES: {text[:60]!r}")
+    head, row = match.groups()
+    names = tuple(re.findall(r":(\w+)", row))
+    values = re.sub(r":\w+", "?", row)
+    return f"{head} {', '.join([values] * count)}", names
 
 
 def _identifier(name: str) -> str:
