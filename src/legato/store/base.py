@@ -142,6 +142,10 @@ class ClaimRequest:
     secrets: Secrets = field(default_factory=Secrets)
     #: the claimer's tasks that take a context: their steps get their map item read
     context_tasks: frozenset[str] = frozenset()
+    #: the attempts the claimer runs, when a transaction of its failed as it committed:
+    #: any other attempt the database says it holds is handed to it again
+    #: (``ReportOutcome.adopted``); None, nothing to look for
+    adopt: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,9 @@ class ReportOutcome:
     #: runs that finished in this transaction, with their new status
     finished_runs: dict[str, RunStatus] = field(default_factory=dict)
     claimed: list[ClaimedStep] = field(default_factory=list)
+    #: attempts the database says the claimer holds that it did not know of (a claim
+    #: committed as its connection was cut): their leases renewed, to run as they are
+    adopted: list[ClaimedStep] = field(default_factory=list)
     reclaimed: int = 0
     #: attempts handed back to the queue
     released: int = 0

@@ -66,7 +66,8 @@ class Report(Unit):
         worker_id: str | None,
     ) -> ReportOutcome:
         self.actor = worker_id or (claim.worker_id if claim is not None else None)
-        if not release and not self.hints and chained(self, results, claim):
+        adopting = claim is not None and claim.adopt is not None
+        if not release and not self.hints and not adopting and chained(self, results, claim):
             self.store.checkpoint("before_commit")
             self.flush_events()
             return self.outcome
@@ -105,6 +106,8 @@ class Report(Unit):
                 TimeoutSweep(self).sweep(claim.sweep_limit)
             if claim.sweep or claim.timers:
                 self._fire_timers(claim.root_run_id)
+            if claim.adopt is not None:
+                self.outcome.adopted = self._adopt(claim, claim.adopt)
             self.outcome.claimed = self._claim(claim)
         self.store.checkpoint("before_commit")
         self.flush_events()
@@ -440,6 +443,18 @@ class Report(Unit):
             self.outcome.next_retry_in = due_in if known is None else min(known, due_in)
 
     # -- claims ----------------------------------------------------------------------------
+
+    def _adopt(self, claim: ClaimRequest, known: tuple[int, ...]) -> list[ClaimedStep]:
+        """Attempts the claimer holds but did not know of, their leases renewed; their
+        runs were started and their events written by the claim that took them."""
+        rows = self.tx.all(
+            "adopt_steps",
+            worker=claim.worker_id,
+            known=self.store._list(known),
+            lease=float(claim.lease),
+            now=self.store.clock.now(),
+        )
+        return [step for _, step in self._resolved(claim, rows)]
 
     def _claim(self, claim: ClaimRequest) -> list[ClaimedStep]:
         pending = self._send_claim(claim)

@@ -197,6 +197,9 @@ class Worker:
         self._results: queue.SimpleQueue[StepResult] = queue.SimpleQueue()
         #: results whose report failed (the database was unreachable): reported again
         self._unreported: list[StepResult] = []
+        #: a transaction that claimed failed as it committed: the next tick looks for
+        #: attempts the database says this worker holds and it does not know of
+        self._adopt_pending = False
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._abort = threading.Event()
@@ -244,7 +247,8 @@ class Worker:
         results += self._expire_timeouts()
         free = self.concurrency - self._busy()
         claim = None
-        if free > 0 and not self._stopping.is_set() and not self._abort.is_set():
+        adopting = self._adopt_pending and not self._stopping.is_set()
+        if (free > 0 or adopting) and not self._stopping.is_set() and not self._abort.is_set():
             now = time.monotonic()
             sweep = now - self._last_sweep >= self.sweep_interval
             if sweep:
@@ -256,7 +260,7 @@ class Worker:
                 worker_id=self.worker_id,
                 queues=self._claim_queues(),
                 tasks=tuple(self.registry.names()),
-                limit=free,
+                limit=max(free, 0),
                 lease=self.lease,
                 root_run_id=self.root_run_id,
                 sweep=sweep,
@@ -264,6 +268,9 @@ class Worker:
                 defaults=self._defaults,
                 secrets=self._secrets,
                 context_tasks=self._context_tasks,
+                adopt=tuple(e.claimed.step_run_id for e in self._running.values())
+                if adopting
+                else None,
             )
         if not results and claim is None:
             return TickResult(running=len(self._running))
@@ -284,7 +291,10 @@ class Worker:
         except DatabaseUnavailableError:
             # The transaction rolled back: keep the results to report on the next
             # tick, or their steps would sit running until their leases lapsed.
-            # (If only the commit's answer was lost, the repeat is refused as stale.)
+            # (If only the commit's answer was lost, the repeat is refused as stale,
+            # and the steps it claimed are this worker's: the next tick adopts them.)
+            if claim is not None:
+                self._adopt_pending = True
             self._unreported = results
             self._final_logs = final_logs + self._final_logs
             self._give_back_reports(progress)
@@ -307,6 +317,15 @@ class Worker:
                 stale.attempt,
             )
         self._log_failures(outcome.failures)
+        if claim is not None and claim.adopt is not None:
+            self._adopt_pending = False
+            for adopted in outcome.adopted:
+                log.info(
+                    "step %s was claimed for this worker as its connection was lost; "
+                    "running it now",
+                    adopted.label,
+                )
+                self._start(adopted)
         for claimed in outcome.claimed:
             self._start(claimed)
         if outcome.next_retry_in is not None:

@@ -222,6 +222,17 @@ RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.ta
           s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
           s.flow_window, s.heartbeat_timeout;
 
+-- Attempts a worker holds that it does not know it runs: a claim whose commit
+-- it never heard of (the connection cut as it committed). Their leases are
+-- renewed and the worker runs them as they are, the attempt unchanged.
+-- name: adopt_steps
+UPDATE step_runs
+SET lease_expires_at = legato_now() + make_interval(secs => %(lease)s)
+WHERE worker_id = %(worker)s AND status = 'running' AND id <> ALL(%(known)s::bigint[])
+RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
+          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
+          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
+
 -- Several queues: the best `limit` steps of each, each queue read through the
 -- claim index (an `= ANY(queues)` test would make PostgreSQL sort every
 -- queued step), then the best `limit` of those.

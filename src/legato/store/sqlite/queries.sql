@@ -185,6 +185,18 @@ RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_a
           timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
           flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
 
+-- Attempts a worker holds that it does not know it runs: a claim whose commit
+-- it never heard of (the connection cut as it committed). Their leases are
+-- renewed and the worker runs them as they are, the attempt unchanged.
+-- name: adopt_steps
+UPDATE step_runs
+SET lease_expires_at = :now + :lease
+WHERE worker_id = :worker AND status = 'running'
+  AND id NOT IN (SELECT value FROM json_each(:known))
+RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
+          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
+          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
+
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
 -- name: claim_steps
