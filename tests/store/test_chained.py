@@ -31,7 +31,8 @@ def chain(n: int) -> Workflow:
 
 
 def pipelined(client: Client) -> None:
-    """PostgreSQL's transactions in pipeline mode (``LEGATO_PG_PIPELINE=1``)."""
+    """PostgreSQL's transactions in pipeline mode (the default; ``LEGATO_PG_PIPELINE=0``
+    turns it off), whatever the environment says."""
     if client.store.dialect == "postgres":  # type: ignore[attr-defined]
         client.store.pipeline = True  # type: ignore[attr-defined]
 
@@ -202,3 +203,19 @@ def test_a_result_for_a_deleted_run_is_refused_beside_the_rest_of_its_batch(
     assert [r.run_id for r in outcome.stale] == [doomed]
     assert outcome.accepted == 1
     assert [s.step_id for s in outcome.claimed] == ["s1"]
+
+
+def test_without_pipeline_mode_a_chained_step_commits_once_all_the_same(client: Client) -> None:
+    if client.store.dialect == "postgres":  # type: ignore[attr-defined]
+        client.store.pipeline = False  # type: ignore[attr-defined]
+    run_id = client.start(chain(4))
+    [step] = claim(client, root=run_id, limit=1)
+    for i in range(3):
+        before = COUNTS.snapshot()
+        outcome = report(client, [ok(step)], request(run_id))
+        cost = COUNTS.snapshot() - before
+        assert cost.commits == 1 and outcome.accepted == 1, cost
+        [step] = outcome.claimed
+        assert step.step_id == f"s{i + 1}"
+    report(client, [ok(step)])
+    assert events(client, run_id, "step.completed") == ["s0", "s1", "s2", "s3"]

@@ -231,11 +231,10 @@ class PostgresStore(SQLStore):
     ) -> None:
         super().__init__(clock=clock, max_payload_bytes=max_payload_bytes)
         self.url = url
-        #: run the store's own transactions in pipeline mode (``LEGATO_PG_PIPELINE=1``):
-        #: fewer round trips, but off by default, since connections cut under a busy
-        #: worker were seen to let leases lapse (steps then run twice) far more often
+        #: run the store's own transactions in pipeline mode (fewer round trips);
+        #: ``LEGATO_PG_PIPELINE=0`` turns it off
         self.pipeline = (
-            os.environ.get("LEGATO_PG_PIPELINE", "").strip() in ("1", "true", "yes")
+            os.environ.get("LEGATO_PG_PIPELINE", "1").strip().lower() not in ("0", "false", "no")
             if pipeline is None
             else pipeline
         )
