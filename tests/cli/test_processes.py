@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 from types import ModuleType
@@ -24,30 +24,6 @@ from .helpers import FLOWS, legato_command, subprocess_env, target
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "etl.py"
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start ``legato ...`` in the background; whatever is still running is killed after."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            args if args[0] != "legato" else [*legato_command(), *args[1:]],
-            cwd=tmp_path,
-            env=env or subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
 
 
 def test_the_readme_command_runs_the_example_from_another_folder(

@@ -7,38 +7,12 @@ import json
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from legato import Client
 
-from .helpers import Invoke, assert_usage_error, legato_command, stored_runs, subprocess_env, target
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    """Start ``legato ...`` in the background; whatever is still running is killed after."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [*legato_command(), *args],
-            cwd=tmp_path,
-            env=subprocess_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+from .helpers import Invoke, assert_usage_error, stored_runs, target
 
 
 def poll(check: Callable[[], object], timeout: float = 30.0) -> object:
@@ -96,7 +70,7 @@ def test_follow_and_watch_show_a_running_run_until_it_ends(
     spawn: Callable[..., subprocess.Popen[str]], db_url: str, tmp_path: Path
 ) -> None:
     gate = tmp_path / "gate"
-    runner = spawn("run", target("talking"), "-p", f"path={gate}", "--url", db_url)
+    runner = spawn("legato", "run", target("talking"), "-p", f"path={gate}", "--url", db_url)
 
     def started() -> str | None:
         if runner.poll() is not None:
@@ -106,8 +80,10 @@ def test_follow_and_watch_show_a_running_run_until_it_ends(
             return runs[0].id if runs else None
 
     run_id = str(poll(started))
-    follower = spawn("runs", "logs", run_id[:8], "-f", "--interval", "0.1", "--url", db_url)
-    watcher = spawn("runs", "watch", run_id, "--interval", "0.1", "--url", db_url)
+    follower = spawn(
+        "legato", "runs", "logs", run_id[:8], "-f", "--interval", "0.1", "--url", db_url
+    )
+    watcher = spawn("legato", "runs", "watch", run_id, "--interval", "0.1", "--url", db_url)
     seen: list[str] = []
     assert follower.stdout is not None
     reader = threading.Thread(target=lambda: seen.extend(follower.stdout), daemon=True)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
 from legato.worker.capture import AttemptLog, capturing
 
-__all__ = ["Executor", "context_for", "failure_result", "stopped_result"]
+__all__ = ["Executor", "context_for", "failure_result", "stopped_result", "task_error"]
 
 _TRACEBACK_CHARS = 20_000
 
@@ -154,16 +154,7 @@ class Executor:
         return _result(claimed, ok=True, output_json=output_json)
 
     def _error(self, claimed: ClaimedStep, exc: BaseException) -> StepResult:
-        message = str(exc) or type(exc).__qualname__
-        trace = "".join(traceback.format_exception(exc))
-        details = exception_details(exc)
-        if claimed.hidden:  # a task's error may quote the secrets it was given
-            message = conceal(message, claimed.hidden)
-            trace = conceal(trace, claimed.hidden)
-            details = _conceal_all(details, claimed.hidden)
-        error = StepError(
-            type(exc).__qualname__, message, trace[-_TRACEBACK_CHARS:], details=details
-        )
+        error = task_error(exc, claimed.hidden)
         retryable = is_retryable(claimed.retry, exception_names(exc))
         return failure_result(claimed, error, retryable=retryable)
 
@@ -175,6 +166,19 @@ class Executor:
                 thread.start()
                 self._loop, self._loop_thread = loop, thread
             return self._loop
+
+
+def task_error(exc: BaseException, hidden: tuple[str, ...] = ()) -> StepError:
+    """What a task raised, as its attempt records it: the secrets it was given
+    concealed (its error may quote them), the traceback's end kept."""
+    message = str(exc) or type(exc).__qualname__
+    trace = "".join(traceback.format_exception(exc))
+    details = exception_details(exc)
+    if hidden:
+        message = conceal(message, hidden)
+        trace = conceal(trace, hidden)
+        details = _conceal_all(details, hidden)
+    return StepError(type(exc).__qualname__, message, trace[-_TRACEBACK_CHARS:], details=details)
 
 
 class _DaemonPool:

@@ -27,7 +27,6 @@ import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -39,11 +38,11 @@ from legato.define.tasks import BUILTIN_TASKS, Task, TaskRegistry, default_regis
 from legato.engine.planner import conceal
 from legato.engine.retry import exception_names, is_retryable
 from legato.errors import ConfigError, StepTimeoutError
-from legato.model.runs import StepError, exception_details
+from legato.model.runs import StepError
 from legato.payload import dumps, loads, to_json
 from legato.store.base import ClaimedStep, StepResult
 from legato.worker.capture import AttemptLog, LogLimits, capturing, current_log, install
-from legato.worker.executor import failure_result, inputs_json
+from legato.worker.executor import failure_result, inputs_json, task_error
 
 __all__ = ["POOLS", "PoolKind", "ProcessPool", "check_pool", "task_sources"]
 
@@ -52,7 +51,6 @@ log = logging.getLogger("legato.worker")
 PoolKind = Literal["thread", "process", "asyncio"]
 POOLS: tuple[str, ...] = ("thread", "process", "asyncio")
 
-_TRACEBACK_CHARS = 20_000
 #: the longest a new child may take to import the worker's modules
 _START_LIMIT = 120.0
 #: how often a child sends its task's reports up, and the parent looks for a stop
@@ -391,9 +389,7 @@ def _child_call(
 
 
 def _error_message(exc: BaseException) -> dict[str, Any]:
-    trace = "".join(traceback.format_exception(exc))[-_TRACEBACK_CHARS:]
-    message = str(exc) or type(exc).__qualname__
-    error = StepError(type(exc).__qualname__, message, trace, details=exception_details(exc))
+    error = task_error(exc)  # the worker conceals its secrets
     return {"op": "result", "ok": False, "error": error.to_json(), "names": exception_names(exc)}
 
 

@@ -247,7 +247,7 @@ class Worker:
         results += self._expire_timeouts()
         free = self.concurrency - self._busy()
         claim = None
-        adopting = self._adopt_pending and not self._stopping.is_set()
+        adopting = self._adopt_pending
         if (free > 0 or adopting) and not self._stopping.is_set() and not self._abort.is_set():
             now = time.monotonic()
             sweep = now - self._last_sweep >= self.sweep_interval
