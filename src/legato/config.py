@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,7 +12,15 @@ from legato.errors import ConfigError, SecretError
 from legato.model.retention import Retention
 from legato.payload import DEFAULT_MAX_PAYLOAD_BYTES
 
-__all__ = ["DEFAULT_CONF_PATH", "DEFAULT_URL", "Secrets", "Settings", "read_flag", "redact_url"]
+__all__ = [
+    "DEFAULT_CONF_PATH",
+    "DEFAULT_URL",
+    "LogLimits",
+    "Secrets",
+    "Settings",
+    "read_flag",
+    "redact_url",
+]
 
 #: A SQLite file in the working directory.
 DEFAULT_URL = "sqlite:///legato.db"
@@ -21,8 +29,58 @@ DEFAULT_URL = "sqlite:///legato.db"
 DEFAULT_CONF_PATH = ("./workflows",)
 
 
+#: the lines and bytes of one attempt's log kept by default
+DEFAULT_LOG_LINES = 10_000
+DEFAULT_LOG_BYTES = 1024 * 1024
+
 _YES = ("1", "true", "yes", "on")
 _NO = ("", "0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class LogLimits:
+    """How much of one attempt's log is kept: ``lines`` (0: capture nothing) and ``bytes``."""
+
+    lines: int = DEFAULT_LOG_LINES
+    bytes: int = DEFAULT_LOG_BYTES
+
+    @property
+    def enabled(self) -> bool:
+        return self.lines > 0
+
+    @classmethod
+    def load(
+        cls,
+        lines: int | None = None,
+        size: int | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> LogLimits:
+        """From the arguments, else ``LEGATO_LOG_LINES`` and ``LEGATO_LOG_BYTES``, else
+        the defaults (10,000 lines, 1 MiB)."""
+        env = os.environ if env is None else env
+        return cls(
+            lines=_whole("log_lines", "LEGATO_LOG_LINES", lines, env, DEFAULT_LOG_LINES),
+            bytes=_whole("log_bytes", "LEGATO_LOG_BYTES", size, env, DEFAULT_LOG_BYTES),
+        )
+
+
+def _whole(
+    name: str, variable: str, given: int | None, env: Mapping[str, str], default: int
+) -> int:
+    if given is None:
+        raw = env.get(variable, "").strip()
+        if not raw:
+            return default
+        try:
+            value = int(raw.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{variable} must be a whole number, got {raw!r}") from None
+        if value < 0:
+            raise ConfigError(f"{variable} must be 0 or more, got {raw!r}")
+        return value
+    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
+        raise ConfigError(f"{name} must be a whole number, 0 or more; got {given!r}")
+    return given
 
 
 @dataclass(frozen=True)
@@ -40,6 +98,9 @@ class Settings:
     #: the prune rule workers apply by themselves (``LEGATO_RETENTION=30d``, with
     #: ``LEGATO_RETENTION_STATUS`` and ``LEGATO_RETENTION_EVERY``); none by default
     retention: Retention | None = None
+    #: how much of each attempt's log a worker keeps (``LEGATO_LOG_LINES``,
+    #: ``LEGATO_LOG_BYTES``)
+    log_limits: LogLimits = field(default_factory=LogLimits)
 
     @classmethod
     def load(
@@ -86,6 +147,7 @@ class Settings:
             allow_shell=bool(allow_shell),
             conf_path=_folders(conf_path, env.get("LEGATO_CONF_PATH")),
             retention=_retention(retention, env),
+            log_limits=LogLimits.load(env=env),
         )
 
 

@@ -328,3 +328,15 @@ def test_a_failed_run_names_the_failure_handler_run_it_started(
     handler = next(r for r in stored_runs(sqlite_url) if r.workflow == "cli_cleanup")
     assert handler.params == {"run_id": failed.id}
     assert f"failure handler: run {handler.id} started" in result.stderr
+
+
+def test_a_bad_log_limit_is_one_error_before_anything_is_written(
+    legato: Invoke, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert legato("run", target("etl"), "-p", "source=q", "--url", sqlite_url).exit_code == 0
+    monkeypatch.setenv("LEGATO_LOG_LINES", "-3")
+    result = legato("run", target("etl"), "-p", "source=q", "--url", sqlite_url)
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: LEGATO_LOG_LINES must be 0 or more, got '-3'"
+    monkeypatch.delenv("LEGATO_LOG_LINES")
+    assert len(stored_runs(sqlite_url)) == 1  # no second run left waiting for a worker

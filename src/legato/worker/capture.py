@@ -18,78 +18,27 @@ not captured.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any, TextIO
 
+from legato.config import LogLimits
 from legato.engine.planner import conceal
-from legato.errors import ConfigError
 from legato.model.runs import clean_text
 from legato.store.base import LogEntry
 
 __all__ = ["AttemptLog", "LogLimits", "capturing", "current_log", "install"]
 
-#: the lines and bytes of one attempt's log kept by default
-DEFAULT_LINES = 10_000
-DEFAULT_BYTES = 1024 * 1024
 #: the longest line kept (a longer one is cut, saying how much)
 MAX_LINE_CHARS = 32_000
 #: the name of ``legato.Context.logger``'s parent
 TASK_LOGGER = "legato.task"
 
 _current: ContextVar[AttemptLog | None] = ContextVar("legato_attempt_log", default=None)
-
-
-@dataclass(frozen=True)
-class LogLimits:
-    """How much of one attempt's log is kept: ``lines`` (0: capture nothing) and ``bytes``."""
-
-    lines: int = DEFAULT_LINES
-    bytes: int = DEFAULT_BYTES
-
-    @property
-    def enabled(self) -> bool:
-        return self.lines > 0
-
-    @classmethod
-    def load(
-        cls,
-        lines: int | None = None,
-        size: int | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> LogLimits:
-        """From the arguments, else ``LEGATO_LOG_LINES`` and ``LEGATO_LOG_BYTES``, else
-        the defaults (10,000 lines, 1 MiB)."""
-        env = os.environ if env is None else env
-        return cls(
-            lines=_whole("log_lines", "LEGATO_LOG_LINES", lines, env, DEFAULT_LINES),
-            bytes=_whole("log_bytes", "LEGATO_LOG_BYTES", size, env, DEFAULT_BYTES),
-        )
-
-
-def _whole(
-    name: str, variable: str, given: int | None, env: Mapping[str, str], default: int
-) -> int:
-    if given is None:
-        raw = env.get(variable, "").strip()
-        if not raw:
-            return default
-        try:
-            value = int(raw.replace("_", ""))
-        except ValueError:
-            raise ConfigError(f"{variable} must be a whole number, got {raw!r}") from None
-        if value < 0:
-            raise ConfigError(f"{variable} must be 0 or more, got {raw!r}")
-        return value
-    if isinstance(given, bool) or not isinstance(given, int) or given < 0:
-        raise ConfigError(f"{name} must be a whole number, 0 or more; got {given!r}")
-    return given
 
 
 class AttemptLog:

@@ -218,7 +218,11 @@ class Worker:
         #: the last reports of attempts that finished, for the report of their results
         self._final_reports: dict[int, ProgressReport] = {}
         #: how much of each attempt's log is kept
-        self.log_limits = LogLimits.load(log_lines, log_bytes)
+        self.log_limits = (
+            client.settings.log_limits
+            if log_lines is None and log_bytes is None
+            else LogLimits.load(log_lines, log_bytes)
+        )
         #: the last log lines of attempts that finished, for the report of their results
         self._final_logs: list[LogEntry] = []
         #: lines of running attempts whose write failed, for the next write
