@@ -10,6 +10,9 @@ __all__ = ["parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+#: the longest duration taken (100 years): a time that far ahead is still a time
+#: both databases can hold, so a timer, lease or timeout never overflows a query
+MAX_SECONDS = 100 * 365.25 * 86400
 
 
 def parse_duration(
@@ -21,7 +24,8 @@ def parse_duration(
     """Return seconds as a float; ``None`` stays ``None``.
 
     Raises ``ValueError`` naming ``field`` when the value is not a duration, is
-    negative, is not finite (``inf``, ``nan``, ``1e999``) or, with
+    negative, is not finite (``inf``, ``nan``, ``1e999``), is longer than 100
+    years, or, with
     ``allow_zero=False`` (where zero would mean nothing, such as a timeout), is
     zero, so callers can report where the bad value was written.
     """
@@ -58,6 +62,8 @@ def parse_duration(
         raise ValueError(f"{field}: a duration must be a finite number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"{field}: a duration cannot be negative, got {value!r}")
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"{field}: a duration can be at most 100 years, got {value!r}")
     if seconds == 0 and not allow_zero:
         raise ValueError(f"{field}: a duration must be more than zero, got {value!r}")
     return seconds

@@ -443,3 +443,13 @@ def test_a_steps_key_must_be_a_parameter_of_its_task(client: Client) -> None:
     wf.step("s", step, x=1, concurrency=1, concurrency_key="customer")
     with pytest.raises(DefinitionError, match="concurrency_key='customer' is not a parameter"):
         client.start(wf)
+
+
+def test_limits_beyond_what_the_databases_hold_are_refused_where_written() -> None:
+    from legato.model.limits import check_concurrency, parse_rate_limit
+
+    with pytest.raises(ValueError, match="at most 2,147,483,647"):
+        check_concurrency(10**12)
+    with pytest.raises(ValueError, match="at most 2,147,483,647 starts"):
+        parse_rate_limit("99999999999999/1s")
+    assert check_concurrency(2**31 - 1) == 2**31 - 1

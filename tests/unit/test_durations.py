@@ -102,3 +102,10 @@ def test_more_than_zero_passes_without_zero() -> None:
     assert parse_duration(None, allow_zero=False) is None
     with pytest.raises(ValueError, match="lease: a duration cannot be negative, got -1"):
         parse_duration(-1, field="lease", allow_zero=False)
+
+
+def test_a_duration_longer_than_a_hundred_years_is_refused() -> None:
+    assert parse_duration("5200w") is not None  # about 99.7 years
+    for huge in (1e300, "5300w", 10**12):
+        with pytest.raises(ValueError, match="at most 100 years"):
+            parse_duration(huge, field="timeout")

@@ -20,6 +20,10 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\S+)\s*$")
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+#: the largest limit taken: what both databases hold as an integer
+MAX_COUNT = 2**31 - 1
+
+
 def parse_rate_limit(value: Any, *, field: str = "rate_limit") -> tuple[int, float] | None:
     """``"100/10s"`` as (100 starts, 10.0 seconds); ``None`` stays ``None``.
 
@@ -37,6 +41,8 @@ def parse_rate_limit(value: Any, *, field: str = "rate_limit") -> tuple[int, flo
     count = int(match.group(1))
     if count < 1:
         raise ValueError(f"{field}: at least 1 start per window, got {value!r}")
+    if count > MAX_COUNT:
+        raise ValueError(f"{field}: at most {MAX_COUNT:,} starts per window, got {value!r}")
     window_text = match.group(2)
     if window_text[0].isalpha():  # "5/s": one of the unit
         window_text = "1" + window_text
@@ -49,11 +55,14 @@ def parse_rate_limit(value: Any, *, field: str = "rate_limit") -> tuple[int, flo
 
 
 def check_concurrency(value: Any, *, field: str = "concurrency") -> int | None:
-    """A concurrency limit: a whole number of at least 1, or ``None`` for none."""
+    """A concurrency limit: a whole number from 1 to ``MAX_COUNT``, or ``None`` for none."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{field}: expected a whole number of at least 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+        raise ValueError(
+            f"{field}: expected a whole number of at least 1 and at most {MAX_COUNT:,}, "
+            f"got {value!r}"
+        )
     return value
 
 
