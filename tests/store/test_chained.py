@@ -168,12 +168,12 @@ def test_a_batch_of_one_step_runs_costs_statements_independent_of_its_size(
     client: Client,
 ) -> None:
     """Starting a batch writes its runs, their steps and their events in one statement
-    each; finishing one costs a statement per step (its completion) and the same few
-    for the batch: the runs finished in one, the events in one."""
+    each; finishing one costs the same few: the completions in one, the runs finished
+    in one, the events in one."""
     _finish_batch(client, 2)  # the spec and the task's defaults read once
     small, large = _finish_batch(client, 2), _finish_batch(client, 50)
-    assert large.statements - small.statements == 50 - 2, (small, large)  # one completion each
-    assert large.statements <= 50 + 4, large  # lock, finish the runs, claim, events
+    assert large.statements == small.statements <= 6, (small, large)
+    assert large.round_trips == small.round_trips, (small, large)
     # Each run's story is whole and in order, whichever statement wrote it.
     for run in client.list_runs(status="completed", limit=3):
         assert [e.type for e in client.history(run.id)] == [
@@ -219,3 +219,60 @@ def test_without_pipeline_mode_a_chained_step_commits_once_all_the_same(client: 
         assert step.step_id == f"s{i + 1}"
     report(client, [ok(step)])
     assert events(client, run_id, "step.completed") == ["s0", "s1", "s2", "s3"]
+
+
+def layered(width: int) -> Workflow:
+    """Two layers: each step of the second needs two neighbours of the first."""
+    wf = Workflow(f"layers_{width}")
+    first = [wf.step(f"a{i}", noop) for i in range(width)]
+    for i in range(width):
+        wf.step(f"b{i}", noop, needs=[first[i], first[(i + 1) % width]])
+    return wf
+
+
+def test_a_step_whose_two_dependencies_complete_in_one_batch_is_queued_once(
+    client: Client,
+) -> None:
+    pipelined(client)
+    run_id = client.start(layered(2))  # b0 and b1 each need both a0 and a1
+    firsts = claim(client, root=run_id, limit=2)
+    assert sorted(s.step_id for s in firsts) == ["a0", "a1"]
+    outcome = report(client, [ok(s) for s in firsts], request(run_id, limit=5))
+    assert outcome.accepted == 2
+    assert sorted(s.step_id for s in outcome.claimed) == ["b0", "b1"]
+    assert sorted(events(client, run_id, "step.queued")) == ["a0", "a1", "b0", "b1"]
+    steps = client.get(run_id).steps
+    assert steps["b0"].status is StepStatus.RUNNING and steps["b1"].status is StepStatus.RUNNING
+
+
+def test_a_layer_of_a_dag_costs_statements_independent_of_its_width(client: Client) -> None:
+    """A batch completing a layer releases the next in one statement, however many
+    steps each completion releases and however many runs share the batch."""
+    pipelined(client)
+
+    def layer_cost(width: int) -> Snapshot:
+        run_id = client.start(layered(width))
+        firsts = claim(client, root=run_id, limit=width)
+        before = COUNTS.snapshot()
+        outcome = report(client, [ok(s) for s in firsts], request(run_id, limit=width))
+        cost = COUNTS.snapshot() - before
+        assert outcome.accepted == width and len(outcome.claimed) == width
+        assert sorted(s.step_id for s in outcome.claimed) == sorted(f"b{i}" for i in range(width))
+        for s in outcome.claimed:  # b0 .. bN run once each, their dependencies all counted
+            assert client.get(run_id).steps[s.step_id].status is StepStatus.RUNNING
+        return cost
+
+    layer_cost(3)  # contexts and counters read once
+    small, large = layer_cost(3), layer_cost(40)
+    assert large.statements == small.statements, (small, large)
+    assert large.commits == small.commits == 1, (small, large)
+
+
+def test_one_attempt_reported_twice_in_a_batch_counts_once(client: Client) -> None:
+    pipelined(client)
+    run_id = client.start(chain(3))
+    [step] = claim(client, root=run_id)
+    outcome = report(client, [ok(step), ok(step)], request(run_id))
+    assert outcome.accepted == 1 and len(outcome.stale) == 1
+    assert [s.step_id for s in outcome.claimed] == ["s1"]
+    assert events(client, run_id, "step.completed") == ["s0"]

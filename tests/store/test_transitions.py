@@ -171,6 +171,18 @@ STEP_QUERIES: dict[str, Callable[[str, int, float], list[dict[str, Any]]]] = {
     "complete_step": lambda run_id, step, now: [
         {"id": step, "attempt": 1, "output": "1", "inputs": "{}", "now": now}
     ],
+    # one step at a time, as a batch of one row ("id" marks it a query of a step)
+    "complete_steps": lambda run_id, step, now: [
+        {
+            "id": step,
+            "rows": json.dumps([{"id": step, "attempt": 1, "output": "1", "inputs": "{}"}]),
+            "now": now,
+        }
+    ],
+    "release_successors_many": lambda run_id, step, now: [
+        {"rows": json.dumps([{"run_id": run_id, "key": k, "n": n} for k in KEYS]), "now": now}
+        for n in (1, 2)
+    ],
     "retry_step": lambda run_id, step, now: [
         {
             "id": step,

@@ -8,11 +8,13 @@ those answers: :func:`chained` sends them together behind a savepoint
 (complete, release the successors, count the scopes down, claim), which on
 PostgreSQL is one round trip in pipeline mode, then reads the answers. A
 chain's step then costs two round trips: these statements with ``BEGIN``, and
-the events with ``COMMIT``.
+the events with ``COMMIT``. The batch's completions go in one statement and
+the dependencies they satisfy in one more (:mod:`legato.store.batched`), so
+the statements do not grow with the batch.
 
-Every statement is the ordinary path's, with its guards, sent in the ordinary
-path's order, so rows are locked in the same order (the claim, which never
-waits, comes before the engine's decisions on what it answered). Where an
+Every statement has the ordinary path's guards, and the completions are the
+ordinary path's statement (the claim, which never waits, comes before the
+engine's decisions on what it answered). Where an
 answer is not the usual one (an attempt no longer current, a row not as
 predicted from its key, a successor ready with a decision to make), the
 savepoint is rolled back and the batch takes the ordinary path: nothing is
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from legato.engine.planner import shard_of
 from legato.errors import RunNotFoundError
@@ -33,6 +35,7 @@ from legato.model.instances import instance_key, place_of, scope_key
 from legato.model.states import StepStatus
 from legato.model.steps import TaskStep
 from legato.store.base import ClaimRequest, Pending, StepResult
+from legato.store.batched import send_completions, send_decrements, send_releases
 
 if TYPE_CHECKING:
     from legato.store.reporting import Report
@@ -49,7 +52,6 @@ class _Planned:
     scope: str
     successors: list[str]
     completion: Pending | None = None
-    release: Pending | None = None
 
 
 def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest | None) -> bool:
@@ -59,6 +61,8 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
         return False
     if claim is not None and (claim.sweep or claim.timers):
         return False
+    if len({r.step_run_id for r in results}) != len(results):
+        return False  # one attempt reported twice: the ordinary path refuses the second
     store, tx, flow = report.store, report.tx, report.progress
     if any(not store.known_started(r.run_id) for r in results):
         return False
@@ -85,43 +89,22 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
         counts[counter] = counts.get(counter, 0) + 1
     store.checkpoint("runs_locked")
 
-    # Sent in the ordinary path's order, none waiting for another's answer.
+    # Sent in the ordinary path's order, none waiting for another's answer: the
+    # completions in one statement, the dependencies they satisfy in another.
     tx.savepoint(_SAVEPOINT)
-    now = store.clock.now()
+    completions = send_completions(store, tx, [plan.result for plan in planned])
     for plan in planned:
-        r = plan.result
-        plan.completion = tx.send(
-            "complete_step",
-            id=r.step_run_id,
-            attempt=r.attempt,
-            output=r.output_json,
-            inputs=r.inputs_json,
-            now=now,
-        )
-        if plan.successors:
-            plan.release = tx.send(
-                "release_successors",
-                run_id=r.run_id,
-                keys=store._list(plan.successors),
-                failed=0,
-                now=now,
-            )
-    decrements = [
-        (
-            counter,
-            tx.send(
-                "decrement_counter",
-                run_id=counter[0],
-                scope=counter[1],
-                shard=counter[2],
-                count=count,
-            ),
-        )
-        for counter, count in sorted(counts.items())
-    ]
+        plan.completion = completions[plan.result.step_run_id]
+    released = send_releases(
+        store, tx, [(plan.result.run_id, key) for plan in planned for key in plan.successors]
+    )
+    decrements = send_decrements(store, tx, counts)
     claimed = None if claim is None else report._send_claim(claim)
 
-    if not all(_usual(plan) for plan in planned):
+    released_rows = [] if released is None else released.rows()
+    if not all(_usual(plan) for plan in planned) or not all(
+        r["status"] == StepStatus.QUEUED or r["deps_remaining"] > 0 for r in released_rows
+    ):
         tx.rollback_to(_SAVEPOINT)
         return False
 
@@ -137,12 +120,13 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
             attempt=r.attempt,
             actor=row["worker_id"],
         )
-        for released in plan.release.rows() if plan.release is not None else ():
-            if released["status"] == StepStatus.QUEUED:
-                report.event(r.run_id, "step.queued", step_id=released["key"])
-                tx.queued(r.run_id, released["key"])
+    for row in released_rows:
+        if row["status"] == StepStatus.QUEUED:
+            run_id = store._id(row["run_id"]) or ""
+            report.event(run_id, "step.queued", step_id=row["key"])
+            tx.queued(run_id, row["key"])
     waiting = tx.unclaimed
-    for (run_id, scope, _), pending in decrements:
+    for (run_id, scope, _), pending in sorted(decrements.items()):
         flow.counted_down(run_id, scope, shards[(run_id, scope)], pending.one())
     flow.settle()
     if claim is None or claimed is None:
@@ -156,11 +140,8 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
 
 
 def _usual(plan: _Planned) -> bool:
-    """The completion went through as predicted and left no successor to decide."""
+    """The completion went through as predicted."""
     row = plan.completion.one() if plan.completion is not None else None
     if row is None or row["step_id"] != plan.step_id or row["scope"] != plan.scope:
         return False
-    if row["idx"] is not None or row["key"] != plan.result.step_id:
-        return False
-    released: list[dict[str, Any]] = plan.release.rows() if plan.release is not None else []
-    return all(r["status"] == StepStatus.QUEUED or r["deps_remaining"] > 0 for r in released)
+    return row["idx"] is None and row["key"] == plan.result.step_id

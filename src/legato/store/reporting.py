@@ -35,6 +35,7 @@ from legato.store.base import (
     StepResult,
     Tx,
 )
+from legato.store.batched import send_completions
 from legato.store.chained import chained
 from legato.store.limits import Gate
 from legato.store.progress import Inst
@@ -82,11 +83,16 @@ class Report(Unit):
         self.store.checkpoint("runs_locked")
         self._start_if_pending({r.run_id for r in completed})
         ordered = sorted(results, key=lambda r: (r.run_id, r.step_id))
-        # The completions go out together (one round trip on PostgreSQL), each
-        # read where it is applied.
+        # The completions go out together, in one statement (one round trip on
+        # PostgreSQL), each read where it is applied.
+        completing: dict[int, StepResult] = {}
         for r in ordered:
             if r.ok and not r.stopped:
-                self._completions.setdefault(r.step_run_id, []).append(self._send_completion(r))
+                completing.setdefault(r.step_run_id, r)  # a second report of one is stale
+        for step_run_id, pending in send_completions(
+            self.store, self.tx, list(completing.values())
+        ).items():
+            self._completions[step_run_id] = [pending]
         for result in ordered:
             if result.stopped:
                 self._stopped(result)

@@ -349,6 +349,42 @@ SET status = 'completed', output = %(output)s::json, inputs = %(inputs)s::json, 
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
 RETURNING key, step_id, scope, kind, idx, worker_id;
 
+-- Several attempts completed, in one statement (rows: a JSON array of id, attempt,
+-- output, inputs; each id once): each applies only while its attempt is current,
+-- as complete_step does; its row comes back with its id.
+-- name: complete_steps
+UPDATE step_runs AS s
+SET status = 'completed', output = r.output::json, inputs = r.inputs::json, error = NULL,
+    finished_at = legato_now(), lease_expires_at = NULL
+FROM json_to_recordset(%(rows)s::json) AS r(id bigint, attempt integer, output text, inputs text)
+WHERE s.id = r.id AND s.attempt = r.attempt AND s.status = 'running'
+RETURNING s.id, s.key, s.step_id, s.scope, s.kind, s.idx, s.worker_id;
+
+-- Dependencies of several steps, of any runs, completed at once (rows: run_id, key
+-- and n, the number of this step's dependencies that completed; each step once):
+-- release_successors for all of them in one statement, rows locked in id order.
+-- name: release_successors_many
+WITH r AS (
+    SELECT * FROM json_to_recordset(%(rows)s::json) AS r(run_id uuid, key text, n integer)
+), locked AS (
+    SELECT s.id, r.n FROM step_runs AS s JOIN r ON s.run_id = r.run_id AND s.key = r.key
+    WHERE s.status = 'waiting'
+    ORDER BY s.id
+    FOR UPDATE OF s
+)
+UPDATE step_runs AS s
+SET deps_remaining = s.deps_remaining - l.n,
+    status = CASE WHEN s.deps_remaining = l.n AND s.deps_failed = 0 AND s.queue_on_release
+                  THEN 'queued' ELSE s.status END,
+    queued_at = CASE WHEN s.deps_remaining = l.n AND s.deps_failed = 0 AND s.queue_on_release
+                     THEN legato_now() ELSE s.queued_at END,
+    available_at = CASE WHEN s.deps_remaining = l.n AND s.deps_failed = 0 AND s.queue_on_release
+                        THEN legato_now() ELSE s.available_at END
+FROM locked AS l
+WHERE s.id = l.id AND s.status = 'waiting'
+RETURNING s.run_id, s.id, s.key, s.step_id, s.scope, s.kind, s.idx, s.deps_remaining,
+          s.deps_failed, s.status;
+
 -- One dependency of these steps finished (failed = 1 when it did not complete).
 -- A task with the default condition (queue_on_release) whose last dependency
 -- this is, all of them completed, is queued here: no second statement.
@@ -423,6 +459,24 @@ RETURNING key, step_id, scope, kind, idx;
 UPDATE scope_counters SET remaining = remaining - %(count)s
 WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = %(shard)s
 RETURNING remaining;
+
+-- Several counters counted down at once (rows: run_id, scope, shard, count; each
+-- counter once), locked in the order the one-counter statements take them.
+-- name: decrement_counters
+WITH r AS (
+    SELECT * FROM json_to_recordset(%(rows)s::json)
+        AS r(run_id uuid, scope text, shard integer, count integer)
+), locked AS (
+    SELECT c.run_id, c.scope, c.shard, r.count
+    FROM scope_counters AS c
+    JOIN r ON c.run_id = r.run_id AND c.scope = r.scope AND c.shard = r.shard
+    ORDER BY c.run_id::text COLLATE "C", c.scope COLLATE "C", c.shard
+    FOR UPDATE OF c
+)
+UPDATE scope_counters AS c SET remaining = c.remaining - l.count
+FROM locked AS l
+WHERE c.run_id = l.run_id AND c.scope = l.scope AND c.shard = l.shard
+RETURNING c.run_id, c.scope, c.shard, c.remaining;
 
 -- name: counter_shards
 SELECT remaining AS shards FROM scope_counters

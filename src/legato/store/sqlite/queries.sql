@@ -294,6 +294,37 @@ SET status = 'completed', output = :output, inputs = :inputs, error = NULL,
 WHERE id = :id AND attempt = :attempt AND status = 'running'
 RETURNING key, step_id, scope, kind, idx, worker_id;
 
+-- Several attempts completed, in one statement (rows: a JSON array of id, attempt,
+-- output, inputs; each id once): each applies only while its attempt is current,
+-- as complete_step does; its row comes back with its id.
+-- name: complete_steps
+UPDATE step_runs
+SET status = 'completed', output = r.output, inputs = r.inputs, error = NULL,
+    finished_at = :now, lease_expires_at = NULL
+FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.attempt') AS attempt,
+             json_extract(value, '$.output') AS output, json_extract(value, '$.inputs') AS inputs
+      FROM json_each(:rows)) AS r
+WHERE step_runs.id = r.id AND step_runs.attempt = r.attempt AND step_runs.status = 'running'
+RETURNING id, key, step_id, scope, kind, idx, worker_id;
+
+-- Dependencies of several steps, of any runs, completed at once (rows: run_id, key
+-- and n, the number of this step's dependencies that completed; each step once):
+-- release_successors for all of them in one statement.
+-- name: release_successors_many
+UPDATE step_runs
+SET deps_remaining = deps_remaining - r.n,
+    status = CASE WHEN deps_remaining = r.n AND deps_failed = 0 AND queue_on_release = 1
+                  THEN 'queued' ELSE status END,
+    queued_at = CASE WHEN deps_remaining = r.n AND deps_failed = 0 AND queue_on_release = 1
+                     THEN :now ELSE queued_at END,
+    available_at = CASE WHEN deps_remaining = r.n AND deps_failed = 0 AND queue_on_release = 1
+                        THEN :now ELSE available_at END
+FROM (SELECT json_extract(value, '$.run_id') AS run_id, json_extract(value, '$.key') AS key,
+             json_extract(value, '$.n') AS n
+      FROM json_each(:rows)) AS r
+WHERE step_runs.run_id = r.run_id AND step_runs.key = r.key AND step_runs.status = 'waiting'
+RETURNING run_id, id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
+
 -- One dependency of these steps finished (:failed = 1 when it did not complete).
 -- A task with the default condition (queue_on_release) whose last dependency
 -- this is, all of them completed, is queued here: no second statement.
@@ -365,6 +396,17 @@ RETURNING key, step_id, scope, kind, idx;
 UPDATE scope_counters SET remaining = remaining - :count
 WHERE run_id = :run_id AND scope = :scope AND shard = :shard
 RETURNING remaining;
+
+-- Several counters counted down at once (rows: run_id, scope, shard, count; each
+-- counter once).
+-- name: decrement_counters
+UPDATE scope_counters SET remaining = remaining - r.count
+FROM (SELECT json_extract(value, '$.run_id') AS run_id, json_extract(value, '$.scope') AS scope,
+             json_extract(value, '$.shard') AS shard, json_extract(value, '$.count') AS count
+      FROM json_each(:rows)) AS r
+WHERE scope_counters.run_id = r.run_id AND scope_counters.scope = r.scope
+  AND scope_counters.shard = r.shard
+RETURNING run_id, scope, shard, remaining;
 
 -- name: counter_shards
 SELECT remaining AS shards FROM scope_counters
