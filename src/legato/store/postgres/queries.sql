@@ -353,24 +353,38 @@ RETURNING key, step_id, scope, kind, idx, worker_id;
 -- output, inputs; each id once): each applies only while its attempt is current,
 -- as complete_step does; its row comes back with its id.
 -- name: complete_steps
+WITH current AS (
+    SELECT t.id, r.output, r.inputs
+    FROM json_to_recordset(%(rows)s::json)
+        AS r(id bigint, attempt integer, output text, inputs text)
+    CROSS JOIN LATERAL (
+        SELECT s.id FROM step_runs AS s
+        WHERE s.id = r.id AND s.attempt = r.attempt AND s.status = 'running'
+        LIMIT 1
+    ) AS t
+)
 UPDATE step_runs AS s
-SET status = 'completed', output = r.output::json, inputs = r.inputs::json, error = NULL,
+SET status = 'completed', output = c.output::json, inputs = c.inputs::json, error = NULL,
     finished_at = legato_now(), lease_expires_at = NULL
-FROM json_to_recordset(%(rows)s::json) AS r(id bigint, attempt integer, output text, inputs text)
-WHERE s.id = r.id AND s.attempt = r.attempt AND s.status = 'running'
+FROM current AS c
+WHERE s.id = ANY(ARRAY(SELECT id FROM current)) AND s.id = c.id AND s.status = 'running'
 RETURNING s.id, s.key, s.step_id, s.scope, s.kind, s.idx, s.worker_id;
 
 -- Dependencies of several steps, of any runs, completed at once (rows: run_id, key
 -- and n, the number of this step's dependencies that completed; each step once):
--- release_successors for all of them in one statement, rows locked in id order.
+-- release_successors for all of them in one statement. Each row is found through
+-- its key (LIMIT 1 keeps the planner from joining the batch any other way) and
+-- locked in the order the rows are given.
 -- name: release_successors_many
-WITH r AS (
-    SELECT * FROM json_to_recordset(%(rows)s::json) AS r(run_id uuid, key text, n integer)
-), locked AS (
-    SELECT s.id, r.n FROM step_runs AS s JOIN r ON s.run_id = r.run_id AND s.key = r.key
-    WHERE s.status = 'waiting'
-    ORDER BY s.id
-    FOR UPDATE OF s
+WITH locked AS (
+    SELECT t.id, r.n
+    FROM json_to_recordset(%(rows)s::json) AS r(run_id uuid, key text, n integer)
+    CROSS JOIN LATERAL (
+        SELECT s.id FROM step_runs AS s
+        WHERE s.run_id = r.run_id AND s.key = r.key AND s.status = 'waiting'
+        LIMIT 1
+        FOR UPDATE
+    ) AS t
 )
 UPDATE step_runs AS s
 SET deps_remaining = s.deps_remaining - l.n,
@@ -381,7 +395,7 @@ SET deps_remaining = s.deps_remaining - l.n,
     available_at = CASE WHEN s.deps_remaining = l.n AND s.deps_failed = 0 AND s.queue_on_release
                         THEN legato_now() ELSE s.available_at END
 FROM locked AS l
-WHERE s.id = l.id AND s.status = 'waiting'
+WHERE s.id = ANY(ARRAY(SELECT id FROM locked)) AND s.id = l.id AND s.status = 'waiting'
 RETURNING s.run_id, s.id, s.key, s.step_id, s.scope, s.kind, s.idx, s.deps_remaining,
           s.deps_failed, s.status;
 
@@ -461,21 +475,24 @@ WHERE run_id = %(run_id)s AND scope = %(scope)s AND shard = %(shard)s
 RETURNING remaining;
 
 -- Several counters counted down at once (rows: run_id, scope, shard, count; each
--- counter once), locked in the order the one-counter statements take them.
+-- counter once), each found through its key and locked in the order given (the
+-- caller's sorted order, which the one-counter statements follow too), then
+-- written where it was found.
 -- name: decrement_counters
-WITH r AS (
-    SELECT * FROM json_to_recordset(%(rows)s::json)
+WITH locked AS (
+    SELECT t.row_at, r.count
+    FROM json_to_recordset(%(rows)s::json)
         AS r(run_id uuid, scope text, shard integer, count integer)
-), locked AS (
-    SELECT c.run_id, c.scope, c.shard, r.count
-    FROM scope_counters AS c
-    JOIN r ON c.run_id = r.run_id AND c.scope = r.scope AND c.shard = r.shard
-    ORDER BY c.run_id::text COLLATE "C", c.scope COLLATE "C", c.shard
-    FOR UPDATE OF c
+    CROSS JOIN LATERAL (
+        SELECT c.ctid AS row_at FROM scope_counters AS c
+        WHERE c.run_id = r.run_id AND c.scope = r.scope AND c.shard = r.shard
+        LIMIT 1
+        FOR UPDATE
+    ) AS t
 )
 UPDATE scope_counters AS c SET remaining = c.remaining - l.count
 FROM locked AS l
-WHERE c.run_id = l.run_id AND c.scope = l.scope AND c.shard = l.shard
+WHERE c.ctid = ANY(ARRAY(SELECT row_at FROM locked)) AND c.ctid = l.row_at
 RETURNING c.run_id, c.scope, c.shard, c.remaining;
 
 -- name: counter_shards
