@@ -101,3 +101,50 @@ def test_worker_processes_share_the_work_and_run_each_attempt_once(
         once = Counter((e.run_id, e.step_id) for e in events if e.type == kind)
         assert set(once) == expected and set(once.values()) == {1}, kind
     assert Counter(e.type for e in events)["run.completed"] == RUNS
+
+
+def layers(width: int, depth: int) -> Workflow:
+    """A DAG of ``depth`` layers; each step needs two neighbours of the layer before, and
+    the top scope is wide enough for its counter to be sharded."""
+    wf = Workflow("layers")
+    common = logged(wf)
+    previous: list[Any] = []
+    for layer in range(depth):
+        current = []
+        for i in range(width):
+            step = wf.step(f"l{layer}_{i}", work, step=f"l{layer}_{i}", **common)
+            if previous:
+                [previous[i], previous[(i + 1) % width]] >> step
+            current.append(step)
+        previous = current
+    return wf
+
+
+def test_two_workers_finish_a_wide_dag_whose_batches_share_successors_and_counters(
+    db_url: str, procs: ProcessGroup, tmp_path: Path
+) -> None:
+    """Both workers complete batches of one layer at once: they release the same steps
+    of the next and count the same counter shards down. Nothing either counts is
+    lost (the run would never finish) and every step runs once."""
+    log = str(tmp_path / "effects.log")
+    workers = [procs.worker(db_url, concurrency=8, lease=20) for _ in range(WORKERS)]
+    wf = layers(width=64, depth=6)
+    with Client(db_url) as client:
+        run_id = client.start(wf, {"log": log, "url": db_url})
+
+        def finished() -> bool:
+            run = client.get(run_id, with_steps=False)
+            assert run.status != "failed", run.error
+            return run.status == "completed"
+
+        wait_until(finished, 60, interval=0.1, what="the DAG's run to complete")
+        run = client.get(run_id)
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    for worker in workers:
+        assert worker.wait(timeout=30) == 0, worker.stderr()
+    assert {(s.status, s.attempt) for s in run.steps.values()} == {("completed", 1)}
+    started = [r["step"] for r in read_log(log) if r["event"] == "start"]
+    assert sorted(started) == sorted(wf.spec.graph.steps)
+    pids = Counter(r["pid"] for r in read_log(log) if r["event"] == "start")
+    assert len(pids) == WORKERS, pids

@@ -476,15 +476,16 @@ RETURNING remaining;
 
 -- Several counters counted down at once (rows: run_id, scope, shard, count; each
 -- counter once), each found through its key and locked in the order given (the
--- caller's sorted order, which the one-counter statements follow too), then
--- written where it was found.
+-- caller's sorted order, which the one-counter statements follow too). The write
+-- finds them by key again (never by ctid: a row another transaction changed
+-- while this one waited for it has moved).
 -- name: decrement_counters
 WITH locked AS (
-    SELECT t.row_at, r.count
+    SELECT t.run_id, t.scope, t.shard, r.count
     FROM json_to_recordset(%(rows)s::json)
         AS r(run_id uuid, scope text, shard integer, count integer)
     CROSS JOIN LATERAL (
-        SELECT c.ctid AS row_at FROM scope_counters AS c
+        SELECT c.run_id, c.scope, c.shard FROM scope_counters AS c
         WHERE c.run_id = r.run_id AND c.scope = r.scope AND c.shard = r.shard
         LIMIT 1
         FOR UPDATE
@@ -492,7 +493,10 @@ WITH locked AS (
 )
 UPDATE scope_counters AS c SET remaining = c.remaining - l.count
 FROM locked AS l
-WHERE c.ctid = ANY(ARRAY(SELECT row_at FROM locked)) AND c.ctid = l.row_at
+WHERE c.run_id = ANY(ARRAY(SELECT run_id FROM locked))
+  AND c.scope = ANY(ARRAY(SELECT scope FROM locked))
+  AND c.shard = ANY(ARRAY(SELECT shard FROM locked))
+  AND c.run_id = l.run_id AND c.scope = l.scope AND c.shard = l.shard
 RETURNING c.run_id, c.scope, c.shard, c.remaining;
 
 -- name: counter_shards
