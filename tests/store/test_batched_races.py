@@ -112,3 +112,33 @@ def test_two_batches_counting_down_the_same_counters_lose_no_count(
     assert report(first, [ok(s) for s in rest]).accepted == len(rest)
     assert first.get(run_id).status is RunStatus.COMPLETED
     assert remaining(first, run_id) == 0
+
+
+def test_a_batch_finishing_a_run_another_holds_starts_over_taking_it_first(
+    two: tuple[Client, Client],  # noqa: F811
+    db_url: str,
+) -> None:
+    """The runs a batch finishes are taken at once without waiting: one held elsewhere
+    (its variables being set) sends the batch round again, that run taken first, and
+    it then waits its turn. Both runs finish; nothing runs twice."""
+    first, second = two
+    wf = Workflow("pair_of_two")
+    a = wf.step("a", noop)
+    wf.step("b", noop, needs=[a])
+    held_run, other_run = second.start_many(wf, [{}, {}])
+    report(second, [ok(s) for s in claim(second, "w2", limit=2)])
+    lasts = claim(second, "w2", limit=2)
+    assert sorted(s.step_id for s in lasts) == ["b", "b"]
+    holding = Held(first, "before_commit", lambda: first.update_variables(held_run, {"x": 1}))
+    assert holding.reached.wait(10)
+    racing = Second(second, lambda: report(second, [ok(s) for s in lasts]))
+    racing.assert_blocked(db_url)
+    assert holding.release() == {"x": 1}
+    outcome = racing.wait()
+    assert outcome.accepted == 2 and set(outcome.finished_runs) == {held_run, other_run}
+    for run_id in (held_run, other_run):
+        run = first.get(run_id)
+        assert run.status is RunStatus.COMPLETED
+        assert [e.type for e in first.history(run_id)].count("step.completed") == 2
+    if not db_url.startswith("sqlite"):
+        assert second.store.conflict_retries == 1  # type: ignore[attr-defined]

@@ -276,3 +276,28 @@ def test_one_attempt_reported_twice_in_a_batch_counts_once(client: Client) -> No
     assert outcome.accepted == 1 and len(outcome.stale) == 1
     assert [s.step_id for s in outcome.claimed] == ["s1"]
     assert events(client, run_id, "step.completed") == ["s0"]
+
+
+def test_a_batch_finishing_many_runs_costs_statements_independent_of_their_number(
+    client: Client,
+) -> None:
+    """The last steps of many runs completing in one batch: their runs' rows are taken
+    in one statement and the runs finished in one, not a statement per run."""
+    pipelined(client)
+
+    def finishing_cost(runs: int) -> Snapshot:
+        run_ids = client.start_many(chain(2), [{}] * runs)
+        report(client, [ok(s) for s in claim(client, "w1", limit=runs)])
+        lasts = claim(client, "w1", limit=runs)
+        assert sorted(s.step_id for s in lasts) == ["s1"] * runs
+        before = COUNTS.snapshot()
+        outcome = report(client, [ok(s) for s in lasts])
+        cost = COUNTS.snapshot() - before
+        assert outcome.accepted == runs and set(outcome.finished_runs) == set(run_ids)
+        assert {client.get(r, with_steps=False).status for r in run_ids} == {RunStatus.COMPLETED}
+        return cost
+
+    finishing_cost(2)  # contexts and counters read once
+    small, large = finishing_cost(2), finishing_cost(30)
+    assert large.statements == small.statements, (small, large)
+    assert large.round_trips == small.round_trips and large.commits == small.commits == 1

@@ -126,6 +126,13 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
             report.event(run_id, "step.queued", step_id=row["key"])
             tx.queued(run_id, row["key"])
     waiting = tx.unclaimed
+    # The runs whose top level this batch brings to none are about to be finished,
+    # each needing its row: taken together, in one statement.
+    report.lock_runs_now(
+        run_id
+        for (run_id, scope, _), pending in decrements.items()
+        if scope == "" and shards[(run_id, scope)] == 1 and _none_left(pending)
+    )
     for (run_id, scope, _), pending in sorted(decrements.items()):
         flow.counted_down(run_id, scope, shards[(run_id, scope)], pending.one())
     flow.settle()
@@ -137,6 +144,11 @@ def chained(report: Report, results: Sequence[StepResult], claim: ClaimRequest |
         taken += report._claim(replace(claim, limit=claim.limit - len(taken)))
     report.outcome.claimed = taken
     return True
+
+
+def _none_left(pending: Pending) -> bool:
+    row = pending.one()
+    return row is not None and row["remaining"] <= 0
 
 
 def _usual(plan: _Planned) -> bool:

@@ -120,6 +120,7 @@ def _update_variables(
         raise ConflictError(f"run {run_id} is {status.value}: its variables are final")
     unit.progress.set_variables(run_id, plain, actor=actor)
     merged = unit.progress.variables(run_id)
+    unit.store.checkpoint("before_commit")
     unit.flush_events()
     return merged
 

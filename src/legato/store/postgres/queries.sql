@@ -179,6 +179,12 @@ FOR NO KEY UPDATE SKIP LOCKED;
 -- name: lock_run_or_fail
 SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id = %(id)s FOR NO KEY UPDATE NOWAIT;
 
+-- Several runs found to need their lock mid-way (a batch's completions finish them),
+-- taken at once in id order: as lock_run_or_fail, never waits.
+-- name: lock_runs_or_fail
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs
+WHERE id = ANY(%(ids)s::uuid[]) ORDER BY id FOR NO KEY UPDATE NOWAIT;
+
 -- name: run_variables
 SELECT variables FROM runs WHERE id = %(id)s;
 

@@ -153,6 +153,10 @@ SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id IN (
 -- name: lock_run_or_fail
 SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs WHERE id = :id;
 
+-- name: lock_runs_or_fail
+SELECT id, status, error IS NOT NULL AS failing, attempt FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+
 -- name: run_variables
 SELECT variables FROM runs WHERE id = :id;
 
