@@ -112,15 +112,21 @@ class RunCaches:
             raise RunNotFoundError(f"no run with id {absent[0]!r}")
         return found
 
-    def seed_context(self, tx: Tx, row: dict[str, Any]) -> None:
+    def seed_context(
+        self, tx: Tx, row: dict[str, Any], task_defaults: Mapping[str, TaskDefaults] | None = None
+    ) -> None:
         """The context of a run this transaction creates, from what it wrote (``row`` as
-        ``run_contexts`` reads it back), so that nothing reads the run back to know it."""
-        context = self._context_of(row)
+        ``run_contexts`` reads it back), so that nothing reads the run back to know it.
+        ``task_defaults`` are the run's as written, when at hand: not read from their
+        JSON again."""
+        context = self._context_of(row, task_defaults)
         run_id = context.run["id"]
         tx.__dict__.setdefault("contexts", {})[run_id] = context
         tx.after_commit(lambda: self._remember_contexts({run_id: context}))
 
-    def _context_of(self, row: dict[str, Any]) -> RunContext:
+    def _context_of(
+        self, row: dict[str, Any], task_defaults: Mapping[str, TaskDefaults] | None = None
+    ) -> RunContext:
         run_id = self._id(row["id"]) or ""
         created = self._ts(row["created_at"])
         # runs created before logical dates were kept read their created time
@@ -143,7 +149,9 @@ class RunCaches:
             root_run_id=self._id(row["root_run_id"]) or run_id,
             parent_run_id=self._id(row["parent_run_id"]),
             parent_step=row["parent_step"],
-            task_defaults={
+            task_defaults=dict(task_defaults)
+            if task_defaults is not None
+            else {
                 name: TaskDefaults.from_json(value)
                 for name, value in (self._json(row["task_defaults"]) or {}).items()
             },

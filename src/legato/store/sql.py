@@ -106,6 +106,8 @@ class SQLStore(RunCaches, Store):
         self.checkpoints: dict[str, Callable[[], None]] = {}
         #: transactions run again after a lock race (PostgreSQL: NOWAIT, deadlock)
         self.conflict_retries = 0
+        #: the task defaults last stored, and their text (see _defaults_text)
+        self._last_defaults: tuple[Mapping[str, TaskDefaults], str] | None = None
 
     # -- dialect hooks --------------------------------------------------------
 
@@ -315,15 +317,21 @@ class SQLStore(RunCaches, Store):
             "params": dumps(new.params),
             "tags": dumps(new.tags),
             "idempotency_key": new.idempotency_key,
-            "task_defaults": dumps(self._task_defaults(new)),
+            "task_defaults": self._defaults_text(new.task_defaults),
             "logical_date": None if new.logical_date is None else new.logical_date.timestamp(),
             "kind": new.kind,
             "workflow_hash": new.workflow_hash,
         }
 
-    @staticmethod
-    def _task_defaults(new: NewRun) -> dict[str, Any]:
-        return {k: d.to_json() for k, d in sorted(new.task_defaults.items())}
+    def _defaults_text(self, defaults: Mapping[str, TaskDefaults]) -> str:
+        """The run's task defaults as stored: the runs of one batch share theirs, so the
+        text is made once for them (the last one made is kept)."""
+        made = self._last_defaults
+        if made is not None and made[0] is defaults:
+            return made[1]
+        text = dumps({k: d.to_json() for k, d in sorted(defaults.items())})
+        self._last_defaults = (defaults, text)
+        return text
 
     def _inserted(
         self, unit: Unit, new: NewRun, row: dict[str, Any], *, later: bool = False
@@ -347,10 +355,11 @@ class SQLStore(RunCaches, Store):
                 "root_run_id": new.root_run_id or new.run_id,
                 "params": loads(dumps(new.params)),
                 "tags": dict(new.tags),
-                "task_defaults": self._task_defaults(new),
+                "task_defaults": None,
                 "created_at": row["created_at"],
                 "logical_date": row["logical_date"],
             },
+            task_defaults=new.task_defaults,
         )
         with self._cache_lock:
             self._graphs.setdefault(spec.content_hash, spec.graph)
