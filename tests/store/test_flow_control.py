@@ -453,3 +453,41 @@ def test_limits_beyond_what_the_databases_hold_are_refused_where_written() -> No
     with pytest.raises(ValueError, match="at most 2,147,483,647 starts"):
         parse_rate_limit("99999999999999/1s")
     assert check_concurrency(2**31 - 1) == 2**31 - 1
+
+
+def test_a_sweep_drops_slots_long_unused_and_the_limit_holds_after(client: Client) -> None:
+    """A rate window's row goes once its window ended over an hour ago (a slot with
+    no row is a fresh window), not before: the table holds the slots in use, not
+    every key ever limited."""
+
+    def sweep() -> None:
+        report(
+            client,
+            [],
+            ClaimRequest(
+                worker_id="sweeper", queues=("other",), tasks=TASKS, limit=1, lease=30, sweep=True
+            ),
+        )
+
+    def slots() -> int:
+        [(n,)] = sql(client.store, "SELECT count(*) FROM flow_windows")
+        return int(n)
+
+    wf = Workflow("rated_rows")
+    for i in range(6):
+        wf.step(f"s{i}", rated, n=i)
+    client.start(wf)
+    first = take(client, limit=10)
+    assert len(first) == 2 and slots() == 1
+    report(client, [ok(s, 1) for s in first])
+    client.store.clock.advance(3000)  # the window ended, but not an hour ago
+    sweep()
+    assert slots() == 1
+    client.store.clock.advance(620)
+    sweep()
+    assert slots() == 0
+    # The slot comes back on its next use, a fresh window holding the limit.
+    assert len(take(client, limit=10)) == 2 and slots() == 1
+    assert take(client, limit=10) == []
+    client.store.clock.advance(10.1)
+    assert len(take(client, limit=10)) == 2

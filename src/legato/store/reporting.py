@@ -110,6 +110,9 @@ class Report(Unit):
             if claim.sweep:
                 self.outcome.reclaimed = self._sweep(claim.sweep_limit)
                 TimeoutSweep(self).sweep(claim.sweep_limit)
+                self.tx.run(
+                    "prune_flow_windows", limit=claim.sweep_limit, now=self.store.clock.now()
+                )
             if claim.sweep or claim.timers:
                 self._fire_timers(claim.root_run_id)
             if claim.adopt is not None:

@@ -1058,6 +1058,18 @@ SET status = 'queued', attempt = attempt - 1, worker_id = NULL, lease_expires_at
     started_at = NULL, flow_key = %(flow_key)s
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running';
 
+-- Slots whose last window (if they have a rate) ended over an hour ago and that
+-- no claim holds: a slot with no row is a fresh window, made again on next use,
+-- so the table holds the slots in use rather than every key ever limited.
+-- name: prune_flow_windows
+DELETE FROM flow_windows WHERE key IN (
+    SELECT key FROM flow_windows
+    WHERE window_start + make_interval(secs => COALESCE(span, 0))
+          < legato_now() - interval '1 hour'
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+);
+
 -- When the soonest full window opens (seconds from now).
 -- name: flow_next_window
 SELECT EXTRACT(EPOCH FROM MIN(window_start + make_interval(secs => span))

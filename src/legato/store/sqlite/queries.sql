@@ -880,6 +880,15 @@ WHERE run_id = :run_id AND key = :key;
 
 -- The slot's row, made on first use. On SQLite the one writer serialises
 -- claimers; on PostgreSQL the row lock does.
+-- Slots whose last window (if they have a rate) ended over an hour ago: a slot
+-- with no row is a fresh window, made again on next use.
+-- name: prune_flow_windows
+DELETE FROM flow_windows WHERE key IN (
+    SELECT key FROM flow_windows
+    WHERE window_start + COALESCE(span, 0) < :now - 3600
+    LIMIT :limit
+);
+
 -- name: flow_lock
 INSERT INTO flow_windows (key, window_start, started) VALUES (:flow_key, :now, 0)
 ON CONFLICT (key) DO NOTHING;
