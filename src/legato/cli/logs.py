@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from legato.cli.display import RunProgress, format_duration, format_progress
-from legato.cli.options import UrlOption
+from legato.cli.options import RunIdArgument, UrlOption
 from legato.cli.output import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -58,14 +58,6 @@ _LEVEL_STYLES = {
     "stderr": "magenta",
 }
 
-RunIdArgument = Annotated[
-    str,
-    typer.Argument(
-        metavar="RUN_ID",
-        help="The run's id, or its first 8 or more characters.",
-        show_default=False,
-    ),
-]
 StepArgument = Annotated[
     str | None,
     typer.Argument(

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from legato.cli.options import JsonOption, UrlOption
+from legato.cli.options import JsonOption, RunIdArgument, UrlOption
 from legato.cli.output import (
     EXIT_FAILED,
     configure_logging,
@@ -37,14 +37,6 @@ OptionalRunId = Annotated[
     typer.Argument(
         metavar="RUN_ID",
         help="The run's id, or its first 8 or more characters; else --all.",
-        show_default=False,
-    ),
-]
-RunIdArgument = Annotated[
-    str,
-    typer.Argument(
-        metavar="RUN_ID",
-        help="The run's id, or its first 8 or more characters.",
         show_default=False,
     ),
 ]

@@ -34,6 +34,15 @@ ImportsOption = Annotated[
     ),
 ]
 
+RunIdArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="RUN_ID",
+        help="The run's id, or its first 8 or more characters.",
+        show_default=False,
+    ),
+]
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 VerboseOption = Annotated[

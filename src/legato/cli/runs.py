@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from legato.cli.display import run_details, runs_table
-from legato.cli.options import JsonOption, UrlOption, VerboseOption
+from legato.cli.options import JsonOption, RunIdArgument, UrlOption, VerboseOption
 from legato.cli.output import configure_logging, print_json, stdout, user_errors
 from legato.client import Client
 from legato.errors import ConfigError
@@ -25,15 +25,6 @@ app = typer.Typer(
     help="Look at stored runs; signal, pause, resume, cancel, retry, rerun, restart them.",
     no_args_is_help=True,
 )
-
-RunIdArgument = Annotated[
-    str,
-    typer.Argument(
-        metavar="RUN_ID",
-        help="The run's id, or its first 8 or more characters.",
-        show_default=False,
-    ),
-]
 
 
 @app.command("list")

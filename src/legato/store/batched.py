@@ -4,17 +4,17 @@ A worker reports its steps in batches (as many as it runs at once). Sending
 one ``complete_step`` per attempt and one ``release_successors`` per step
 makes the statements of a transaction grow with the batch; on PostgreSQL each
 costs the client about as much as the server's work on it. Here a batch's
-completions go in one statement and the dependencies they satisfy in one
-more, each row under the same guard as the one-row statement (an attempt
-still current, a successor still waiting), so what each row does is the same.
-A batch of one uses the one-row statements.
+completions go in one statement, the dependencies they satisfy in one more and
+its scope count-downs in a third, each row under the same guard as the one-row
+statement (an attempt still current, a successor still waiting), so what each
+row does is the same. A batch of one uses the one-row statements.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from legato.store.base import Pending, StepResult, Tx
@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["send_completions", "send_decrements", "send_releases"]
 
+#: a scope's counter shard: (run id, scope, shard)
+CounterKey = tuple[str, str, int]
+
 
 def _json_rows(rows: list[dict[str, Any]]) -> str:
     """The rows as one JSON array, their text as it is: text no database can store
@@ -32,28 +35,29 @@ def _json_rows(rows: list[dict[str, Any]]) -> str:
     return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
 
 
-class _Batch:
-    """A batched statement's rows, indexed by step run id when first read."""
+class _Indexed:
+    """A batched statement's rows, indexed by ``key_of`` when first read."""
 
-    def __init__(self, pending: Pending) -> None:
+    def __init__(self, pending: Pending, key_of: Callable[[dict[str, Any]], Hashable]) -> None:
         self._pending = pending
-        self._by_id: dict[int, dict[str, Any]] | None = None
+        self._key_of = key_of
+        self._rows: dict[Hashable, dict[str, Any]] | None = None
 
-    def row(self, step_run_id: int) -> dict[str, Any] | None:
-        if self._by_id is None:
-            self._by_id = {int(row["id"]): row for row in self._pending.rows()}
-        return self._by_id.get(step_run_id)
+    def row(self, key: Hashable) -> dict[str, Any] | None:
+        if self._rows is None:
+            self._rows = {self._key_of(row): row for row in self._pending.rows()}
+        return self._rows.get(key)
 
 
 class _Picked(Pending):
-    """The row one attempt's completion wrote, read from its batch's answer."""
+    """The row one member of a batch wrote, read from the batch's answer."""
 
-    def __init__(self, batch: _Batch, step_run_id: int) -> None:
+    def __init__(self, batch: _Indexed, key: Hashable) -> None:
         self._batch = batch
-        self._step_run_id = step_run_id
+        self._key = key
 
     def rows(self) -> list[dict[str, Any]]:
-        row = self._batch.row(self._step_run_id)
+        row = self._batch.row(self._key)
         return [] if row is None else [row]
 
 
@@ -92,7 +96,7 @@ def send_completions(store: SQLStore, tx: Tx, results: Sequence[StepResult]) -> 
         ),
         now=now,
     )
-    indexed = _Batch(batch)
+    indexed = _Indexed(batch, lambda row: int(row["id"]))
     return {r.step_run_id: _Picked(indexed, r.step_run_id) for r in results}
 
 
@@ -107,14 +111,13 @@ def send_releases(store: SQLStore, tx: Tx, released: Sequence[tuple[str, str]]) 
     runs = {run_id for run_id, _ in counts}
     if len(runs) == 1 and all(n == 1 for n in counts.values()):
         (run_id,) = runs
-        pending = tx.send(
+        return tx.send(
             "release_successors",
             run_id=run_id,
             keys=store._list([key for _, key in counts]),
             failed=0,
             now=store.clock.now(),
         )
-        return _WithRun(pending, run_id)
     return tx.send(
         "release_successors_many",
         rows=_json_rows(
@@ -122,24 +125,6 @@ def send_releases(store: SQLStore, tx: Tx, released: Sequence[tuple[str, str]]) 
         ),
         now=store.clock.now(),
     )
-
-
-class _WithRun(Pending):
-    """The one-run statement's rows, each marked with its run as the batched form's are."""
-
-    def __init__(self, pending: Pending, run_id: str) -> None:
-        self._pending = pending
-        self._run_id = run_id
-        self._marked: list[dict[str, Any]] | None = None
-
-    def rows(self) -> list[dict[str, Any]]:
-        if self._marked is None:
-            self._marked = [{**row, "run_id": self._run_id} for row in self._pending.rows()]
-        return self._marked
-
-
-#: a scope's counter shard: (run id, scope, shard)
-CounterKey = tuple[str, str, int]
 
 
 def send_decrements(
@@ -164,32 +149,7 @@ def send_decrements(
             ]
         ),
     )
-    indexed = _Counters(store, batch)
-    return {counter: _Counted(indexed, counter) for counter in counts}
-
-
-class _Counters:
-    """A batched count-down's rows, indexed by counter when first read."""
-
-    def __init__(self, store: SQLStore, pending: Pending) -> None:
-        self._store = store
-        self._pending = pending
-        self._by_counter: dict[CounterKey, dict[str, Any]] | None = None
-
-    def row(self, counter: CounterKey) -> dict[str, Any] | None:
-        if self._by_counter is None:
-            self._by_counter = {
-                (self._store._id(r["run_id"]) or "", r["scope"], int(r["shard"])): r
-                for r in self._pending.rows()
-            }
-        return self._by_counter.get(counter)
-
-
-class _Counted(Pending):
-    def __init__(self, batch: _Counters, counter: CounterKey) -> None:
-        self._batch = batch
-        self._counter = counter
-
-    def rows(self) -> list[dict[str, Any]]:
-        row = self._batch.row(self._counter)
-        return [] if row is None else [row]
+    indexed = _Indexed(
+        batch, lambda row: (store._id(row["run_id"]) or "", row["scope"], int(row["shard"]))
+    )
+    return {counter: _Picked(indexed, counter) for counter in counts}

@@ -10,7 +10,8 @@ from legato.errors import SchemaVersionError
 
 __all__ = ["check_schema_version", "load_queries", "migration_files", "read_sql"]
 
-_NAME = re.compile(r"^-- name: ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_BLOCK = re.compile(r"^-- (name|fragment): ([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+_USE = re.compile(r"\{\{([a-z_][a-z0-9_]*)\}\}")
 
 
 def read_sql(dialect: str, filename: str) -> str:
@@ -19,15 +20,27 @@ def read_sql(dialect: str, filename: str) -> str:
 
 @cache
 def load_queries(dialect: str) -> dict[str, str]:
+    """The named statements of a dialect's ``queries.sql``.
+
+    A ``-- fragment: <name>`` block is a piece several statements share (a
+    predicate, a column list), written into each where it says ``{{name}}``."""
     text = read_sql(dialect, "queries.sql")
-    parts = _NAME.split(text)
-    queries: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2], strict=True):
-        if name in queries:
-            raise ValueError(f"{dialect}/queries.sql defines {name!r} twice")
+    parts = _BLOCK.split(text)
+    blocks: dict[str, dict[str, str]] = {"name": {}, "fragment": {}}
+    for kind, name, body in zip(parts[1::3], parts[2::3], parts[3::3], strict=True):
+        if name in blocks[kind]:
+            raise ValueError(f"{dialect}/queries.sql defines {kind} {name!r} twice")
         lines = [ln for ln in body.strip().splitlines() if not ln.lstrip().startswith("--")]
-        queries[name] = "\n".join(lines).strip().rstrip(";")
-    return queries
+        blocks[kind][name] = "\n".join(lines).strip().rstrip(";")
+    fragments = blocks["fragment"]
+
+    def fragment(match: re.Match[str]) -> str:
+        found = fragments.get(match.group(1))
+        if found is None:
+            raise ValueError(f"{dialect}/queries.sql uses an unknown fragment {match.group(0)}")
+        return found
+
+    return {name: _USE.sub(fragment, body) for name, body in blocks["name"].items()}
 
 
 def migration_files(dialect: str) -> list[tuple[int, str, str]]:

@@ -106,8 +106,6 @@ class SQLStore(RunCaches, Store):
         self.checkpoints: dict[str, Callable[[], None]] = {}
         #: transactions run again after a lock race (PostgreSQL: NOWAIT, deadlock)
         self.conflict_retries = 0
-        #: the task defaults last stored, and their text (see _defaults_text)
-        self._last_defaults: tuple[Mapping[str, TaskDefaults], str] | None = None
 
     # -- dialect hooks --------------------------------------------------------
 
@@ -217,13 +215,20 @@ class SQLStore(RunCaches, Store):
                 fresh.append((len(results), new))
                 results.append((new.run_id, True))
             specs = {s.content_hash: s for _, new in fresh for s in (new.spec, *new.specs)}
+            # The batch's runs share their task defaults: their text is made once.
+            texts: dict[int, str] = {}
+            for _, new in fresh:
+                if id(new.task_defaults) not in texts:
+                    texts[id(new.task_defaults)] = self._defaults_text(new.task_defaults)
             for spec in specs.values():
                 self._write_spec(tx, spec)
             rows = {
                 self._id(row["id"]): row
                 for row in tx.all(
                     "insert_runs",
-                    rows=_json_rows([self._run_row(new) for _, new in fresh]),
+                    rows=_json_rows(
+                        [self._run_row(new, texts.get(id(new.task_defaults))) for _, new in fresh]
+                    ),
                     now=self.clock.now(),
                 )
             }
@@ -301,8 +306,9 @@ class SQLStore(RunCaches, Store):
             now=self.clock.now(),
         )
 
-    def _run_row(self, new: NewRun) -> dict[str, Any]:
-        """The run's row as ``insert_run`` and ``insert_runs`` take it."""
+    def _run_row(self, new: NewRun, defaults_text: str | None = None) -> dict[str, Any]:
+        """The run's row as ``insert_run`` and ``insert_runs`` take it (``defaults_text``:
+        its task defaults as text, when a batch made it once for its runs)."""
         spec = new.spec
         return {
             "id": new.run_id,
@@ -317,21 +323,17 @@ class SQLStore(RunCaches, Store):
             "params": dumps(new.params),
             "tags": dumps(new.tags),
             "idempotency_key": new.idempotency_key,
-            "task_defaults": self._defaults_text(new.task_defaults),
+            "task_defaults": defaults_text
+            if defaults_text is not None
+            else self._defaults_text(new.task_defaults),
             "logical_date": None if new.logical_date is None else new.logical_date.timestamp(),
             "kind": new.kind,
             "workflow_hash": new.workflow_hash,
         }
 
-    def _defaults_text(self, defaults: Mapping[str, TaskDefaults]) -> str:
-        """The run's task defaults as stored: the runs of one batch share theirs, so the
-        text is made once for them (the last one made is kept)."""
-        made = self._last_defaults
-        if made is not None and made[0] is defaults:
-            return made[1]
-        text = dumps({k: d.to_json() for k, d in sorted(defaults.items())})
-        self._last_defaults = (defaults, text)
-        return text
+    @staticmethod
+    def _defaults_text(defaults: Mapping[str, TaskDefaults]) -> str:
+        return dumps({k: d.to_json() for k, d in sorted(defaults.items())})
 
     def _inserted(
         self, unit: Unit, new: NewRun, row: dict[str, Any], *, later: bool = False

@@ -93,14 +93,7 @@ class Unit:
             return set()
         query = "lock_runs" if wait else "lock_runs_nowait"
         rows = self.tx.all(query, ids=self.store._list(wanted))
-        locked = set()
-        for row in rows:
-            run_id = self.store._id(row["id"]) or ""
-            self.store.check_attempt(self.tx, run_id, row["attempt"])
-            self.runs[run_id] = RunStatus(row["status"])
-            if row["failing"]:
-                self.failing.add(run_id)
-            locked.add(run_id)
+        locked = {self._took(row) for row in rows}
         started = [r for r in locked if self.runs[r] is not RunStatus.PENDING]
         if started:
             self.tx.after_commit(lambda: self.store.remember_started(started))
@@ -115,11 +108,7 @@ class Unit:
             return  # one is taken where it is needed
         self.hints.update(wanted)
         for row in self.tx.all("lock_runs_or_fail", ids=self.store._list(wanted)):
-            run_id = self.store._id(row["id"]) or ""
-            self.store.check_attempt(self.tx, run_id, row["attempt"])
-            self.runs[run_id] = RunStatus(row["status"])
-            if row["failing"]:
-                self.failing.add(run_id)
+            self._took(row)
 
     def lock_run(self, run_id: str) -> RunStatus | None:
         """The run's row, locked now without waiting (the order's second way in).
@@ -134,12 +123,17 @@ class Unit:
         row = self.tx.one("lock_run_or_fail", id=run_id)
         if row is None:
             return None
+        return self.runs[self._took(row)]
+
+    def _took(self, row: dict[str, Any]) -> str:
+        """A run's row this transaction has locked: its status and failing known here
+        (its cached context checked against its attempt). Returns its id."""
+        run_id = self.store._id(row["id"]) or ""
         self.store.check_attempt(self.tx, run_id, row["attempt"])
-        status = RunStatus(row["status"])
-        self.runs[run_id] = status
+        self.runs[run_id] = RunStatus(row["status"])
         if row["failing"]:
             self.failing.add(run_id)
-        return status
+        return run_id
 
     def active(self, run_id: str) -> bool:
         status = self.runs.get(run_id)

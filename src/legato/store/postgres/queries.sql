@@ -191,32 +191,24 @@ SELECT variables FROM runs WHERE id = %(id)s;
 -- name: set_variables
 UPDATE runs SET variables = %(variables)s::json, updated_at = legato_now() WHERE id = %(id)s;
 
--- One queue served (the usual worker): its best `limit` steps, through the
--- claim index. `{limit}` is written into the statement as a literal (one
--- prepared statement per batch size): with a LIMIT parameter PostgreSQL's
--- generic plan guesses a tenth of the queued steps, so it would plan the
--- statement afresh on every claim.
--- name: claim_queue_steps
-WITH picked AS (
-    SELECT id FROM step_runs
-    WHERE status = 'queued' AND NOT held AND queue = %(queue)s
-      AND task = ANY(%(tasks)s::text[])
-      AND available_at <= legato_now()
-      AND NOT EXISTS (SELECT 1 FROM runs AS r
-                      WHERE r.id = step_runs.run_id AND r.status = 'paused')
-      AND (step_runs.flow_key IS NULL OR (
-          (step_runs.flow_concurrency IS NULL
-           OR (SELECT count(*) FROM step_runs AS f
-                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
-               < step_runs.flow_concurrency)
-          AND (step_runs.flow_rate IS NULL
-           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
-                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
-                            AND w.window_start
-                                > legato_now() - make_interval(secs => step_runs.flow_window)))))
-    ORDER BY priority DESC, stage DESC, queued_at, id
-    LIMIT {limit}
-    FOR UPDATE OF step_runs SKIP LOCKED)
+-- Fragments (`{{name}}` in a query, written in where the file is read).
+--
+-- Room in a candidate step's flow-limit slot (`s`, a step_runs row): its
+-- running attempts under its concurrency, a start left in its rate window.
+-- fragment: flow_room
+AND (s.flow_key IS NULL OR (
+    (s.flow_concurrency IS NULL
+     OR (SELECT count(*) FROM step_runs AS f
+         WHERE f.flow_key = s.flow_key AND f.status = 'running')
+        < s.flow_concurrency)
+    AND (s.flow_rate IS NULL
+     OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                    WHERE w.key = s.flow_key AND w.started >= s.flow_rate
+                      AND w.window_start
+                          > legato_now() - make_interval(secs => s.flow_window)))))
+
+-- The claim's write, for the rows a query's `picked` chose.
+-- fragment: claim_picked
 UPDATE step_runs s
 SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
     lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
@@ -226,7 +218,26 @@ WHERE s.id = picked.id AND s.status = 'queued'
 RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
           s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
           s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
-          s.flow_window, s.heartbeat_timeout;
+          s.flow_window, s.heartbeat_timeout
+
+-- One queue served (the usual worker): its best `limit` steps, through the
+-- claim index. `{limit}` is written into the statement as a literal (one
+-- prepared statement per batch size): with a LIMIT parameter PostgreSQL's
+-- generic plan guesses a tenth of the queued steps, so it would plan the
+-- statement afresh on every claim.
+-- name: claim_queue_steps
+WITH picked AS (
+    SELECT s.id FROM step_runs AS s
+    WHERE status = 'queued' AND NOT held AND queue = %(queue)s
+      AND task = ANY(%(tasks)s::text[])
+      AND available_at <= legato_now()
+      AND NOT EXISTS (SELECT 1 FROM runs AS r
+                      WHERE r.id = s.run_id AND r.status = 'paused')
+      {{flow_room}}
+    ORDER BY priority DESC, stage DESC, queued_at, id
+    LIMIT {limit}
+    FOR UPDATE OF s SKIP LOCKED)
+{{claim_picked}};
 
 -- Attempts a worker holds that it does not know it runs: a claim whose commit
 -- it never heard of (the connection cut as it committed). Their leases are
@@ -251,64 +262,28 @@ WITH picked AS (
           AND s.task = ANY(%(tasks)s::text[])
           AND s.available_at <= legato_now()
           AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = s.run_id AND r.status = 'paused')
-          AND (s.flow_key IS NULL OR (
-              (s.flow_concurrency IS NULL
-               OR (SELECT count(*) FROM step_runs AS f
-                WHERE f.flow_key = s.flow_key AND f.status = 'running')
-               < s.flow_concurrency)
-              AND (s.flow_rate IS NULL
-               OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
-                              WHERE w.key = s.flow_key AND w.started >= s.flow_rate
-                                AND w.window_start
-                                    > legato_now() - make_interval(secs => s.flow_window)))))
+          {{flow_room}}
         ORDER BY s.priority DESC, s.stage DESC, s.queued_at, s.id
         LIMIT {limit}
         FOR UPDATE OF s SKIP LOCKED) AS c
     ORDER BY c.priority DESC, c.stage DESC, c.queued_at, c.id
     LIMIT {limit})
-UPDATE step_runs s
-SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
-    lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-    started_at = legato_now(), finished_at = NULL, last_heartbeat_at = legato_now()
-FROM picked
-WHERE s.id = picked.id AND s.status = 'queued'
-RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
-          s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
-          s.flow_window, s.heartbeat_timeout;
+{{claim_picked}};
 
 -- name: claim_tree_steps
 WITH picked AS (
-    SELECT id FROM step_runs
+    SELECT s.id FROM step_runs AS s
     WHERE status = 'queued' AND NOT held AND root_run_id = %(root)s::uuid
       AND task = ANY(%(tasks)s::text[])
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND available_at <= legato_now()
       AND NOT EXISTS (SELECT 1 FROM runs AS r
-                      WHERE r.id = step_runs.run_id AND r.status = 'paused')
-      AND (step_runs.flow_key IS NULL OR (
-          (step_runs.flow_concurrency IS NULL
-           OR (SELECT count(*) FROM step_runs AS f
-                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
-               < step_runs.flow_concurrency)
-          AND (step_runs.flow_rate IS NULL
-           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
-                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
-                            AND w.window_start
-                                > legato_now() - make_interval(secs => step_runs.flow_window)))))
+                      WHERE r.id = s.run_id AND r.status = 'paused')
+      {{flow_room}}
     ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT {limit}
-    FOR UPDATE OF step_runs SKIP LOCKED)
-UPDATE step_runs s
-SET status = 'running', attempt = s.attempt + 1, worker_id = %(worker)s,
-    lease_expires_at = legato_now() + make_interval(secs => %(lease)s),
-    started_at = legato_now(), finished_at = NULL, last_heartbeat_at = legato_now()
-FROM picked
-WHERE s.id = picked.id AND s.status = 'queued'
-RETURNING s.id, s.run_id, s.key, s.step_id, s.scope, s.kind, s.idx, s.item, s.task, s.attempt,
-          s.max_attempts, s.retry, s.timeout, s.max_lost, s.inputs, s.priority, s.run_attempt,
-          s.stage, s.queued_at, s.flow_key, s.flow_by, s.flow_concurrency, s.flow_rate,
-          s.flow_window, s.heartbeat_timeout;
+    FOR UPDATE OF s SKIP LOCKED)
+{{claim_picked}};
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
@@ -422,7 +397,7 @@ SET deps_remaining = deps_remaining - 1,
                              AND queue_on_release
                         THEN legato_now() ELSE available_at END
 WHERE run_id = %(run_id)s AND key = ANY(%(keys)s::text[]) AND status = 'waiting'
-RETURNING id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
+RETURNING run_id, id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
 
 -- name: next_gated_item
 SELECT id, key, step_id, scope, kind, idx FROM step_runs

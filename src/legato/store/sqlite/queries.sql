@@ -163,31 +163,46 @@ SELECT variables FROM runs WHERE id = :id;
 -- name: set_variables
 UPDATE runs SET variables = :variables, updated_at = :now WHERE id = :id;
 
--- name: claim_queue_steps
+-- Fragments (`{{name}}` in a query, written in where the file is read).
+--
+-- Room in a candidate step's flow-limit slot (`c`, a step_runs row): its
+-- running attempts under its concurrency, a start left in its rate window.
+-- fragment: flow_room
+AND (c.flow_key IS NULL OR (
+    (c.flow_concurrency IS NULL
+     OR (SELECT count(*) FROM step_runs AS f
+         WHERE f.flow_key = c.flow_key AND f.status = 'running')
+        < c.flow_concurrency)
+    AND (c.flow_rate IS NULL
+     OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
+                    WHERE w.key = c.flow_key AND w.started >= c.flow_rate
+                      AND w.window_start > :now - c.flow_window))))
+
+-- The claim's write, for the queued rows the query's `id IN (...)` chose.
+-- fragment: claim_update
 UPDATE step_runs
 SET status = 'running', attempt = attempt + 1, worker_id = :worker,
     lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL,
     last_heartbeat_at = :now
-WHERE status = 'queued' AND id IN (
-    SELECT id FROM step_runs
+WHERE status = 'queued'
+
+-- What a claim (or an adoption) returns of each attempt.
+-- fragment: claimed_columns
+id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
+          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
+          flow_concurrency, flow_rate, flow_window, heartbeat_timeout
+
+-- name: claim_queue_steps
+{{claim_update}} AND id IN (
+    SELECT c.id FROM step_runs AS c
     WHERE status = 'queued' AND held = 0 AND queue = :queue
       AND task IN (SELECT value FROM json_each(:tasks))
       AND available_at <= :now
-      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
-      AND (step_runs.flow_key IS NULL OR (
-          (step_runs.flow_concurrency IS NULL
-           OR (SELECT count(*) FROM step_runs AS f
-                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
-               < step_runs.flow_concurrency)
-          AND (step_runs.flow_rate IS NULL
-           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
-                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
-                            AND w.window_start > :now - step_runs.flow_window))))
+      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = c.run_id AND r.status = 'paused')
+      {{flow_room}}
     ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT :limit)
-RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
+RETURNING {{claimed_columns}};
 
 -- Attempts a worker holds that it does not know it runs: a claim whose commit
 -- it never heard of (the connection cut as it committed). Their leases are
@@ -197,18 +212,12 @@ UPDATE step_runs
 SET lease_expires_at = :now + :lease
 WHERE worker_id = :worker AND status = 'running'
   AND id NOT IN (SELECT value FROM json_each(:known))
-RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
+RETURNING {{claimed_columns}};
 
 -- The best `limit` steps of each queue served (each found through the claim
 -- index), then the best `limit` of those.
 -- name: claim_steps
-UPDATE step_runs
-SET status = 'running', attempt = attempt + 1, worker_id = :worker,
-    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL,
-    last_heartbeat_at = :now
-WHERE status = 'queued' AND id IN (
+{{claim_update}} AND id IN (
     SELECT s.id FROM json_each(:queues) AS q, step_runs AS s
     WHERE s.id IN (
         SELECT c.id FROM step_runs AS c
@@ -216,49 +225,25 @@ WHERE status = 'queued' AND id IN (
           AND c.task IN (SELECT value FROM json_each(:tasks))
           AND c.available_at <= :now
           AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = c.run_id AND r.status = 'paused')
-          AND (c.flow_key IS NULL OR (
-              (c.flow_concurrency IS NULL
-               OR (SELECT count(*) FROM step_runs AS f
-                WHERE f.flow_key = c.flow_key AND f.status = 'running')
-               < c.flow_concurrency)
-              AND (c.flow_rate IS NULL
-               OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
-                              WHERE w.key = c.flow_key AND w.started >= c.flow_rate
-                                AND w.window_start > :now - c.flow_window))))
+          {{flow_room}}
         ORDER BY c.priority DESC, c.stage DESC, c.queued_at, c.id
         LIMIT :limit)
     ORDER BY s.priority DESC, s.stage DESC, s.queued_at, s.id
     LIMIT :limit)
-RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
+RETURNING {{claimed_columns}};
 
 -- name: claim_tree_steps
-UPDATE step_runs
-SET status = 'running', attempt = attempt + 1, worker_id = :worker,
-    lease_expires_at = :now + :lease, started_at = :now, finished_at = NULL,
-    last_heartbeat_at = :now
-WHERE status = 'queued' AND id IN (
-    SELECT id FROM step_runs
+{{claim_update}} AND id IN (
+    SELECT c.id FROM step_runs AS c
     WHERE status = 'queued' AND held = 0 AND root_run_id = :root
       AND task IN (SELECT value FROM json_each(:tasks))
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND available_at <= :now
-      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = step_runs.run_id AND r.status = 'paused')
-      AND (step_runs.flow_key IS NULL OR (
-          (step_runs.flow_concurrency IS NULL
-           OR (SELECT count(*) FROM step_runs AS f
-                WHERE f.flow_key = step_runs.flow_key AND f.status = 'running')
-               < step_runs.flow_concurrency)
-          AND (step_runs.flow_rate IS NULL
-           OR NOT EXISTS (SELECT 1 FROM flow_windows AS w
-                          WHERE w.key = step_runs.flow_key AND w.started >= step_runs.flow_rate
-                            AND w.window_start > :now - step_runs.flow_window))))
+      AND NOT EXISTS (SELECT 1 FROM runs AS r WHERE r.id = c.run_id AND r.status = 'paused')
+      {{flow_room}}
     ORDER BY priority DESC, stage DESC, queued_at, id
     LIMIT :limit)
-RETURNING id, run_id, key, step_id, scope, kind, idx, item, task, attempt, max_attempts, retry,
-          timeout, max_lost, inputs, priority, run_attempt, stage, queued_at, flow_key, flow_by,
-          flow_concurrency, flow_rate, flow_window, heartbeat_timeout;
+RETURNING {{claimed_columns}};
 
 -- A task's defaults, filled in by the worker that claims a step of a run
 -- started without the task's code.
@@ -346,7 +331,7 @@ SET deps_remaining = deps_remaining - 1,
                              AND queue_on_release = 1
                         THEN :now ELSE available_at END
 WHERE run_id = :run_id AND key IN (SELECT value FROM json_each(:keys)) AND status = 'waiting'
-RETURNING id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
+RETURNING run_id, id, key, step_id, scope, kind, idx, deps_remaining, deps_failed, status;
 
 -- name: next_gated_item
 SELECT id, key, step_id, scope, kind, idx FROM step_runs
